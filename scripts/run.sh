@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up everything speechgpt-hf needs on a fresh Debian machine, then runs one job.
+#   bash scripts/run.sh quickstart [args…]   the whole recipe in miniature, offline
+#   bash scripts/run.sh test [pytest args…]  the test suite
+# The virtual environment lives outside the clone, keyed on constraints.txt, so a second run reuses it
+# (set SPEECHGPT_HF_VENV to choose another place).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+job=${1:-}
+shift || true
+case "$job" in quickstart|test) ;; *) echo "usage: bash scripts/run.sh {quickstart|test} [args…]" >&2; exit 2 ;; esac
+
+missing=()
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+if ((${#missing[@]})); then
+    echo "Installing Debian packages: ${missing[*]}"
+    sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+key=$(sha256sum constraints.txt | cut -c1-12)
+venv=${SPEECHGPT_HF_VENV:-$HOME/.cache/speechgpt-hf/venv-$key}
+if [ ! -f "$venv/.speechgpt-hf-ready" ]; then
+    echo "Creating the virtual environment in $venv (torch and friends: a few minutes, once)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip "setuptools>=68" wheel 2>&1 | grep -v '^WARNING: Location' || true
+    "$venv/bin/pip" install -q -c constraints.txt -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
+    "$venv/bin/python" -c "import torch, transformers, trl, datasets, speechgpt_hf" || { echo "The install failed." >&2; exit 1; }
+    touch "$venv/.speechgpt-hf-ready"
+else
+    # The environment is there; point its editable install at this checkout.
+    "$venv/bin/pip" install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v '^WARNING: Location' || true
+fi
+
+export PATH="$venv/bin:$PATH" HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False
+case "$job" in
+    quickstart) exec speechgpt-hf quickstart "$@" ;;
+    test) HF_HUB_OFFLINE=1 exec python -m pytest -q "$@" ;;
+esac

@@ -1,0 +1,36 @@
+"""speechgpt-hf: SpeechGPT as a Hugging Face plugin. Importing it registers every class with the Auto factories."""
+
+from . import _auto  # noqa: F401  (registration side effect)
+from .models.speechgpt import (
+    DEFAULT_SYSTEM_PROMPT,
+    Modality,
+    SpeechGPTConfig,
+    SpeechGPTForCausalLM,
+    SpeechGPTProcessor,
+    SpeechGPTResponse,
+    add_speech_units,
+    format_chain_of_modality_response,
+    format_cross_modal_instruction,
+    format_turn,
+    parse_response,
+    string_to_units,
+    units_to_string,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_SYSTEM_PROMPT",
+    "Modality",
+    "SpeechGPTConfig",
+    "SpeechGPTForCausalLM",
+    "SpeechGPTProcessor",
+    "SpeechGPTResponse",
+    "add_speech_units",
+    "format_chain_of_modality_response",
+    "format_cross_modal_instruction",
+    "format_turn",
+    "parse_response",
+    "string_to_units",
+    "units_to_string",
+]

@@ -1,0 +1,21 @@
+"""Registers every speechgpt-hf class with the transformers Auto factories, once, on package import.
+
+`register_for_auto_class` also makes `save_pretrained` write `auto_map` and copy the class files, so a
+saved repo loads with `trust_remote_code=True` where this package is not installed.
+"""
+
+from transformers import AutoConfig, AutoModelForCausalLM, AutoProcessor
+
+from .models.speechgpt import SpeechGPTConfig, SpeechGPTForCausalLM, SpeechGPTProcessor
+
+
+def _register() -> None:
+    AutoConfig.register(SpeechGPTConfig.model_type, SpeechGPTConfig, exist_ok=True)
+    AutoModelForCausalLM.register(SpeechGPTConfig, SpeechGPTForCausalLM, exist_ok=True)
+    AutoProcessor.register(SpeechGPTConfig, SpeechGPTProcessor, exist_ok=True)
+    SpeechGPTConfig.register_for_auto_class()
+    SpeechGPTForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+    SpeechGPTProcessor.register_for_auto_class("AutoProcessor")
+
+
+_register()

@@ -1,0 +1,34 @@
+from .configuration_speechgpt import SPEECHGPT_SPECIAL_TOKENS, SpeechGPTConfig
+from .modeling_speechgpt import SpeechGPTForCausalLM, SpeechGPTPreTrainedModel
+from .processing_speechgpt import SpeechGPTProcessor
+from .prompt_format import (
+    DEFAULT_SYSTEM_PROMPT,
+    Modality,
+    SpeechGPTResponse,
+    format_chain_of_modality_response,
+    format_cross_modal_instruction,
+    format_turn,
+    parse_response,
+    string_to_units,
+    units_to_string,
+)
+from .vocabulary_expansion import add_speech_units, unit_tokens
+
+__all__ = [
+    "DEFAULT_SYSTEM_PROMPT",
+    "SPEECHGPT_SPECIAL_TOKENS",
+    "Modality",
+    "SpeechGPTConfig",
+    "SpeechGPTForCausalLM",
+    "SpeechGPTPreTrainedModel",
+    "SpeechGPTProcessor",
+    "SpeechGPTResponse",
+    "add_speech_units",
+    "format_chain_of_modality_response",
+    "format_cross_modal_instruction",
+    "format_turn",
+    "parse_response",
+    "string_to_units",
+    "unit_tokens",
+    "units_to_string",
+]

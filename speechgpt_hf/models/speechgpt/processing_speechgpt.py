@@ -1,0 +1,148 @@
+"""SpeechGPTProcessor: the text tokenizer plus SpeechGPT's prompt formats and unit<->token mapping.
+
+Unit spans (`<sosp><12><7><eosp>`) never go through string tokenisation: unit `u` is token
+`unit_token_offset + u`, so they are mapped directly, which is exact and far faster. Audio is turned
+into units by a SpeechUnitTokenizer (a model with weights, so not a processor attribute).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from transformers import BatchEncoding, ProcessorMixin
+
+from .configuration_speechgpt import SPEECHGPT_SPECIAL_TOKENS
+from .prompt_format import (
+    DEFAULT_SYSTEM_PROMPT,
+    SpeechGPTResponse,
+    format_turn,
+    parse_response,
+)
+
+_UNIT_SPAN = re.compile(r"<sosp>((?:\s*<\s*\d+\s*>)*)\s*<eosp>")
+_UNIT = re.compile(r"<\s*(\d+)\s*>")
+
+
+class SpeechGPTProcessor(ProcessorMixin):
+    """Turns SpeechGPT prompts (text with unit spans) into token ids and generated ids back into answers.
+
+    Args:
+        tokenizer: the expanded text tokenizer (holding `<0>` … `<K-1>` and the SpeechGPT markers).
+        num_units: K, the number of unit tokens.
+        system_prompt: text put before the first `[Human]` turn.
+        chat_template: optional Jinja chat template.
+    """
+
+    tokenizer_class = "AutoTokenizer"
+
+    def __init__(
+        self,
+        tokenizer: Any = None,
+        num_units: int = 1000,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        chat_template: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.num_units = num_units
+        self.system_prompt = system_prompt
+        super().__init__(tokenizer, chat_template=chat_template, **kwargs)
+        self.unit_token_offset = self._find_unit_offset()
+        self.sosp_token_id = self._token_id(SPEECHGPT_SPECIAL_TOKENS["sosp"])
+        self.eosp_token_id = self._token_id(SPEECHGPT_SPECIAL_TOKENS["eosp"])
+        with_special = self.tokenizer("a")["input_ids"]
+        without = self.tokenizer("a", add_special_tokens=False)["input_ids"]
+        self._prefix_ids = with_special[: len(with_special) - len(without)] if with_special[-len(without) :] == without else []
+
+    def _token_id(self, token: str) -> int:
+        token_id = self.tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or token_id == self.tokenizer.unk_token_id:
+            raise ValueError(
+                f"The tokenizer has no {token!r} token. Expand it with `speechgpt_hf.add_speech_units(model, tokenizer)` first."
+            )
+        return token_id
+
+    def _find_unit_offset(self) -> int:
+        offset = self._token_id("<0>")
+        last = self._token_id(f"<{self.num_units - 1}>")
+        if last != offset + self.num_units - 1:
+            raise ValueError(
+                f"Unit tokens <0>…<{self.num_units - 1}> are not contiguous in the tokenizer "
+                f"(<0> is {offset}, <{self.num_units - 1}> is {last}); the direct unit mapping needs them in one block."
+            )
+        return offset
+
+    # Units <-> token ids -------------------------------------------------------------------------
+
+    def units_to_ids(self, units: Sequence[int], with_markers: bool = True) -> list[int]:
+        """Token ids of a unit sequence (wrapped in `<sosp>`/`<eosp>` unless `with_markers=False`)."""
+        ids = []
+        for unit in units:
+            unit = int(unit)
+            if not 0 <= unit < self.num_units:
+                raise ValueError(f"Unit id {unit} is outside 0..{self.num_units - 1} (this model has K={self.num_units}).")
+            ids.append(self.unit_token_offset + unit)
+        return [self.sosp_token_id, *ids, self.eosp_token_id] if with_markers else ids
+
+    def ids_to_units(self, token_ids: Sequence[int]) -> list[int]:
+        """The unit ids among `token_ids`, in order (everything that is not a unit token is skipped)."""
+        offset, k = self.unit_token_offset, self.num_units
+        return [int(t) - offset for t in token_ids if offset <= int(t) < offset + k]
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of one prompt; its unit spans are mapped directly, the rest goes to the tokenizer."""
+        ids = list(self._prefix_ids) if add_special_tokens else []
+        position = 0
+        for match in _UNIT_SPAN.finditer(text):
+            ids += self._encode_text(text[position : match.start()])
+            units = [int(u) for u in _UNIT.findall(match.group(1))]
+            ids += self.units_to_ids(units)
+            position = match.end()
+        ids += self._encode_text(text[position:])
+        return ids
+
+    def _encode_text(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    # Prompts ---------------------------------------------------------------------------------------
+
+    def build_prompt(self, instruction: str, history: Sequence[tuple[str, str]] = ()) -> str:
+        """The text the model continues: system prompt, earlier turns, then `[Human]: … [SpeechGPT]: `."""
+        turns = "".join(format_turn(question, answer) + " " for question, answer in history)
+        return self.system_prompt + turns + format_turn(instruction)
+
+    def __call__(
+        self,
+        text: str | Sequence[str] | None = None,
+        padding: bool | str = False,
+        return_tensors: str | None = None,
+        add_special_tokens: bool = True,
+        **kwargs: Any,
+    ) -> BatchEncoding:
+        """Tokenises prompts (text with unit spans) with the direct unit mapping; pads like the tokenizer."""
+        if text is None:
+            raise ValueError("SpeechGPTProcessor needs `text` (a prompt string or a list of them).")
+        texts = [text] if isinstance(text, str) else list(text)
+        encoded = {"input_ids": [self.encode(t, add_special_tokens=add_special_tokens) for t in texts]}
+        encoded["attention_mask"] = [[1] * len(ids) for ids in encoded["input_ids"]]
+        batch = self.tokenizer.pad(encoded, padding=padding or (len(texts) > 1), return_tensors=return_tensors, **kwargs)
+        return batch
+
+    # Decoding --------------------------------------------------------------------------------------
+
+    def decode(self, *args: Any, **kwargs: Any) -> str:
+        return self.tokenizer.decode(*args, **kwargs)
+
+    def batch_decode(self, *args: Any, **kwargs: Any) -> list[str]:
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    def parse(self, generated: str | Sequence[int], strict: bool = False) -> SpeechGPTResponse:
+        """Splits a generated answer (decoded text or token ids) into transcript, text answer and units."""
+        if not isinstance(generated, str):
+            generated = self.tokenizer.decode(list(generated), skip_special_tokens=False)
+        end_markers = [self.tokenizer.eos_token] if self.tokenizer.eos_token else []
+        return parse_response(generated, num_units=self.num_units, strict=strict, end_markers=end_markers)
+
+
+__all__ = ["SpeechGPTProcessor"]

@@ -1,0 +1,69 @@
+"""Tiny, fully offline building blocks: a BPE tokenizer trained in memory and small random causal LMs.
+
+The test suite and the offline quickstart use these instead of downloading a base LLM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
+
+TINY_CORPUS = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Speech is turned into discrete units and the language model reads them like words.",
+    "Please transcribe the following recording into text.",
+    "Read this sentence aloud in a clear voice.",
+    "What is the capital of France? The capital of France is Paris.",
+    "Tell me a short story about a robot who learns to sing.",
+    "Human: hello there, how are you today? Assistant: I am well, thank you for asking.",
+    "Numbers like one, two, three and four are easy to say.",
+    "The weather is sunny with a light breeze in the afternoon.",
+    "Answer the question briefly and truthfully.",
+)
+
+
+def build_tiny_tokenizer(corpus: Iterable[str] = TINY_CORPUS, vocab_size: int = 300) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on `corpus` in memory, with BOS/EOS/UNK/PAD tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(list(corpus), trainer=trainer)
+    bos = backend.token_to_id("<s>")
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
+
+
+def build_tiny_causal_lm(
+    model_type: str = "llama", vocab_size: int = 300, seed: int = 0, **overrides: object
+) -> PreTrainedModel:
+    """A 2-layer, 32-wide random causal LM of any transformers architecture (llama, qwen2, …)."""
+    import torch
+
+    settings = dict(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+    )
+    settings.update(overrides)
+    config = AutoConfig.for_model(model_type, **settings)
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config)
+
+
+__all__ = ["TINY_CORPUS", "build_tiny_causal_lm", "build_tiny_tokenizer"]

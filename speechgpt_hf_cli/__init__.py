@@ -1,0 +1,40 @@
+"""`speechgpt-hf <verb>`: the command line of speechgpt-hf.
+
+This package sits beside `speechgpt_hf` rather than inside it because importing `speechgpt_hf`
+registers the Auto classes, which loads torch and transformers (seconds). Each verb is a module here
+holding only its argparse definition; its `run(args)` imports the library when the verb runs, so every
+`--help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Verb name -> module in this package defining HELP, add_arguments(parser) and run(args).
+COMMANDS: dict[str, str] = {
+    "quickstart": "quickstart",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speechgpt-hf", description="SpeechGPT on the Hugging Face stack.")
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for verb, module_name in COMMANDS.items():
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        sub = subparsers.add_parser(verb, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result = args._run(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
