@@ -9,24 +9,21 @@ holding only its argparse definition; its `run(args)` imports the library when t
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
+
+from ._verbs import add_verbs
 
 # Verb name -> module in this package defining HELP, add_arguments(parser) and run(args).
 COMMANDS: dict[str, str] = {
     "quickstart": "quickstart",
+    "convert": "convert",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speechgpt-hf", description="SpeechGPT on the Hugging Face stack.")
-    subparsers = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for verb, module_name in COMMANDS.items():
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        sub = subparsers.add_parser(verb, help=module.HELP, description=module.HELP)
-        module.add_arguments(sub)
-        sub.set_defaults(_run=module.run)
+    add_verbs(parser, COMMANDS, dest="command")
     return parser
 
 

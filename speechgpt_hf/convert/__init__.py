@@ -1,0 +1,1 @@
+"""Converters from the original SpeechGPT release to this package's repos, none of which needs fairseq."""

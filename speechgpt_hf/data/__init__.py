@@ -1,0 +1,1 @@
+"""Datasets: the SpeechInstruct builder, task descriptions, TTS engines and bulk unit extraction."""

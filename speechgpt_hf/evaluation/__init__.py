@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the offline ASR judge and the benchmark harness."""

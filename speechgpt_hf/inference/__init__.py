@@ -1,0 +1,1 @@
+"""Inference: the chat session, the pipeline and streaming speech out."""

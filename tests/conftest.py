@@ -1,0 +1,42 @@
+"""Test set-up: offline Hub, a private Hugging Face cache, and a helper that publishes folders into it."""
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Read once by huggingface_hub at import: set before anything imports it.
+_HF_HOME = tempfile.mkdtemp(prefix="speechgpt-hf-tests-hf-home-")
+os.environ["HF_HOME"] = _HF_HOME
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+def publish_to_local_hub(folder: str | Path, repo_id: str, repo_type: str = "model") -> str:
+    """Lays `folder` out in the offline Hub cache as `repo_id`, exactly as a download would, and returns the id."""
+    prefix = {"model": "models", "dataset": "datasets", "space": "spaces"}[repo_type]
+    repo_dir = Path(_HF_HOME) / "hub" / f"{prefix}--{repo_id.replace('/', '--')}"
+    revision = hashlib.sha1(repo_id.encode()).hexdigest()
+    snapshot = repo_dir / "snapshots" / revision
+    if snapshot.exists():
+        shutil.rmtree(snapshot)
+    shutil.copytree(folder, snapshot)
+    (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+    (repo_dir / "refs" / "main").write_text(revision)
+    return repo_id
+
+
+@pytest.fixture
+def local_hub():
+    """`local_hub(folder, repo_id, repo_type="model")` publishes a saved folder to the offline Hub cache."""
+    return publish_to_local_hub
+
+
+@pytest.fixture(scope="session")
+def hf_home() -> Path:
+    return Path(_HF_HOME)
