@@ -1,4 +1,7 @@
-"""Builds argparse sub-commands from a table of verb modules (each with HELP, add_arguments and run)."""
+"""Builds argparse sub-commands from a table of verb modules.
+
+A verb module defines HELP and add_arguments(parser), and run(args) unless its own sub-verbs run instead.
+"""
 
 from __future__ import annotations
 
@@ -13,4 +16,5 @@ def add_verbs(parser: argparse.ArgumentParser, verbs: dict[str, str], dest: str)
         module = importlib.import_module(f"speechgpt_hf_cli.{module_name}")
         sub = subparsers.add_parser(verb, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
-        sub.set_defaults(_run=module.run)
+        if hasattr(module, "run"):
+            sub.set_defaults(_run=module.run)

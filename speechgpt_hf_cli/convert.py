@@ -14,7 +14,3 @@ CONVERTERS: dict[str, str] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_verbs(parser, CONVERTERS, dest="what")
-
-
-def run(args: argparse.Namespace) -> None:
-    args._run(args)

@@ -40,3 +40,18 @@ def local_hub():
 @pytest.fixture(scope="session")
 def hf_home() -> Path:
     return Path(_HF_HOME)
+
+
+@pytest.fixture
+def tiny_speechgpt():
+    """`tiny_speechgpt(model_type="llama", num_units=50, **config)` -> (SpeechGPTForCausalLM, SpeechGPTProcessor)."""
+    from speechgpt_hf import SpeechGPTProcessor, add_speech_units
+    from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
+
+    def build(model_type: str = "llama", num_units: int = 50, **overrides):
+        tokenizer = build_tiny_tokenizer()
+        base = build_tiny_causal_lm(model_type, vocab_size=len(tokenizer), **overrides)
+        model, tokenizer = add_speech_units(base, tokenizer, num_units=num_units)
+        return model.eval(), SpeechGPTProcessor(tokenizer, num_units=num_units)
+
+    return build

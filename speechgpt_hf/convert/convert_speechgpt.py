@@ -1,0 +1,120 @@
+"""The original SpeechGPT-7B release (Llama format, optional stage-3 LoRA adapter) -> a `speechgpt` repo.
+
+The original added `<0>`…`<K-1>` to the Llama tokenizer, then `<sosp> <eosp> [Human] [SpeechGPT] <eoh> <eos>`
+(ids 32000+n for `<n>`, 33000… for the markers). Those ids are kept as they are, so the converted model's
+logits equal the original's; only the bookkeeping (unit offset, marker ids) is written into the config.
+Pickled `.bin` files are read with `weights_only=True` (plain tensors only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from ..models.speechgpt import (
+    DEFAULT_SYSTEM_PROMPT,
+    SpeechGPTConfig,
+    SpeechGPTForCausalLM,
+    SpeechGPTProcessor,
+)
+
+# Markers the original added after the unit tokens, in id order (`<eoa>` was left to sub-word pieces).
+ORIGINAL_MARKERS: dict[str, str] = {
+    "sosp": "<sosp>",
+    "eosp": "<eosp>",
+    "human": "[Human]",
+    "speechgpt": "[SpeechGPT]",
+    "eoh": "<eoh>",
+    "eos": "<eos>",
+}
+
+# The sampling the original command-line demo used.
+ORIGINAL_GENERATION = dict(do_sample=True, temperature=0.7, top_p=0.8, top_k=50, max_new_tokens=2048, min_new_tokens=10)
+
+
+def check_original_layout(tokenizer: PreTrainedTokenizerBase, num_units: int) -> tuple[int, dict[str, int]]:
+    """Returns (id of `<0>`, marker ids) after checking the tokenizer has the original's contiguous layout."""
+    vocab = tokenizer.get_vocab()
+    missing = [f"<{u}>" for u in (0, num_units - 1) if f"<{u}>" not in vocab]
+    missing += [tok for tok in ORIGINAL_MARKERS.values() if tok not in vocab]
+    if missing:
+        raise ValueError(
+            f"The tokenizer lacks {missing}: this is not a SpeechGPT checkpoint with {num_units} units "
+            "(pass --num-units if the unit vocabulary has another size)."
+        )
+    offset = vocab["<0>"]
+    wrong = [u for u in range(num_units) if vocab.get(f"<{u}>") != offset + u]
+    if wrong:
+        raise ValueError(f"Unit tokens are not contiguous from <0>={offset}: e.g. <{wrong[0]}> is {vocab.get(f'<{wrong[0]}>')}.")
+    markers = {key: vocab[tok] for key, tok in ORIGINAL_MARKERS.items()}
+    expected = {key: offset + num_units + i for i, key in enumerate(ORIGINAL_MARKERS)}
+    if markers != expected:
+        raise ValueError(f"Marker ids {markers} differ from the original layout {expected}.")
+    return offset, markers
+
+
+def _load_tokenizer(checkpoint_dir: Path) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(checkpoint_dir)
+    except (ImportError, ValueError, OSError) as error:
+        raise RuntimeError(
+            f"Could not load the tokenizer of {checkpoint_dir} ({error}). The original ships a sentencepiece "
+            "tokenizer.model: `pip install sentencepiece protobuf` lets transformers read it."
+        ) from error
+
+
+def convert_speechgpt(
+    checkpoint_dir: str | Path,
+    output_dir: str | Path,
+    adapter_dir: str | Path | None = None,
+    num_units: int = 1000,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    unit_tokenizer_repo: str | None = None,
+    vocoder_repo: str | None = None,
+    dtype: str = "auto",
+) -> Path:
+    """Converts the original checkpoint (and merges its LoRA adapter, if given) into `output_dir`.
+
+    `checkpoint_dir` holds config.json, the weights (.bin or .safetensors, sharded or not) and the tokenizer
+    with its added tokens; `adapter_dir` a PEFT adapter (adapter_config.json + adapter_model.bin/.safetensors).
+    """
+    checkpoint_dir, output_dir = Path(checkpoint_dir), Path(output_dir)
+    tokenizer = _load_tokenizer(checkpoint_dir)
+    offset, markers = check_original_layout(tokenizer, num_units)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=dtype, weights_only=True)
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        raise ValueError(
+            f"The model has {model.get_input_embeddings().weight.shape[0]} embedding rows but the tokenizer "
+            f"{len(tokenizer)} tokens: the checkpoint and tokenizer do not belong together."
+        )
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+
+    attn_implementation = model.config._attn_implementation
+    config = SpeechGPTConfig(
+        text_config=model.config,
+        num_units=num_units,
+        unit_token_offset=offset,
+        special_token_ids=markers,
+        unit_tokenizer_repo=unit_tokenizer_repo,
+        vocoder_repo=vocoder_repo,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config._attn_implementation = attn_implementation
+    speechgpt = SpeechGPTForCausalLM(config, language_model=model)
+    speechgpt.generation_config = model.generation_config
+    speechgpt.generation_config.update(**ORIGINAL_GENERATION, eos_token_id=tokenizer.eos_token_id)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token
+    speechgpt.save_pretrained(output_dir)
+    SpeechGPTProcessor(tokenizer, num_units=num_units, system_prompt=system_prompt).save_pretrained(output_dir)
+    return output_dir
+
+
+__all__ = ["ORIGINAL_MARKERS", "check_original_layout", "convert_speechgpt"]

@@ -1,0 +1,119 @@
+"""SpeechGPTProcessor and the prompt formats: exact strings, direct unit mapping, tolerant parsing."""
+
+import pytest
+from transformers import AutoProcessor
+
+from speechgpt_hf import (
+    Modality,
+    SpeechGPTProcessor,
+    format_chain_of_modality_response,
+    format_cross_modal_instruction,
+    format_turn,
+    parse_response,
+    string_to_units,
+    units_to_string,
+)
+
+
+def test_turn_and_cross_modal_formats_are_the_papers():
+    instruction = format_cross_modal_instruction("Transcribe the speech.", units_to_string([5, 17]))
+    assert instruction == "Transcribe the speech. This is input: <sosp><5><17><eosp>"
+    assert format_turn(instruction) == f"[Human]: {instruction} <eoh>. [SpeechGPT]: "
+    assert format_turn("Hi", "Hello") == "[Human]: Hi <eoh>. [SpeechGPT]: Hello<eoa>"
+
+
+FOUR_FORMATS = [
+    (Modality.SPEECH, "what is two plus two", [9, 8], "[tq] what is two plus two; [ta] four; [ua] <sosp><9><8><eosp>"),
+    (Modality.TEXT, "what is two plus two", None, "[tq] what is two plus two; [ta] four"),
+    (Modality.SPEECH, None, [9, 8], "[ta] four; [ua] <sosp><9><8><eosp>"),
+    (Modality.TEXT, None, None, "[ta] four"),
+]
+
+
+@pytest.mark.parametrize("output,transcript,units,expected", FOUR_FORMATS)
+def test_chain_of_modality_formats_round_trip_through_parse(output, transcript, units, expected):
+    response = format_chain_of_modality_response(output, "four", answer_units=units, transcript=transcript)
+    assert response == expected
+    parsed = parse_response(format_turn("q", response), num_units=50, strict=True)
+    assert (parsed.transcript, parsed.text, parsed.units) == (transcript, "four", units)
+    assert parsed.complete and not parsed.problems
+
+
+def test_speech_answer_needs_units():
+    with pytest.raises(ValueError, match="answer_units"):
+        format_chain_of_modality_response("speech", "four")
+
+
+@pytest.mark.parametrize(
+    "generated",
+    [
+        "[SpeechGPT]: hello there; [ta] hi; [ua] <sosp><1><2><eosp><eoa>",
+        "[SpeechGPT] : hello there ; [ta] hi ; [ua] <sosp> <1> <2> <eosp> <eoa>",  # the original slow tokenizer
+        "prefix [Human]: <sosp><3><eosp> <eoh>. [SpeechGPT] :hello there;[ta]hi;[ua]<sosp><1> <2><eosp></s>",
+    ],
+)
+def test_parse_tolerates_the_whitespace_of_the_original_tokenizer(generated):
+    parsed = parse_response(generated, strict=True)
+    assert (parsed.transcript, parsed.text, parsed.units) == ("hello there", "hi", [1, 2])
+
+
+def test_parse_reports_cut_off_and_out_of_range_answers_instead_of_guessing():
+    cut = parse_response("[ta] hi; [ua] <sosp><1><2><3", num_units=10)
+    assert cut.units == [1, 2] and not cut.complete
+    assert any("not closed" in p for p in cut.problems) and any("no end marker" in p for p in cut.problems)
+    wide = parse_response("[ua] <sosp><1><12><eosp><eoa>", num_units=10)
+    assert wide.units == [1] and any("12" in p for p in wide.problems)
+    with pytest.raises(ValueError, match="Malformed"):
+        parse_response("[ua] <sosp><1><12><eosp><eoa>", num_units=10, strict=True)
+    assert parse_response("just text<eoa>").text == "just text"
+    with pytest.raises(ValueError, match="No <sosp>"):
+        string_to_units("no units here")
+
+
+def test_direct_unit_mapping_gives_the_ids_of_string_tokenisation(tiny_speechgpt):
+    _, processor = tiny_speechgpt(num_units=50)
+    prompts = [
+        processor.build_prompt(format_cross_modal_instruction("Read this aloud.", "hello world")),
+        processor.build_prompt("Repeat <sosp><0><49><7><7><eosp> please", history=[("hi", "[ta] hey")]),
+        "<sosp><1><eosp>text<sosp><2><3><eosp>",
+    ]
+    for prompt in prompts:
+        assert processor.encode(prompt) == processor.tokenizer(prompt)["input_ids"]
+    batch = processor(prompts, return_tensors="pt")
+    assert batch["input_ids"].shape[0] == 3 and batch["attention_mask"].sum(1).tolist() == [
+        len(processor.encode(p)) for p in prompts
+    ]
+
+
+def test_units_ids_round_trip_and_range_errors(tiny_speechgpt):
+    _, processor = tiny_speechgpt(num_units=50)
+    ids = processor.units_to_ids([0, 49, 3])
+    assert ids == [processor.sosp_token_id, 300, 349, 303, processor.eosp_token_id]
+    assert processor.ids_to_units(ids) == [0, 49, 3]
+    with pytest.raises(ValueError, match="outside 0..49"):
+        processor.units_to_ids([50])
+    with pytest.raises(ValueError, match="outside 0..49"):
+        processor.units_to_ids([-1])
+
+
+def test_parse_generated_ids_stops_at_the_tokenizer_eos(tiny_speechgpt):
+    _, processor = tiny_speechgpt(num_units=50)
+    answer = processor.encode("[ta] ok; [ua] <sosp><4><5><eosp>", add_special_tokens=False)
+    parsed = processor.parse(answer + [processor.tokenizer.eos_token_id] + processor.units_to_ids([9]))
+    assert (parsed.text, parsed.units, parsed.complete) == ("ok", [4, 5], True)
+
+
+def test_processor_needs_an_expanded_tokenizer():
+    from speechgpt_hf.testing_utils import build_tiny_tokenizer
+
+    with pytest.raises(ValueError, match="add_speech_units"):
+        SpeechGPTProcessor(build_tiny_tokenizer())
+
+
+def test_processor_saves_its_settings(tiny_speechgpt, tmp_path):
+    _, processor = tiny_speechgpt(num_units=50)
+    processor.system_prompt = "Be brief.\n"
+    processor.save_pretrained(tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(loaded, SpeechGPTProcessor)
+    assert (loaded.num_units, loaded.system_prompt, loaded.unit_token_offset) == (50, "Be brief.\n", 300)
