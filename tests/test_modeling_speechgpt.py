@@ -96,7 +96,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_speechgpt):
 
 
 def test_peft_lora_by_module_name_trains_and_merges(tiny_speechgpt, tmp_path):
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, get_peft_model
 
     model, processor = tiny_speechgpt()
     lora = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
