@@ -16,6 +16,7 @@ from .models.speechgpt import (
     string_to_units,
     units_to_string,
 )
+from .models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig, UnitSequence
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,9 @@ __all__ = [
     "SpeechGPTForCausalLM",
     "SpeechGPTProcessor",
     "SpeechGPTResponse",
+    "SpeechUnitTokenizer",
+    "SpeechUnitTokenizerConfig",
+    "UnitSequence",
     "add_speech_units",
     "format_chain_of_modality_response",
     "format_cross_modal_instruction",

@@ -4,9 +4,10 @@
 saved repo loads with `trust_remote_code=True` where this package is not installed.
 """
 
-from transformers import AutoConfig, AutoModelForCausalLM, AutoProcessor
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor
 
 from .models.speechgpt import SpeechGPTConfig, SpeechGPTForCausalLM, SpeechGPTProcessor
+from .models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 
 
 def _register() -> None:
@@ -16,6 +17,11 @@ def _register() -> None:
     SpeechGPTConfig.register_for_auto_class()
     SpeechGPTForCausalLM.register_for_auto_class("AutoModelForCausalLM")
     SpeechGPTProcessor.register_for_auto_class("AutoProcessor")
+    AutoConfig.register(SpeechUnitTokenizerConfig.model_type, SpeechUnitTokenizerConfig, exist_ok=True)
+    AutoModel.register(SpeechUnitTokenizerConfig, SpeechUnitTokenizer, exist_ok=True)
+    AutoProcessor.register(SpeechUnitTokenizerConfig, SpeechUnitTokenizer, exist_ok=True)
+    SpeechUnitTokenizerConfig.register_for_auto_class()
+    SpeechUnitTokenizer.register_for_auto_class("AutoModel")
 
 
 _register()

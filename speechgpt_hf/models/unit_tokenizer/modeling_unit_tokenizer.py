@@ -1,0 +1,336 @@
+"""SpeechUnitTokenizer: speech -> discrete units (SSL encoder layer L or MFCC features, then nearest k-means centroid).
+
+This is SpeechGPT's unit extractor (mHuBERT layer 11 + k-means 1000) as a transformers model: the
+encoder and the centroids are one safetensors checkpoint, `encode` takes paths, arrays or datasets
+Audio values, and batches them length-sorted with exact masking so units match a one-at-a-time loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput, logging
+
+from .audio import AudioInputError, load_audio
+from .configuration_unit_tokenizer import SpeechUnitTokenizerConfig
+from .features import encoder_features, mfcc_features
+from .kmeans import KMeansResult, assign_units, fit_kmeans
+
+logger = logging.get_logger(__name__)
+
+SOSP, EOSP = "<sosp>", "<eosp>"
+_UNIT_SPAN = re.compile(r"<sosp>((?:\s*<\s*\d+\s*>)*)\s*<eosp>")
+_UNIT = re.compile(r"<\s*(\d+)\s*>")
+_PRECISIONS = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+@dataclass
+class UnitSequence:
+    """Units of one utterance: `units[i]` lasts `durations[i]` frames (20 ms each at 50 Hz)."""
+
+    units: list[int]
+    durations: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.durations:
+            self.durations = [1] * len(self.units)
+        if len(self.durations) != len(self.units):
+            raise ValueError(f"{len(self.units)} units but {len(self.durations)} durations.")
+
+    @property
+    def num_frames(self) -> int:
+        """Frames before merging (the sum of the durations)."""
+        return sum(self.durations)
+
+    def frame_units(self) -> list[int]:
+        """The frame-level sequence (each unit repeated by its duration)."""
+        return [u for u, d in zip(self.units, self.durations, strict=True) for _ in range(d)]
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+
+def merge_units(frame_units: Sequence[int]) -> UnitSequence:
+    """Run-length collapse of adjacent repeats: [5, 5, 7] -> units [5, 7], durations [2, 1]."""
+    units: list[int] = []
+    durations: list[int] = []
+    for unit in frame_units:
+        if units and units[-1] == unit:
+            durations[-1] += 1
+        else:
+            units.append(int(unit))
+            durations.append(1)
+    return UnitSequence(units, durations)
+
+
+@dataclass
+class SpeechUnitTokenizerOutput(ModelOutput):
+    """`units` [B, T] (-1 on padding), `features` [B, T, D], `frame_counts` [B] valid frames per item."""
+
+    units: torch.LongTensor | None = None
+    features: torch.FloatTensor | None = None
+    frame_counts: torch.LongTensor | None = None
+
+
+class SpeechUnitTokenizer(PreTrainedModel):
+    """Speech to discrete units: features of a speech encoder truncated after `config.layer` layers (or MFCC),
+    each frame mapped to its nearest of `config.num_units` k-means centroids.
+
+    `encode` is the user-facing entry point; `forward` works on an already padded batch at 16 kHz.
+    Until a codebook is fitted (`fit`) or converted, the centroids are random with `config.seed`.
+    """
+
+    config_class = SpeechUnitTokenizerConfig
+    base_model_prefix = "unit_tokenizer"
+    main_input_name = "input_values"
+    _supports_sdpa = True
+    _keys_to_ignore_on_load_unexpected = [r"encoder\.encoder\.layers\.(\d+)\."]
+
+    def __init__(self, config: SpeechUnitTokenizerConfig) -> None:
+        super().__init__(config)
+        self.encoder = AutoModel.from_config(config.encoder_config) if config.feature_type == "encoder" else None
+        self.centroids = nn.Parameter(torch.empty(config.num_units, config.feature_dim), requires_grad=False)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if module is self:
+            generator = torch.Generator().manual_seed(self.config.seed)
+            with torch.no_grad():
+                self.centroids.copy_(torch.randn(self.centroids.shape, generator=generator))
+        elif self.encoder is not None:
+            self.encoder._init_weights(module)
+
+    def set_codebook(self, centroids: torch.Tensor | np.ndarray) -> None:
+        """Replaces the k-means centroids ([num_units, feature_dim]), e.g. after fitting or converting."""
+        centroids = torch.as_tensor(np.asarray(centroids) if not isinstance(centroids, torch.Tensor) else centroids)
+        if tuple(centroids.shape) != tuple(self.centroids.shape):
+            raise ValueError(
+                f"Centroids of shape {tuple(centroids.shape)} do not fit {tuple(self.centroids.shape)} "
+                "([num_units, feature_dim] of this config)."
+            )
+        with torch.no_grad():
+            self.centroids.copy_(centroids.to(self.centroids))
+
+    # ---- features -------------------------------------------------------------------------------------
+
+    def _frame_count(self, num_samples: int) -> int:
+        return (num_samples - self.config.frame_length) // self.config.frame_hop + 1
+
+    def compute_features(self, input_values: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, T, D] features and [B] frame counts of a padded batch of 16 kHz waveforms [B, N]."""
+        if self.config.normalize_waveform:
+            mask = torch.arange(input_values.shape[1], device=input_values.device)[None] < lengths[:, None]
+            mean = (input_values * mask).sum(1, keepdim=True) / lengths[:, None]
+            var = (((input_values - mean) * mask) ** 2).sum(1, keepdim=True) / lengths[:, None]
+            input_values = (input_values - mean) / torch.sqrt(var + 1e-5) * mask
+        if self.encoder is not None:
+            return encoder_features(self.encoder, input_values, lengths)
+        cfg = self.config
+        per_item = [
+            mfcc_features(w[:n], cfg.sampling_rate, cfg.num_mfcc, cfg.frame_length, cfg.frame_hop)
+            for w, n in zip(input_values.float().cpu(), lengths.tolist(), strict=True)
+        ]
+        features = nn.utils.rnn.pad_sequence(per_item, batch_first=True).to(input_values.device)
+        return features, torch.tensor([f.shape[0] for f in per_item], device=input_values.device)
+
+    def forward(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any
+    ) -> SpeechUnitTokenizerOutput:
+        """Frame-level units of a padded batch [B, N] of 16 kHz waveforms (`attention_mask` marks real samples)."""
+        if input_values.dim() == 1:
+            input_values = input_values[None]
+        lengths = (
+            attention_mask.sum(-1)
+            if attention_mask is not None
+            else torch.full((input_values.shape[0],), input_values.shape[1], device=input_values.device)
+        )
+        features, frames = self.compute_features(input_values, lengths.long())
+        flat = assign_units(features.reshape(-1, features.shape[-1]), self.centroids)
+        units = flat.view(features.shape[:2])
+        units = units.masked_fill(torch.arange(units.shape[1], device=units.device)[None] >= frames[:, None], -1)
+        return SpeechUnitTokenizerOutput(units=units, features=features, frame_counts=frames)
+
+    # ---- batching -------------------------------------------------------------------------------------
+
+    def _chunks(self, waves: Sequence[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
+        """(item, chunk index, samples) for every independent chunk; a last chunk under one frame adds nothing."""
+        size = self.config.max_chunk_samples
+        chunks = []
+        for item, wave in enumerate(waves):
+            for index, start in enumerate(range(0, len(wave), size)):
+                piece = wave[start : start + size]
+                if len(piece) >= self.config.frame_length:
+                    chunks.append((item, index, piece))
+        return chunks
+
+    def _batches(
+        self, chunks: list[tuple[int, int, np.ndarray]], max_batch_samples: int
+    ) -> Iterable[list[tuple[int, int, np.ndarray]]]:
+        """Longest first; a batch grows while its padded size (items × longest) stays within the budget."""
+        ordered = sorted(chunks, key=lambda c: len(c[2]), reverse=True)
+        batch: list[tuple[int, int, np.ndarray]] = []
+        for chunk in ordered:
+            if batch and len(batch[0][2]) * (len(batch) + 1) > max_batch_samples:
+                yield batch
+                batch = []
+            batch.append(chunk)
+        if batch:
+            yield batch
+
+    @torch.no_grad()
+    def frame_units(
+        self,
+        waves: Sequence[np.ndarray],
+        max_batch_samples: int = 960_000,
+        precision: str | torch.dtype = "float32",
+        return_features: bool = False,
+        progress: bool = False,
+    ) -> list[torch.Tensor]:
+        """Frame-level units ([T] int64) of checked 16 kHz mono waveforms; features [T, D] with `return_features`.
+
+        Waveforms are chunked (`config.max_chunk_samples`), sorted by length and padded into batches of at
+        most `max_batch_samples` padded samples. `precision="bfloat16"` runs the encoder under autocast
+        (faster on CPUs and GPUs with bf16 matrix units; units may differ on a few frames).
+        """
+        dtype = _PRECISIONS[precision] if isinstance(precision, str) else precision
+        device = self.centroids.device
+        autocast = (
+            torch.autocast(device.type, dtype=dtype)
+            if dtype != torch.float32 and self.encoder is not None
+            else nullcontext()
+        )
+        pieces: dict[tuple[int, int], torch.Tensor] = {}
+        chunks = self._chunks(waves)
+        with tqdm(total=len(chunks), desc="units", disable=not progress) as bar:
+            for batch in self._batches(chunks, max_batch_samples):
+                lengths = torch.tensor([len(c[2]) for c in batch], device=device)
+                padded = torch.zeros(len(batch), int(lengths.max()), device=device)
+                for row, (_, _, piece) in enumerate(batch):
+                    padded[row, : len(piece)] = torch.from_numpy(piece).to(device)
+                with autocast:
+                    features, frames = self.compute_features(padded, lengths)
+                features = features.float()
+                for row, (item, index, _) in enumerate(batch):
+                    valid = features[row, : int(frames[row])]
+                    pieces[(item, index)] = (
+                        valid.cpu() if return_features else assign_units(valid, self.centroids).cpu()
+                    )
+                bar.update(len(batch))
+        results = []
+        for item in range(len(waves)):
+            parts = [pieces[key] for key in sorted(k for k in pieces if k[0] == item)]
+            results.append(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long))
+        return results
+
+    def encode(
+        self,
+        audio: Any,
+        sampling_rate: int | None = None,
+        merge: bool = True,
+        max_batch_samples: int = 960_000,
+        precision: str | torch.dtype = "float32",
+        progress: bool = False,
+    ) -> UnitSequence | list[UnitSequence]:
+        """Units of one input (-> `UnitSequence`) or a list of inputs (-> list of `UnitSequence`).
+
+        An input is a path, a 1-D or (channels, samples) numpy array / torch tensor with `sampling_rate`,
+        or a datasets Audio value (a dict with "array"/"sampling_rate" or "bytes"/"path", or a torchcodec
+        AudioDecoder). Audio is down-mixed to mono and resampled to `config.sampling_rate`. With
+        `merge=True` adjacent repeats are merged and their run lengths kept as `durations`; with
+        `merge=False` every frame's unit is returned (durations all 1). A bad input raises
+        `AudioInputError` naming the problem (and the item's index within a list).
+        """
+        single = not isinstance(audio, (list, tuple))
+        items = [audio] if single else list(audio)
+        waves = []
+        for index, item in enumerate(items):
+            try:
+                waves.append(self.load_audio(item, sampling_rate))
+            except AudioInputError as error:
+                raise AudioInputError(str(error) if single else f"Item {index}: {error}") from None
+        frame_units = self.frame_units(
+            waves, max_batch_samples=max_batch_samples, precision=precision, progress=progress
+        )
+        sequences = [merge_units(u.tolist()) if merge else UnitSequence(u.tolist()) for u in frame_units]
+        return sequences[0] if single else sequences
+
+    def load_audio(self, item: Any, sampling_rate: int | None = None) -> np.ndarray:
+        """One input as a checked mono float32 waveform at this tokenizer's rate (see `encode`)."""
+        return load_audio(item, sampling_rate, self.config.sampling_rate, self.config.frame_length)
+
+    # ---- unit strings ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def to_unit_string(units: Iterable[int] | UnitSequence) -> str:
+        """`[12, 7]` -> `'<sosp><12><7><eosp>'`, the form SpeechGPT's LM reads and writes."""
+        if isinstance(units, UnitSequence):
+            units = units.units
+        return SOSP + "".join(f"<{int(u)}>" for u in units) + EOSP
+
+    @staticmethod
+    def from_unit_string(text: str) -> list[int]:
+        """Unit ids of the first `<sosp>…<eosp>` span in `text` (whitespace between tokens allowed)."""
+        match = _UNIT_SPAN.search(text)
+        if match is None:
+            raise ValueError(f"No <sosp>…<eosp> unit span in {text[:80]!r}.")
+        return [int(u) for u in _UNIT.findall(match.group(1))]
+
+    # ---- fitting --------------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        audio: Sequence[Any],
+        sampling_rate: int | None = None,
+        max_frames: int = 200_000,
+        batch_size: int = 10000,
+        max_iter: int = 100,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> KMeansResult:
+        """Fits the codebook with mini-batch k-means on features of `audio` (a list, or a datasets column).
+
+        At most `max_frames` frames (a seeded random subset) are kept; k-means runs on this model's device.
+        Unreadable items are skipped with a warning. Returns the result with its inertia.
+        """
+        features = []
+        for index in tqdm(range(len(audio)), desc="features", disable=not progress):
+            try:
+                wave = self.load_audio(audio[index], sampling_rate)
+            except AudioInputError as error:
+                logger.warning(f"Skipped item {index} while fitting: {error}")
+                continue
+            features.extend(self.frame_units([wave], return_features=True))
+        if not features:
+            raise ValueError("No readable audio to fit the codebook on.")
+        frames = torch.cat(features)
+        if frames.shape[0] > max_frames:
+            frames = frames[torch.randperm(frames.shape[0], generator=torch.Generator().manual_seed(seed))[:max_frames]]
+        result = fit_kmeans(
+            frames.to(self.centroids.device),
+            self.config.num_units,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            seed=seed,
+            progress=progress,
+        )
+        self.set_codebook(result.centroids)
+        return result
+
+
+__all__ = ["SpeechUnitTokenizer", "SpeechUnitTokenizerOutput", "UnitSequence", "merge_units"]
