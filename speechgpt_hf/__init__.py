@@ -16,6 +16,7 @@ from .models.speechgpt import (
     string_to_units,
     units_to_string,
 )
+from .models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANStreamer, UnitHiFiGANVocoder
 from .models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig, UnitSequence
 
 __version__ = "0.1.0"
@@ -29,6 +30,9 @@ __all__ = [
     "SpeechGPTResponse",
     "SpeechUnitTokenizer",
     "SpeechUnitTokenizerConfig",
+    "UnitHiFiGANConfig",
+    "UnitHiFiGANStreamer",
+    "UnitHiFiGANVocoder",
     "UnitSequence",
     "add_speech_units",
     "format_chain_of_modality_response",

@@ -7,6 +7,7 @@ saved repo loads with `trust_remote_code=True` where this package is not install
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor
 
 from .models.speechgpt import SpeechGPTConfig, SpeechGPTForCausalLM, SpeechGPTProcessor
+from .models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
 from .models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 
 
@@ -22,6 +23,10 @@ def _register() -> None:
     AutoProcessor.register(SpeechUnitTokenizerConfig, SpeechUnitTokenizer, exist_ok=True)
     SpeechUnitTokenizerConfig.register_for_auto_class()
     SpeechUnitTokenizer.register_for_auto_class("AutoModel")
+    AutoConfig.register(UnitHiFiGANConfig.model_type, UnitHiFiGANConfig, exist_ok=True)
+    AutoModel.register(UnitHiFiGANConfig, UnitHiFiGANVocoder, exist_ok=True)
+    UnitHiFiGANConfig.register_for_auto_class()
+    UnitHiFiGANVocoder.register_for_auto_class("AutoModel")
 
 
 _register()
