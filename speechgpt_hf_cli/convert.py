@@ -9,6 +9,7 @@ HELP = "Convert a checkpoint of the original SpeechGPT release (no fairseq neede
 # What can be converted -> module in this package defining HELP, add_arguments and run.
 CONVERTERS: dict[str, str] = {
     "speechgpt": "convert_speechgpt",
+    "vocoder": "convert_vocoder",
 }
 
 
