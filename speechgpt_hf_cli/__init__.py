@@ -18,6 +18,7 @@ from ._verbs import add_verbs
 COMMANDS: dict[str, str] = {
     "quickstart": "quickstart",
     "convert": "convert",
+    "build-speechinstruct": "build_speechinstruct",
 }
 
 

@@ -1,0 +1,82 @@
+"""`speechgpt-hf build-speechinstruct`: SpeechInstruct as a Hub-ready parquet folder, optionally pushed."""
+
+import argparse
+
+HELP = "Build SpeechInstruct (modality adaptation, cross-modal, chain-of-modality) into a Hub-ready folder."
+
+_CONFIGS = ("modality_adaptation", "cross_modal", "chain_of_modality")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("output_dir", help="folder to write (parquet shards, README.md); a rerun resumes it")
+    parser.add_argument(
+        "--configs", nargs="+", choices=_CONFIGS, help="default: all three with --audio, else chain_of_modality"
+    )
+    source = parser.add_argument_group("sources")
+    source.add_argument("--audio", help="speech corpus: a local folder of audio files or a Hub dataset id")
+    source.add_argument("--audio-config", help="configuration of the Hub dataset (e.g. 'clean')")
+    source.add_argument("--audio-split", help="one split to read (default: every split)")
+    source.add_argument("--streaming", action="store_true", help="stream the Hub dataset instead of downloading it")
+    source.add_argument("--audio-column", help="default: 'audio'")
+    source.add_argument("--transcript-column", help="default: text/transcript/sentence/... whichever exists")
+    source.add_argument("--instructions", help="JSON/JSONL instruction-response pairs (default: the built-in set)")
+    source.add_argument("--unit-tokenizer", help="SpeechUnitTokenizer folder or repo (default: an unfitted MFCC one)")
+    source.add_argument(
+        "--tts", default="piper", choices=("piper", "espeak-ng"), help="voice of chain-of-modality speech"
+    )
+    recipe = parser.add_argument_group("recipe")
+    recipe.add_argument("--asr-probability", type=float, default=0.5, help="chance of an ASR (else TTS) request")
+    recipe.add_argument("--multi-turn-probability", type=float, default=0.0, help="chance a turn joins a conversation")
+    recipe.add_argument("--max-turns", type=int, default=4)
+    recipe.add_argument("--max-tokens", type=int, help="longest row (default 1024 / 512 / 1024 by stage)")
+    recipe.add_argument("--tokenizer", help="count tokens with this tokenizer (default: an estimate)")
+    recipe.add_argument("--max-audio-seconds", type=float, default=30.0, help="longer utterances are skipped")
+    recipe.add_argument("--one-format-per-pair", action="store_true", help="one random chain-of-modality format a pair")
+    recipe.add_argument("--seed", type=int, default=0)
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument("--shard-size", type=int, default=1000, help="source items a parquet shard")
+    run_group.add_argument("--num-proc", type=int, default=1, help="processes generating shards side by side")
+    run_group.add_argument("--overwrite", action="store_true", help="rebuild the named configurations from scratch")
+    run_group.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the folder as this dataset repo")
+    run_group.add_argument("--private", action="store_true", help="create the Hub repo private")
+
+
+def run(args: argparse.Namespace) -> None:
+    from speechgpt_hf.data.hub_folder import build_speechinstruct_folder, push_folder
+
+    configs = args.configs or (list(_CONFIGS) if args.audio else ["chain_of_modality"])
+    if not args.audio and set(configs) - {"chain_of_modality"}:
+        raise SystemExit("modality_adaptation and cross_modal need speech: pass --audio FOLDER_OR_HUB_ID.")
+    summaries = build_speechinstruct_folder(
+        args.output_dir,
+        configs,
+        num_proc=args.num_proc,
+        overwrite=args.overwrite,
+        repo_id=args.push_to_hub,
+        audio_source=args.audio,
+        audio_source_config=args.audio_config,
+        audio_split=args.audio_split,
+        streaming=args.streaming,
+        audio_column=args.audio_column,
+        transcript_column=args.transcript_column,
+        instructions=args.instructions,
+        unit_tokenizer=args.unit_tokenizer,
+        tts=args.tts,
+        asr_probability=args.asr_probability,
+        multi_turn_probability=args.multi_turn_probability,
+        max_turns=args.max_turns,
+        max_tokens=args.max_tokens,
+        tokenizer=args.tokenizer,
+        max_audio_seconds=args.max_audio_seconds,
+        com_all_tasks=not args.one_format_per_pair,
+        seed=args.seed,
+        shard_size=args.shard_size,
+    )
+    for config, splits in summaries.items():
+        for split, summary in splits.items():
+            skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.skipped.items())) or "none"
+            reused = f", {summary.reused_shards} of {summary.shards} shards reused" if summary.reused_shards else ""
+            print(f"{config}/{split}: {summary.rows} rows from {summary.items} items{reused}; skipped {skipped}")
+    print(f"Wrote {args.output_dir} (load with datasets.load_dataset({args.output_dir!r}, '<config>'))")
+    if args.push_to_hub:
+        print(f"Pushed to {push_folder(args.output_dir, args.push_to_hub, private=args.private)}")

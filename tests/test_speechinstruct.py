@@ -1,0 +1,302 @@
+"""The SpeechInstruct builder: templates, determinism, skips, multi-turn, the four chain-of-modality formats,
+the original jsonl format, and the Hub-ready folder (load_dataset, resume, card, CLI)."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import soundfile
+
+from speechgpt_hf.data.hub_folder import build_speechinstruct_folder, push_folder
+from speechgpt_hf.data.original_format import iter_original_jsonl, parse_original_record, write_original_jsonl
+from speechgpt_hf.data.rows import COM_TASKS, TURN_KEYS, estimate_tokens
+from speechgpt_hf.data.sources import load_instruction_pairs, load_task_descriptions
+from speechgpt_hf.data.speechinstruct import SpeechInstruct, SpeechInstructConfig
+from speechgpt_hf.data.tts_engines import EspeakTTS
+from speechgpt_hf.models.speechgpt.prompt_format import (
+    DEFAULT_SYSTEM_PROMPT,
+    format_cross_modal_instruction,
+    parse_response,
+    units_to_string,
+)
+from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
+from speechgpt_hf_cli import main as cli_main
+
+SENTENCES = [
+    "the cat sat on the mat",
+    "good morning to everyone here",
+    "please open the window",
+    "it is raining again today",
+    "we will meet at noon",
+    "my phone is on the table",
+]
+PAIRS = [
+    {"id": "p0", "instruction": "What is two plus two?", "response": "Two plus two is four."},
+    {"id": "p1", "instruction": "Name a red fruit.", "response": "A strawberry is red."},
+    {"id": "p2", "instruction": "Say hello.", "response": "Hello there."},
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> SpeechUnitTokenizer:
+    return SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=32))
+
+
+@pytest.fixture(scope="module")
+def voices() -> dict[str, tuple[np.ndarray, int]]:
+    engine = EspeakTTS(speakers=["en-us+m1", "en-gb+f2"])
+    return {text: engine(text, speaker=engine.speakers[i % 2]) for i, text in enumerate(SENTENCES)}
+
+
+@pytest.fixture(scope="module")
+def speech_dataset(voices) -> datasets.Dataset:
+    """A datasets Dataset with a decoding Audio column (torchcodec) and LibriSpeech-like columns."""
+    rows = {
+        "audio": [{"array": audio, "sampling_rate": sr} for audio, sr in voices.values()],
+        "text": list(voices),
+        "id": [f"utt-{i}" for i in range(len(voices))],
+        "speaker_id": [i % 2 for i in range(len(voices))],
+    }
+    return datasets.Dataset.from_dict(rows).cast_column("audio", datasets.Audio(sampling_rate=16000))
+
+
+@pytest.fixture(scope="module")
+def speech_folder(tmp_path_factory, voices) -> Path:
+    """A local audio folder: good files with sidecar transcripts, plus one of each kind of bad item."""
+    folder = tmp_path_factory.mktemp("speech")
+    for i, (text, (audio, sr)) in enumerate(voices.items()):
+        soundfile.write(folder / f"utt{i}.wav", audio, sr)
+        (folder / f"utt{i}.txt").write_text(text)
+    soundfile.write(folder / "no_transcript.wav", voices[SENTENCES[0]][0], 22050)
+    (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    (folder / "corrupt.txt").write_text("broken file")
+    soundfile.write(folder / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    (folder / "silent.txt").write_text("nothing to hear")
+    long_audio = np.tile(voices[SENTENCES[1]][0], 4)
+    soundfile.write(folder / "long.wav", long_audio, 22050)
+    (folder / "long.txt").write_text("too long")
+    return folder
+
+
+def _build(config_name: str, tmp_path: Path, **kwargs) -> datasets.Dataset:
+    builder = SpeechInstruct(config_name=config_name, cache_dir=str(tmp_path / "cache"), **kwargs)
+    builder.download_and_prepare()
+    return builder.as_dataset()["train"]
+
+
+def test_cross_modal_rows_follow_the_paper_template(tmp_path, speech_dataset, tokenizer):
+    rows = _build("cross_modal", tmp_path, audio_source=speech_dataset, unit_tokenizer=tokenizer, seed=3)
+    asr_descriptions, tts_descriptions = load_task_descriptions(None, "asr"), load_task_descriptions(None, "tts")
+    assert len(rows) == len(SENTENCES) and {r["task"] for r in rows} == {"asr", "tts"}
+    for row in rows:
+        units = row["input_units"] if row["task"] == "asr" else row["output_units"]
+        assert units and max(units) < 32 and all(a != b for a, b in zip(units, units[1:], strict=False))
+        assert row["text"] == row["prompt"] + row["completion"] and row["prompt"].startswith(DEFAULT_SYSTEM_PROMPT)
+        assert row["prompt"].endswith("[SpeechGPT]: ") and row["completion"].endswith("<eoa>")
+        assert row["source_id"].startswith("utt-") and row["speaker"] in {"0", "1"}
+        assert row["input_text"] == row["output_text"] in SENTENCES
+        if row["task"] == "asr":
+            assert row["instruction"] in asr_descriptions
+            assert format_cross_modal_instruction(row["instruction"], units_to_string(units)) in row["prompt"]
+            assert parse_response(row["completion"], strict=True).text == row["output_text"]
+        else:
+            assert row["instruction"] in tts_descriptions
+            assert format_cross_modal_instruction(row["instruction"], row["input_text"]) in row["prompt"]
+            assert parse_response(row["completion"], num_units=32, strict=True).units == units
+    expected = tokenizer.encode(speech_dataset[0]["audio"]).units
+    first = rows.filter(lambda r: r["source_id"] == "utt-0")[0]
+    assert (first["input_units"] or first["output_units"]) == expected
+    only_asr = _build("cross_modal", tmp_path / "asr", audio_source=speech_dataset, unit_tokenizer=tokenizer,
+                      asr_probability=1.0)  # fmt: skip
+    assert set(only_asr["task"]) == {"asr"}
+
+
+def test_generation_is_deterministic_for_a_seed_whatever_the_sharding(tmp_path, speech_dataset, tokenizer):
+    common = {"audio_source": speech_dataset, "unit_tokenizer": tokenizer, "shard_size": 2}
+    first = _build("cross_modal", tmp_path / "a", seed=7, **common).to_list()
+    again = _build("cross_modal", tmp_path / "b", seed=7, **common).to_list()
+    other = _build("cross_modal", tmp_path / "c", seed=8, **common).to_list()
+    assert first == again
+    assert [(r["task"], r["instruction"]) for r in first] != [(r["task"], r["instruction"]) for r in other]
+    build_speechinstruct_folder(tmp_path / "parallel", ["cross_modal"], num_proc=2, seed=7, **common)
+    parallel = datasets.load_dataset(str(tmp_path / "parallel"), "cross_modal", split="train").to_list()
+    assert parallel == first
+
+
+def test_bad_items_are_skipped_and_counted_by_reason(tmp_path, speech_folder, tokenizer):
+    summary = build_speechinstruct_folder(
+        tmp_path / "out", ["modality_adaptation", "cross_modal"], audio_source=str(speech_folder),
+        unit_tokenizer=tokenizer, max_audio_seconds=6.0,
+    )  # fmt: skip
+    cross = summary["cross_modal"]["train"]
+    assert cross.items == len(SENTENCES) + 4 and cross.rows == len(SENTENCES)
+    assert cross.skipped == Counter({"missing transcript": 1, "corrupt audio": 1, "empty or silent audio": 1,
+                                     "too long": 1})  # fmt: skip
+    stage1 = summary["modality_adaptation"]["train"]
+    assert stage1.rows == len(SENTENCES) + 1  # unlabelled speech needs no transcript
+    assert stage1.skipped == Counter({"corrupt audio": 1, "empty or silent audio": 1, "too long": 1})
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "| `cross_modal` | train | missing transcript | 1 |" in card
+    assert f"| `cross_modal` | 2: cross-modal | train | {len(SENTENCES)} | {len(SENTENCES) + 4} | 4 |" in card
+
+
+def test_multi_turn_rows_stay_within_the_token_limit(tmp_path, speech_dataset, tokenizer):
+    limit = 3 * estimate_tokens(DEFAULT_SYSTEM_PROMPT)
+    rows = _build("cross_modal", tmp_path, audio_source=speech_dataset, unit_tokenizer=tokenizer,
+                  multi_turn_probability=1.0, max_turns=3, max_tokens=limit)  # fmt: skip
+    assert sum(1 + len(r["history"]) for r in rows) == len(SENTENCES)
+    assert any(r["history"] for r in rows) and all(len(r["history"]) < 3 for r in rows)
+    for row in rows:
+        assert estimate_tokens(row["text"]) <= limit
+        assert row["text"] == row["prompt"] + row["completion"]
+        assert row["prompt"].count("[Human]: ") == len(row["history"]) + 1
+        assert row["id"].count("+") == len(row["history"])
+        for turn in row["history"]:
+            assert set(turn) == set(TURN_KEYS)
+    too_small = build_speechinstruct_folder(tmp_path / "small", ["cross_modal"], audio_source=speech_dataset,
+                                            unit_tokenizer=tokenizer, max_tokens=20)  # fmt: skip
+    assert too_small["cross_modal"]["train"].skipped == Counter({"too long": len(SENTENCES)})
+
+
+def test_chain_of_modality_gives_the_four_formats_with_real_speech_units(tmp_path, tokenizer):
+    engine = EspeakTTS(speakers=["en-us+f3"])
+    rows = _build("chain_of_modality", tmp_path, instructions=datasets.Dataset.from_list(PAIRS),
+                  unit_tokenizer=tokenizer, tts=engine)  # fmt: skip
+    assert len(rows) == 4 * len(PAIRS) and Counter(rows["task"]) == Counter({t: len(PAIRS) for t in COM_TASKS})
+    spoken_answer = tokenizer.encode(engine(PAIRS[0]["response"])[0], sampling_rate=22050).units
+    for row in rows:
+        answer = parse_response(row["completion"], num_units=32, strict=True)
+        speech_in, speech_out = (m.value == "speech" for m in COM_TASKS[row["task"]])
+        assert row["speaker"] == "espeak-ng:en-us+f3" and row["instruction"] == row["input_text"]
+        assert answer.text == row["output_text"] and (answer.transcript == row["input_text"]) == speech_in
+        assert bool(row["input_units"]) == speech_in and bool(row["output_units"]) == speech_out
+        assert (answer.units or []) == row["output_units"]
+        assert (
+            (units_to_string(row["input_units"]) in row["prompt"])
+            if speech_in
+            else (row["input_text"] in row["prompt"])
+        )
+        if speech_out and row["source_id"] == "p0":
+            assert row["output_units"] == spoken_answer
+    calls = []
+
+    def tone(text: str) -> tuple[np.ndarray, int]:
+        calls.append(text)
+        return np.sin(np.arange(16000 * len(text) // 10) * 0.3 * (1 + len(text) % 5)).astype(np.float32), 16000
+
+    one_each = _build("chain_of_modality", tmp_path / "one", instructions=PAIRS, unit_tokenizer=tokenizer, tts=tone,
+                      com_all_tasks=False, seed=1)  # fmt: skip
+    assert len(one_each) == len(PAIRS) and set(one_each["speaker"]) == {"tone:tone"}
+    assert len(calls) == sum(sum(m.value == "speech" for m in COM_TASKS[task]) for task in one_each["task"])
+
+
+def test_modality_adaptation_rows_are_unit_sequences(tmp_path, speech_dataset, tokenizer):
+    rows = _build("modality_adaptation", tmp_path, audio_source=speech_dataset, unit_tokenizer=tokenizer)
+    assert len(rows) == len(SENTENCES)
+    for row in rows:
+        assert row["text"] == row["completion"] == units_to_string(row["input_units"]) and row["prompt"] == ""
+        assert row["input_text"] in SENTENCES and row["output_units"] == []
+
+
+def test_original_jsonl_round_trip_and_the_released_layout(tmp_path, speech_dataset, tokenizer):
+    cross = _build("cross_modal", tmp_path / "cm", audio_source=speech_dataset, unit_tokenizer=tokenizer,
+                   multi_turn_probability=0.6, system_prompt="Be brief.\n")  # fmt: skip
+    com = _build(
+        "chain_of_modality", tmp_path / "com", instructions=PAIRS[:1], unit_tokenizer=tokenizer, tts="espeak-ng"
+    )
+    stage1 = _build("modality_adaptation", tmp_path / "ma", audio_source=speech_dataset.select(range(2)),
+                    unit_tokenizer=tokenizer)  # fmt: skip
+    rows = [*cross, *com, *stage1]
+    path = tmp_path / "speechinstruct.jsonl"
+    assert write_original_jsonl(rows, path) == len(rows)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert set(records[0]) == {"prefix", "plain_text"} and records[0]["prefix"] == "Be brief.\n"
+    read_back = list(iter_original_jsonl(path))
+    compared = [k for k in TURN_KEYS if k not in ("speaker", "source_id")] + ["text", "prompt", "completion"]
+    for original, restored in zip(rows, read_back, strict=True):
+        kept = [k for k in compared if not (k == "input_text" and original["task"] == "modality_adaptation")]
+        assert {k: restored[k] for k in kept} == {k: original[k] for k in kept}  # bare unit rows lose transcripts
+        assert len(restored["history"]) == len(original["history"])
+    released_asr = {"prefix": "P", "plain_text": "[Human]: Transcribe it. This is input: <sosp><5><9><eosp><eoh> "
+                    "[SpeechGPT]: hello world<eoa> "}  # fmt: skip
+    asr = parse_original_record(released_asr, "r0")
+    assert (asr["task"], asr["input_units"], asr["output_text"]) == ("asr", [5, 9], "hello world")
+    released_com = {"prefix": "P", "plain_text": "[Human]: <sosp><1><2><eosp><eoh>. [SpeechGPT]: what is up; [ta] "
+                    "Not much.; [ua] <sosp><3><eosp><eoa>."}  # fmt: skip
+    com_row = parse_original_record(released_com, "r1")
+    assert (com_row["task"], com_row["input_text"], com_row["output_text"], com_row["output_units"]) == (
+        "speech_to_speech",
+        "what is up",
+        "Not much.",
+        [3],
+    )
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(released_asr) + "\n" + json.dumps({"prefix": "P", "plain_text": "no turns"}) + "\n")
+    with pytest.raises(ValueError, match="line 2"):
+        list(iter_original_jsonl(bad))
+    skipped = Counter()
+    assert len(list(iter_original_jsonl(bad, skipped=skipped))) == 1 and skipped == {"malformed record": 1}
+
+
+def test_cli_writes_a_loadable_resumable_hub_folder(tmp_path, speech_folder, tokenizer, local_hub, capsys):
+    tokenizer.save_pretrained(tmp_path / "units")
+    out = tmp_path / "speechinstruct"
+    argv = ["build-speechinstruct", str(out), "--audio", str(speech_folder), "--unit-tokenizer", str(tmp_path / "units"),
+            "--tts", "espeak-ng", "--instructions", str(tmp_path / "pairs.json"), "--shard-size", "4",
+            "--max-audio-seconds", "6"]  # fmt: skip
+    (tmp_path / "pairs.json").write_text(
+        json.dumps([{"question": p["instruction"], "answer": p["response"]} for p in PAIRS])
+    )
+    assert cli_main(argv) == 0
+    assert "cross_modal/train: 6 rows from 10 items; skipped" in capsys.readouterr().out
+    expected = {"modality_adaptation": len(SENTENCES) + 1, "cross_modal": len(SENTENCES), "chain_of_modality": 12}
+    assert datasets.get_dataset_config_names(str(out)) == sorted(expected)
+    loaded = {name: datasets.load_dataset(str(out), name, split="train") for name in expected}
+    assert {name: len(ds) for name, ds in loaded.items()} == expected
+    assert set(loaded["cross_modal"].features) >= {"prompt", "completion", "text", "input_units", "history"}
+    shards = sorted((out / "cross_modal").glob("*.parquet"))
+    # The first shard holds the four bad files (sorted first): all skipped, so it has a record but no file.
+    assert [p.name for p in shards] == [f"train-0000{i}-of-00003.parquet" for i in (1, 2)]
+    stamp, content = shards[1].stat().st_mtime_ns, shards[0].read_bytes()
+    shards[0].unlink()
+    assert cli_main(argv + ["--configs", "cross_modal"]) == 0
+    assert "2 of 3 shards reused" in capsys.readouterr().out
+    assert shards[0].read_bytes() == content and shards[1].stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="other settings \\(seed\\)"):
+        cli_main(argv + ["--configs", "cross_modal", "--seed", "5"])
+    local_hub(out, "someone/speechinstruct", repo_type="dataset")
+    from huggingface_hub import snapshot_download
+
+    snapshot = snapshot_download("someone/speechinstruct", repo_type="dataset")
+    assert len(datasets.load_dataset(snapshot, "chain_of_modality", split="train")) == 12
+
+
+def test_push_uploads_the_folder_without_build_records(tmp_path, monkeypatch):
+    from huggingface_hub import HfApi
+
+    calls = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("create", (repo_id, kw)))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.setdefault("upload", kw))
+    push_folder(tmp_path, "someone/speechinstruct", private=True)
+    assert calls["create"] == ("someone/speechinstruct", {"repo_type": "dataset", "private": True, "exist_ok": True})
+    assert calls["upload"]["repo_type"] == "dataset" and ".speechinstruct/**" in calls["upload"]["ignore_patterns"]
+
+
+def test_inputs_are_checked_with_clear_errors(tmp_path):
+    assert len(load_task_descriptions(None, "asr")) == len(set(load_task_descriptions(None, "asr"))) == 100
+    assert len(set(load_task_descriptions(None, "tts"))) == 100
+    builtin = load_instruction_pairs()
+    assert len(builtin) >= 50 and all(p["instruction"] and p["response"] for p in builtin)
+    with pytest.raises(ValueError, match="needs one of"):
+        load_instruction_pairs([{"prompt_text": "x", "reply": "y"}])
+    with pytest.raises(ValueError, match="Unknown SpeechInstruct configuration"):
+        SpeechInstructConfig(name="stage4")
+    with pytest.raises(ValueError, match="com_tasks"):
+        SpeechInstructConfig(name="chain_of_modality", com_tasks=("speech_to_music",))
+    with pytest.raises(ValueError, match="needs audio_source"):
+        SpeechInstruct(config_name="cross_modal", cache_dir=str(tmp_path)).plan()
+    with pytest.raises(SystemExit, match="need speech"):
+        cli_main(["build-speechinstruct", str(tmp_path / "x"), "--configs", "cross_modal"])
