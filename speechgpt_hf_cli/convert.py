@@ -10,6 +10,7 @@ HELP = "Convert a checkpoint of the original SpeechGPT release (no fairseq neede
 CONVERTERS: dict[str, str] = {
     "speechgpt": "convert_speechgpt",
     "vocoder": "convert_vocoder",
+    "unit-tokenizer": "convert_unit_tokenizer",
 }
 
 

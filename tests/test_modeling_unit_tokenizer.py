@@ -254,6 +254,15 @@ def test_save_load_and_auto_classes(hubert_tok, tmp_path, local_hub):
     assert AutoConfig.from_pretrained(repo).layer == 2
 
 
+def test_weight_free_mfcc_tokenizer_saves_and_loads(mfcc_tok, tmp_path):
+    mfcc_tok.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.config.feature_type == "mfcc" and loaded.encoder is None
+    assert torch.equal(loaded.centroids, mfcc_tok.centroids) and not loaded.centroids.requires_grad
+    wave = voice(1.0, seed=5)
+    assert loaded.encode(wave, sampling_rate=SR) == mfcc_tok.encode(wave, sampling_rate=SR)
+
+
 def test_trust_remote_code_without_the_plugin(hubert_tok, tmp_path):
     hubert_tok.save_pretrained(tmp_path)
     wave = voice(1.0)

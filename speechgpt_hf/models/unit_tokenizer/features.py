@@ -32,16 +32,18 @@ def mfcc_features(
 
 
 def _masked_group_norm(norm: nn.GroupNorm, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Per-channel GroupNorm over the valid time steps of each item only ([B, C, T], one group a channel)."""
+    """Per-channel GroupNorm over the valid time steps of each item only ([B, C, T], one group a channel).
+
+    Statistics come from each item's valid slice; normalisation and affine are folded into one scale and
+    shift per (item, channel), so the big activation is read twice and written once.
+    """
     if norm.num_groups != norm.num_channels:
         raise ValueError("Batched encoding supports GroupNorm with one group a channel (as HuBERT/Wav2Vec2 use).")
-    mask = (torch.arange(hidden.shape[-1], device=hidden.device) < lengths[:, None]).unsqueeze(1).to(hidden.dtype)
-    count = lengths.to(hidden.dtype).view(-1, 1, 1)
-    mean = (hidden * mask).sum(-1, keepdim=True) / count
-    centred = (hidden - mean) * mask
-    variance = centred.pow(2).sum(-1, keepdim=True) / count
-    normed = (hidden - mean) * torch.rsqrt(variance + norm.eps)
-    return normed * norm.weight.view(1, -1, 1) + norm.bias.view(1, -1, 1)
+    stats = [torch.var_mean(hidden[row, :, : int(n)], dim=-1, correction=0) for row, n in enumerate(lengths.tolist())]
+    variance = torch.stack([v for v, _ in stats]).unsqueeze(-1)
+    mean = torch.stack([m for _, m in stats]).unsqueeze(-1)
+    scale = torch.rsqrt(variance + norm.eps) * norm.weight.view(1, -1, 1)
+    return torch.addcmul(norm.bias.view(1, -1, 1) - mean * scale, hidden, scale)
 
 
 def _conv_output_lengths(conv: nn.Conv1d, lengths: torch.Tensor) -> torch.Tensor:

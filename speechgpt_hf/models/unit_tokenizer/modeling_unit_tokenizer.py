@@ -105,8 +105,17 @@ class SpeechUnitTokenizer(PreTrainedModel):
     def __init__(self, config: SpeechUnitTokenizerConfig) -> None:
         super().__init__(config)
         self.encoder = AutoModel.from_config(config.encoder_config) if config.feature_type == "encoder" else None
+        # Fitted by k-means, never by gradients (a parameter so that MFCC tokenizers, which have no other weights,
+        # still save and load like every model).
         self.centroids = nn.Parameter(torch.empty(config.num_units, config.feature_dim), requires_grad=False)
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> SpeechUnitTokenizer:
+        """As `PreTrainedModel.from_pretrained`; the loaded codebook stays out of gradient training."""
+        model = super().from_pretrained(*args, **kwargs)
+        model.centroids.requires_grad_(False)
+        return model
 
     def _init_weights(self, module: nn.Module) -> None:
         if module is self:
@@ -118,7 +127,7 @@ class SpeechUnitTokenizer(PreTrainedModel):
 
     def set_codebook(self, centroids: torch.Tensor | np.ndarray) -> None:
         """Replaces the k-means centroids ([num_units, feature_dim]), e.g. after fitting or converting."""
-        centroids = torch.as_tensor(np.asarray(centroids) if not isinstance(centroids, torch.Tensor) else centroids)
+        centroids = centroids if isinstance(centroids, torch.Tensor) else torch.from_numpy(np.array(centroids))
         if tuple(centroids.shape) != tuple(self.centroids.shape):
             raise ValueError(
                 f"Centroids of shape {tuple(centroids.shape)} do not fit {tuple(self.centroids.shape)} "
