@@ -18,6 +18,7 @@ from ._verbs import add_verbs
 COMMANDS: dict[str, str] = {
     "quickstart": "quickstart",
     "convert": "convert",
+    "train": "train",
     "build-speechinstruct": "build_speechinstruct",
 }
 
@@ -29,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not args._passthrough:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     result = args._run(args)
     return int(result or 0)
 

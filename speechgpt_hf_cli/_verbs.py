@@ -1,6 +1,7 @@
 """Builds argparse sub-commands from a table of verb modules.
 
 A verb module defines HELP and add_arguments(parser), and run(args) unless its own sub-verbs run instead.
+A module with PASSTHROUGH = True receives the options it does not declare itself in `args.extra`.
 """
 
 from __future__ import annotations
@@ -17,4 +18,4 @@ def add_verbs(parser: argparse.ArgumentParser, verbs: dict[str, str], dest: str)
         sub = subparsers.add_parser(verb, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
         if hasattr(module, "run"):
-            sub.set_defaults(_run=module.run)
+            sub.set_defaults(_run=module.run, _passthrough=getattr(module, "PASSTHROUGH", False))

@@ -54,6 +54,11 @@ class SpeechGPTForCausalLM(SpeechGPTPreTrainedModel, GenerationMixin):
         }
         self.post_init()
 
+    @property
+    def base_model(self) -> nn.Module:
+        """The wrapped LM's backbone (the decoder without its head), as transformers and TRL expect."""
+        return self.language_model.base_model
+
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
 
