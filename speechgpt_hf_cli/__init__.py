@@ -18,6 +18,8 @@ from ._verbs import add_verbs
 COMMANDS: dict[str, str] = {
     "quickstart": "quickstart",
     "convert": "convert",
+    "fit-units": "fit_units",
+    "extract-units": "extract_units",
     "train": "train",
     "build-speechinstruct": "build_speechinstruct",
 }

@@ -284,3 +284,15 @@ def test_trust_remote_code_without_the_plugin(hubert_tok, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     name, units = result.stdout.strip().splitlines()[-1].split(" ", 1)
     assert name == "SpeechUnitTokenizer" and eval(units) == expected
+
+
+def test_from_encoder_wraps_a_saved_speech_encoder(tmp_path):
+    torch.manual_seed(1)
+    full = HubertModel(tiny_hubert_config(layers=3)).eval()
+    full.save_pretrained(tmp_path)
+    tok = SpeechUnitTokenizer.from_encoder(str(tmp_path), layer=2, num_units=5)
+    wave = torch.from_numpy(voice(0.6))[None]
+    with torch.no_grad():
+        expected = full(wave, output_hidden_states=True).hidden_states[2]
+        features, _ = tok.compute_features(wave, torch.tensor([wave.shape[1]]))
+    torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-5)

@@ -117,6 +117,23 @@ class SpeechUnitTokenizer(PreTrainedModel):
         model.centroids.requires_grad_(False)
         return model
 
+    @classmethod
+    def from_encoder(
+        cls, encoder: str | PreTrainedModel, layer: int = 11, num_units: int = 1000, **config_kwargs: Any
+    ) -> SpeechUnitTokenizer:
+        """A tokenizer around a pretrained speech encoder (a HubertModel/Wav2Vec2Model/WavLMModel or its repo),
+        truncated after `layer` layers, with random centroids until `fit` (or a converted codebook)."""
+        if isinstance(encoder, str):
+            encoder = AutoModel.from_pretrained(encoder)
+        config = SpeechUnitTokenizerConfig(
+            encoder_config=encoder.config, layer=layer, num_units=num_units, **config_kwargs
+        )
+        tokenizer = cls(config)
+        missing, _ = tokenizer.encoder.load_state_dict(encoder.state_dict(), strict=False)
+        if [k for k in missing if k != "masked_spec_embed"]:
+            raise ValueError(f"The encoder's weights do not fit its own config: missing {missing[:5]}.")
+        return tokenizer.eval()
+
     def _init_weights(self, module: nn.Module) -> None:
         if module is self:
             generator = torch.Generator().manual_seed(self.config.seed)

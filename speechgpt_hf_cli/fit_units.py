@@ -1,0 +1,54 @@
+"""`speechgpt-hf fit-units`: fit a unit codebook (k-means) on audio and save a SpeechUnitTokenizer."""
+
+import argparse
+
+HELP = "Fit the k-means codebook of a SpeechUnitTokenizer on audio (MFCC features, or a speech encoder's layer)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("audio", nargs="+", help="audio files or folders, parquet files, or a saved dataset folder")
+    parser.add_argument("--output-dir", required=True, help="where the fitted SpeechUnitTokenizer is saved")
+    parser.add_argument("--num-units", type=int, default=1000, help="number K of units (k-means clusters)")
+    parser.add_argument(
+        "--encoder", default=None, help="a HuBERT/Wav2Vec2/WavLM repo or folder; MFCC features when omitted"
+    )
+    parser.add_argument(
+        "--tokenizer", default=None, help="re-fit the codebook of an existing SpeechUnitTokenizer instead"
+    )
+    parser.add_argument("--layer", type=int, default=11, help="encoder layer whose output is clustered (1-based)")
+    parser.add_argument("--audio-column", default="audio")
+    parser.add_argument(
+        "--max-frames", type=int, default=200_000, help="frames kept for k-means (seeded random subset)"
+    )
+    parser.add_argument("--max-iter", type=int, default=100, help="mini-batch k-means steps")
+    parser.add_argument("--batch-size", type=int, default=10000, help="frames per mini-batch")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+
+    from speechgpt_hf.data.unit_extraction import audio_dataset
+    from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
+
+    if args.tokenizer:
+        tokenizer = SpeechUnitTokenizer.from_pretrained(args.tokenizer)
+    elif args.encoder:
+        tokenizer = SpeechUnitTokenizer.from_encoder(args.encoder, layer=args.layer, num_units=args.num_units)
+    else:
+        tokenizer = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=args.num_units))
+    if torch.cuda.is_available():
+        tokenizer.to("cuda")
+    dataset = audio_dataset(args.audio if len(args.audio) > 1 else args.audio[0], args.audio_column)
+    result = tokenizer.eval().fit(
+        dataset[args.audio_column],
+        max_frames=args.max_frames,
+        batch_size=args.batch_size,
+        max_iter=args.max_iter,
+        seed=args.seed,
+    )
+    tokenizer.cpu().save_pretrained(args.output_dir)
+    print(
+        f"Fitted {tokenizer.config.num_units} units: inertia {result.inertia:.4g} "
+        f"({result.inertia_per_frame:.4g} a frame). Saved to {args.output_dir}"
+    )
