@@ -1,0 +1,177 @@
+"""SpeechGPTChat: the whole talking system (unit tokenizer -> LM -> vocoder) behind one multi-turn object.
+
+`SpeechGPTChat.from_pretrained(repo)` loads the LM and its processor, then the unit tokenizer and vocoder that
+the repo's config names. `respond()` answers one turn (text and/or speech in, parsed answer and speech out);
+`stream()` yields text and audio while the answer is generated. Earlier turns are kept and the oldest dropped
+when the prompt would outgrow the model's context.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..models.speechgpt.prompt_format import INPUT_MARKER, SpeechGPTResponse, units_to_string
+from .speech_streamer import SpeechUnitStreamer, StreamEvent
+
+
+@dataclass
+class SpeechGPTReply:
+    """One answered turn: the parsed answer, its speech (if it has units and a vocoder is loaded), and the raw text."""
+
+    response: SpeechGPTResponse
+    waveform: np.ndarray | None = None
+    sampling_rate: int = 16000
+    generated_text: str = ""
+    prompt: str = field(default="", repr=False)
+
+
+class SpeechGPTChat:
+    """A SpeechGPT conversation.
+
+    Args:
+        model: a SpeechGPTForCausalLM.
+        processor: its SpeechGPTProcessor.
+        unit_tokenizer: a SpeechUnitTokenizer, needed for speech input.
+        vocoder: a UnitHiFiGANVocoder, needed for speech output.
+        speaker_id: the voice of a multi-speaker vocoder.
+        generation_kwargs: defaults for `generate` (the model's generation config applies otherwise).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        unit_tokenizer: Any | None = None,
+        vocoder: Any | None = None,
+        speaker_id: int | None = None,
+        generation_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.unit_tokenizer = unit_tokenizer
+        self.vocoder = None if vocoder is None else vocoder.eval()
+        self.speaker_id = speaker_id
+        self.generation_kwargs = {"max_new_tokens": 512, **(generation_kwargs or {})}
+        self.history: list[tuple[str, str]] = []
+
+    @classmethod
+    def from_pretrained(
+        cls, repo: str, unit_tokenizer: Any | None = None, vocoder: Any | None = None, **model_kwargs: Any
+    ) -> SpeechGPTChat:
+        """Loads the LM and processor from `repo`, and the unit tokenizer and vocoder its config names (unless given)."""
+        from transformers import AutoModel, AutoModelForCausalLM, AutoProcessor
+
+        model = AutoModelForCausalLM.from_pretrained(repo, **model_kwargs)
+        processor = AutoProcessor.from_pretrained(repo)
+        if unit_tokenizer is None and model.config.unit_tokenizer_repo:
+            unit_tokenizer = AutoModel.from_pretrained(model.config.unit_tokenizer_repo)
+        if vocoder is None and model.config.vocoder_repo:
+            vocoder = AutoModel.from_pretrained(model.config.vocoder_repo)
+        return cls(model, processor, unit_tokenizer=unit_tokenizer, vocoder=vocoder)
+
+    def reset(self) -> None:
+        """Forgets the conversation so far."""
+        self.history = []
+
+    def instruction(self, text: str | None = None, audio: Any = None, sampling_rate: int | None = None) -> str:
+        """The `[Human]` turn for text and/or speech: speech becomes a unit string, placed after
+        "This is input:" when the text ends with it (ASR/TTS-style requests), after the text otherwise."""
+        if text is None and audio is None:
+            raise ValueError("Say something: give `text`, `audio`, or both.")
+        if audio is None:
+            return text.strip()
+        if self.unit_tokenizer is None:
+            raise ValueError("Speech input needs a unit tokenizer: pass `unit_tokenizer=` or set unit_tokenizer_repo in the config.")
+        units = self.unit_tokenizer.encode(audio, sampling_rate=sampling_rate).units
+        if not units:
+            raise ValueError("The audio gave no speech units (is it empty or silent?).")
+        speech = units_to_string(units)
+        if text and text.rstrip().endswith(INPUT_MARKER):
+            return f"{text.rstrip()} {speech}"
+        return f"{text.strip()} {speech}" if text else speech
+
+    def _prompt_ids(self, instruction: str) -> tuple[str, Any]:
+        """The prompt with as much history as fits the context (oldest turns dropped first)."""
+        limit = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        room = None if limit is None else limit - self.generation_kwargs["max_new_tokens"]
+        while True:
+            prompt = self.processor.build_prompt(instruction, history=self.history)
+            inputs = self.processor(prompt, return_tensors="pt")
+            if room is None or inputs["input_ids"].shape[1] <= room or not self.history:
+                break
+            self.history = self.history[1:]
+        if room is not None and inputs["input_ids"].shape[1] > room:
+            raise ValueError(
+                f"The prompt is {inputs['input_ids'].shape[1]} tokens, more than the {room} the model can take "
+                "with max_new_tokens; shorten the input or lower max_new_tokens."
+            )
+        return prompt, inputs.to(self.model.device)
+
+    def _finish(self, instruction: str, prompt: str, answer_ids: list[int]) -> SpeechGPTReply:
+        generated = self.processor.decode(answer_ids, skip_special_tokens=False)
+        response = self.processor.parse(answer_ids)
+        self.history.append((instruction, generated.split("<eoa>")[0].strip()))
+        return SpeechGPTReply(response=response, generated_text=generated, prompt=prompt)
+
+    def respond(
+        self, text: str | None = None, audio: Any = None, sampling_rate: int | None = None, **generate_kwargs: Any
+    ) -> SpeechGPTReply:
+        """Answers one turn; speaks the answer's units when a vocoder is loaded."""
+        import torch
+
+        instruction = self.instruction(text, audio, sampling_rate)
+        prompt, inputs = self._prompt_ids(instruction)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **{**self.generation_kwargs, **generate_kwargs})
+        reply = self._finish(instruction, prompt, output[0, inputs["input_ids"].shape[1] :].tolist())
+        units = reply.response.units
+        if units and self.vocoder is not None:
+            speaker = {} if self.speaker_id is None else {"speaker_id": self.speaker_id}
+            reply.waveform = self.vocoder.synthesize(units, **speaker).numpy()
+            reply.sampling_rate = self.vocoder.config.sampling_rate
+        return reply
+
+    def stream(
+        self, text: str | None = None, audio: Any = None, sampling_rate: int | None = None, **generate_kwargs: Any
+    ) -> Iterator[StreamEvent | SpeechGPTReply]:
+        """Yields `StreamEvent`s (text deltas, audio chunks) as the answer is generated, then the `SpeechGPTReply`."""
+        instruction = self.instruction(text, audio, sampling_rate)
+        prompt, inputs = self._prompt_ids(instruction)
+        streamer = SpeechUnitStreamer(self.processor, vocoder=self.vocoder, speaker_id=self.speaker_id)
+        result: dict[str, Any] = {}
+
+        def generate() -> None:
+            import torch
+
+            try:
+                with torch.inference_mode():
+                    result["ids"] = self.model.generate(
+                        **inputs, streamer=streamer, **{**self.generation_kwargs, **generate_kwargs}
+                    )
+            except BaseException as error:  # re-raised in the reading thread
+                result["error"] = error
+                streamer.end()
+
+        worker = threading.Thread(target=generate, daemon=True)
+        worker.start()
+        audio_chunks = []
+        for event in streamer:
+            if event.audio is not None:
+                audio_chunks.append(event.audio)
+            yield event
+        worker.join()
+        if "error" in result:
+            raise result["error"]
+        reply = self._finish(instruction, prompt, result["ids"][0, inputs["input_ids"].shape[1] :].tolist())
+        if audio_chunks:
+            reply.waveform = np.concatenate(audio_chunks)
+            reply.sampling_rate = self.vocoder.config.sampling_rate
+        yield reply
+
+
+__all__ = ["SpeechGPTChat", "SpeechGPTReply"]
