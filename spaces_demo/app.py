@@ -1,0 +1,101 @@
+"""The SpeechGPT Space: talk to SpeechGPT by voice or text and hear its answer.
+
+The talking system loads on the first request (not at import), from the repo in SPEECHGPT_REPO; its config
+names the unit tokenizer and vocoder. Each browser session keeps its own conversation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from speechgpt_hf.inference.chat import SpeechGPTChat
+
+DEFAULT_REPO = "fnlp/SpeechGPT-7B-hf"
+EXAMPLES = [
+    ["Tell me a fun fact about the moon, and say it aloud."],
+    ["Recognize this speech. This is input:"],
+    ["Read this sentence aloud: the weather is lovely today."],
+]
+
+
+class LazyChat:
+    """Builds the SpeechGPTChat once, on first use, so the Space starts at once and loads weights only when asked."""
+
+    def __init__(self, factory: Callable[[], SpeechGPTChat]) -> None:
+        self.factory = factory
+        self._chat: SpeechGPTChat | None = None
+
+    def get(self) -> SpeechGPTChat:
+        if self._chat is None:
+            self._chat = self.factory()
+        return self._chat
+
+
+def _to_float(audio: tuple[int, np.ndarray] | None) -> tuple[np.ndarray | None, int | None]:
+    """Gradio's (rate, int16 array) -> (float32 mono array, rate)."""
+    if audio is None:
+        return None, None
+    rate, samples = audio
+    samples = np.asarray(samples)
+    if np.issubdtype(samples.dtype, np.integer):
+        samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    return samples.astype(np.float32), rate
+
+
+def _to_int16(waveform: np.ndarray) -> np.ndarray:
+    return (np.clip(waveform, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def build_demo(chat: LazyChat) -> gr.Blocks:
+    """The Blocks app around one (lazily loaded) talking system."""
+
+    def respond(text: str, audio: Any, history: list[tuple[str, str]]) -> tuple[str, Any, list, str]:
+        samples, rate = _to_float(audio)
+        if not (text or "").strip() and samples is None:
+            raise gr.Error("Type something or record/upload speech first.")
+        system = chat.get()
+        system.history = list(history)
+        try:
+            reply = system.respond(text=text or None, audio=samples, sampling_rate=rate)
+        except ValueError as error:
+            raise gr.Error(str(error)) from error
+        answer = reply.response
+        lines = [f"**Transcript:** {answer.transcript}"] if answer.transcript else []
+        lines.append(f"**Answer:** {answer.text or '(speech only)'}")
+        lines += [f"*{problem}*" for problem in answer.problems]
+        speech = None if reply.waveform is None else (reply.sampling_rate, _to_int16(reply.waveform))
+        return "\n\n".join(lines), speech, system.history, ""
+
+    with gr.Blocks(title="SpeechGPT") as demo:
+        gr.Markdown("# SpeechGPT\nSpeak or type; SpeechGPT answers in text and speech. The conversation is remembered.")
+        history = gr.State([])
+        with gr.Row():
+            with gr.Column():
+                text = gr.Textbox(label="Text", placeholder="Ask anything, or end with 'This is input:' and add speech")
+                audio = gr.Audio(sources=["microphone", "upload"], type="numpy", label="Speech")
+                with gr.Row():
+                    send = gr.Button("Send", variant="primary")
+                    clear = gr.Button("New conversation")
+            with gr.Column():
+                answer = gr.Markdown(label="Answer")
+                speech = gr.Audio(label="Spoken answer", type="numpy", autoplay=True, interactive=False)
+        gr.Examples(EXAMPLES, inputs=[text])
+        send.click(respond, [text, audio, history], [answer, speech, history, text], api_name="respond")
+        clear.click(lambda: ([], "", None), None, [history, answer, speech], api_name="clear")
+    return demo
+
+
+def main() -> None:
+    repo = os.environ.get("SPEECHGPT_REPO", DEFAULT_REPO)
+    build_demo(LazyChat(lambda: SpeechGPTChat.from_pretrained(repo))).launch()
+
+
+if __name__ == "__main__":
+    main()
