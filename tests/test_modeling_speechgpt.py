@@ -128,3 +128,12 @@ def test_save_load_safetensors_dtype_and_device_map(tiny_speechgpt, tmp_path):
     half = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16, device_map="cpu")
     assert half.dtype == torch.bfloat16 and half.device.type == "cpu"
     torch.testing.assert_close(half(**batch).logits.float(), model(**batch).logits, atol=0.1, rtol=0.1)
+
+
+def test_resizing_the_wrapper_keeps_config_and_weights_in_step(tiny_speechgpt):
+    model, processor = tiny_speechgpt()
+    model.resize_token_embeddings(400)
+    assert model.config.vocab_size == model.config.text_config.vocab_size == 400
+    assert model.get_output_embeddings().weight.shape[0] == 400
+    model.config.vocab_size = 401
+    assert model.config.text_config.vocab_size == 401

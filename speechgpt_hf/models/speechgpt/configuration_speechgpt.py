@@ -68,6 +68,10 @@ class SpeechGPTConfig(PretrainedConfig):
         """Size of the expanded vocabulary (the wrapped LM's embedding rows)."""
         return self.text_config.vocab_size
 
+    @vocab_size.setter
+    def vocab_size(self, value: int) -> None:
+        self.text_config.vocab_size = value
+
     def unit_token_ids(self) -> range:
         """Token ids of `<0>` … `<K-1>`."""
         if self.unit_token_offset is None:
