@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "fit-units": "fit_units",
     "extract-units": "extract_units",
     "train": "train",
+    "train-vocoder": "train_vocoder",
     "build-speechinstruct": "build_speechinstruct",
 }
 

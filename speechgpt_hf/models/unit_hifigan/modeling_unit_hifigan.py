@@ -35,6 +35,11 @@ def _masked(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return hidden if mask is None else hidden * mask[:, None, :].to(hidden.dtype)
 
 
+def _masked_(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """In-place `_masked`, for tensors the caller has just created."""
+    return hidden if mask is None else hidden.mul_(mask[:, None, :].to(hidden.dtype))
+
+
 class UnitDurationPredictor(nn.Module):
     """Predicts log(d + 1) of each merged unit's run length d from its embedding (two convolutions + LayerNorm)."""
 
@@ -82,10 +87,17 @@ class HiFiGANResidualBlock(nn.Module):
         kernel = self.convs2[0].kernel_size[0]
         return sum((kernel - 1) * conv.dilation[0] // 2 + (kernel - 1) // 2 for conv in self.convs1)
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        for conv1, conv2 in zip(self.convs1, self.convs2, strict=True):
-            update = _masked(conv1(F.leaky_relu(hidden, self.slope)), mask)
-            hidden = hidden + _masked(conv2(F.leaky_relu(update, self.slope)), mask)
+    def forward(
+        self, hidden: torch.Tensor, mask: torch.Tensor | None = None, activated: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`activated` is leaky_relu(hidden) when the caller computed it already (parallel blocks share it).
+
+        Activations, masks and residual sums run in place on freshly made tensors (autograd-safe: none of them is
+        saved for backward), which saves memory traffic at the high-resolution stages."""
+        for index, (conv1, conv2) in enumerate(zip(self.convs1, self.convs2, strict=True)):
+            first = activated if index == 0 and activated is not None else F.leaky_relu(hidden, self.slope)
+            update = F.leaky_relu_(_masked_(conv1(first), mask), self.slope)
+            hidden = _masked_(conv2(update), mask).add_(hidden)
         return hidden
 
 
@@ -122,21 +134,22 @@ class HiFiGANGenerator(nn.Module):
 
     def forward(self, features: torch.Tensor, frame_lengths: torch.Tensor | None = None) -> torch.Tensor:
         mask = None if frame_lengths is None else lengths_to_mask(frame_lengths, features.shape[-1])
-        hidden = _masked(self.conv_pre(_masked(features, mask)), mask)
+        hidden = _masked_(self.conv_pre(_masked(features, mask)), mask)
         lengths = frame_lengths
         for i, (upsampler, rate) in enumerate(zip(self.upsamplers, self.upsample_rates, strict=True)):
-            hidden = upsampler(F.leaky_relu(hidden, self.slope))
+            hidden = upsampler(F.leaky_relu_(hidden, self.slope))
             if lengths is not None:
                 lengths = lengths * rate
                 mask = lengths_to_mask(lengths, hidden.shape[-1])
-                hidden = _masked(hidden, mask)
+                hidden = _masked_(hidden, mask)
             blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
-            summed = blocks[0](hidden, mask)
+            activated = F.leaky_relu(hidden, self.slope)
+            summed = blocks[0](hidden, mask, activated)
             for block in blocks[1:]:
-                summed = summed + block(hidden, mask)
-            hidden = summed / self.num_kernels
+                summed = summed.add_(block(hidden, mask, activated))
+            hidden = summed.mul_(1.0 / self.num_kernels)
         # The original applies the final activation with PyTorch's default slope (0.01), not `self.slope`.
-        waveform = torch.tanh(self.conv_post(F.leaky_relu(hidden))).squeeze(1)
+        waveform = torch.tanh_(self.conv_post(F.leaky_relu_(hidden))).squeeze(1)
         return waveform if mask is None else waveform * mask.to(waveform.dtype)
 
 

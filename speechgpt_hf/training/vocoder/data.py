@@ -1,0 +1,138 @@
+"""Vocoder training data: audio (+ speaker) run through a SpeechUnitTokenizer, cut into random aligned segments."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+def _audio_array(item: Any, sampling_rate: int) -> np.ndarray:
+    """A datasets Audio value (dict or torchcodec AudioDecoder) or a bare array -> mono float32 at `sampling_rate`."""
+    if isinstance(item, np.ndarray):
+        return item.astype(np.float32)
+    array, rate = np.asarray(item["array"], dtype=np.float32), int(item["sampling_rate"])
+    if array.ndim == 2:
+        array = array.mean(axis=0)
+    if rate != sampling_rate:
+        import torchaudio
+
+        array = torchaudio.functional.resample(torch.from_numpy(array), rate, sampling_rate).numpy()
+    return array
+
+
+class VocoderDataset(torch.utils.data.Dataset):
+    """Utterances as (16 kHz audio trimmed to its unit frames, merged units, durations, speaker id)."""
+
+    def __init__(self, examples: list[dict[str, Any]], speakers: list[str], hop_length: int) -> None:
+        self.examples, self.speakers, self.hop_length = examples, speakers, hop_length
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**self.examples[index], "index": index}
+
+
+def prepare_vocoder_dataset(
+    dataset: Sequence[dict[str, Any]],
+    unit_tokenizer: Any | None = None,
+    audio_column: str = "audio",
+    speaker_column: str | None = None,
+    speakers: list[str] | None = None,
+    hop_length: int = 320,
+    sampling_rate: int = 16000,
+) -> VocoderDataset:
+    """Runs every row's audio through `unit_tokenizer` (or reads existing `units`/`durations` columns).
+
+    Rows that cannot be read or yield no units are skipped and counted in a warning. `speakers` fixes the
+    speaker-name -> id order (new names are appended), so a fine-tuning run can keep a vocoder's ids.
+    """
+    speakers = list(speakers or [])
+    examples, skipped = [], 0
+    for index in tqdm(range(len(dataset)), desc="vocoder data"):
+        row = dataset[index]
+        try:
+            example = _prepare_row(row, unit_tokenizer, audio_column, hop_length, sampling_rate)
+        except (ValueError, RuntimeError, KeyError, OSError) as error:
+            skipped += 1
+            logger.warning(f"Skipped row {index}: {error}")
+            continue
+        if speaker_column is not None:
+            name = str(row[speaker_column])
+            if name not in speakers:
+                speakers.append(name)
+            example["speaker"] = speakers.index(name)
+        examples.append(example)
+    if skipped:
+        logger.warning(f"Skipped {skipped} of {len(dataset)} rows (see the warnings above).")
+    if not examples:
+        raise ValueError("No usable rows: every row was skipped.")
+    return VocoderDataset(examples, speakers, hop_length)
+
+
+def _prepare_row(row: dict[str, Any], tokenizer: Any, audio_column: str, hop: int, rate: int) -> dict[str, Any]:
+    if tokenizer is not None:
+        audio = tokenizer.load_audio(row[audio_column])
+        sequence = tokenizer.encode(audio, sampling_rate=tokenizer.config.sampling_rate)
+        units, durations = list(sequence.units), list(sequence.durations)
+    else:
+        audio = _audio_array(row[audio_column], rate)
+        units, durations = list(row["units"]), list(row["durations"])
+    if not units or len(units) != len(durations) or min(durations) < 1:
+        raise ValueError("no units, or durations that do not match the units")
+    frames = sum(durations)
+    audio = np.asarray(audio, dtype=np.float32)[: frames * hop]
+    audio = np.pad(audio, (0, frames * hop - len(audio)))
+    return {"audio": audio, "units": units, "durations": durations}
+
+
+class VocoderCollator:
+    """Cuts a random segment of `segment_frames` unit frames (and the matching audio) from each utterance.
+
+    The whole merged unit sequence travels along for the duration loss. A crop depends only on (seed, `epoch`,
+    the example's index), never on a running random state, so a resumed run cuts exactly the same segments.
+    """
+
+    def __init__(self, segment_frames: int, hop_length: int, multi_speaker: bool, seed: int = 0) -> None:
+        self.segment_frames, self.hop_length, self.multi_speaker = segment_frames, hop_length, multi_speaker
+        self.seed, self.epoch = seed, 0
+
+    def _start(self, index: int, num_frames: int) -> int:
+        generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) % 2**63)
+        return int(torch.randint(0, max(1, num_frames - self.segment_frames + 1), (), generator=generator))
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        seg, hop = self.segment_frames, self.hop_length
+        frame_units = torch.zeros(len(batch), seg, dtype=torch.long)
+        audio = torch.zeros(len(batch), seg * hop)
+        frame_lengths = torch.zeros(len(batch), dtype=torch.long)
+        for i, example in enumerate(batch):
+            frames = torch.repeat_interleave(torch.tensor(example["units"]), torch.tensor(example["durations"]))
+            start = self._start(example["index"], len(frames))
+            piece = frames[start : start + seg]
+            frame_units[i, : len(piece)] = piece
+            frame_lengths[i] = len(piece)
+            audio[i, : len(piece) * hop] = torch.from_numpy(example["audio"][start * hop : (start + len(piece)) * hop])
+        units = torch.nn.utils.rnn.pad_sequence([torch.tensor(e["units"]) for e in batch], batch_first=True)
+        durations = torch.nn.utils.rnn.pad_sequence([torch.tensor(e["durations"]) for e in batch], batch_first=True)
+        out = {
+            "frame_units": frame_units,
+            "frame_lengths": frame_lengths,
+            "audio": audio,
+            "units": units,
+            "durations": durations,
+            "unit_mask": durations > 0,
+        }
+        if self.multi_speaker:
+            out["speaker_ids"] = torch.tensor([e["speaker"] for e in batch])
+        return out
+
+
+__all__ = ["VocoderCollator", "VocoderDataset", "prepare_vocoder_dataset"]
