@@ -1,0 +1,40 @@
+"""The offline ASR judge: text normalisation, WER, and a real transcription of Piper speech by pocketsphinx."""
+
+import numpy as np
+import pytest
+
+from speechgpt_hf.evaluation.asr_judge import PocketsphinxJudge, normalize_text, word_error_rate
+
+
+def test_normalize_text():
+    assert normalize_text("  Hello, World!  It's 5 o'clock.") == "hello world it's 5 o'clock"
+
+
+def test_word_error_rate():
+    assert word_error_rate(["the cat sat"], ["The cat, sat."]) == 0.0
+    assert word_error_rate(["the cat sat", "a dog"], ["the sat", ""]) == pytest.approx(3 / 5)
+    with pytest.raises(ValueError, match="2 references but 1"):
+        word_error_rate(["a", "b"], ["a"])
+
+
+@pytest.fixture(scope="module")
+def judge() -> PocketsphinxJudge:
+    return PocketsphinxJudge()
+
+
+def test_judge_reads_natural_speech_and_not_noise(judge):
+    from speechgpt_hf.data.tts_engines import PiperTTS
+
+    text = "The weather is nice today, so we will walk to the park."
+    audio, rate = PiperTTS()(text)
+    result = judge.judge([audio], [text], sampling_rate=rate)
+    assert result.wer <= 0.2, result.transcripts
+    noise = np.random.default_rng(0).normal(0, 0.05, 16000 * 2).astype(np.float32)
+    assert judge.judge([noise], [text]).wer >= 0.8
+
+
+def test_judge_refuses_bad_audio(judge):
+    with pytest.raises(ValueError, match="mono waveform"):
+        judge.transcribe(np.zeros((2, 100), dtype=np.float32))
+    with pytest.raises(ValueError, match="1 waveforms but 2"):
+        judge.judge([np.zeros(1600, dtype=np.float32)], ["a", "b"])
