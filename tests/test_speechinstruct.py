@@ -13,7 +13,7 @@ import soundfile
 from speechgpt_hf.data.hub_folder import build_speechinstruct_folder, push_folder
 from speechgpt_hf.data.original_format import iter_original_jsonl, parse_original_record, write_original_jsonl
 from speechgpt_hf.data.rows import COM_TASKS, TURN_KEYS, estimate_tokens
-from speechgpt_hf.data.sources import load_instruction_pairs, load_task_descriptions
+from speechgpt_hf.data.sources import decode_audio, load_instruction_pairs, load_task_descriptions
 from speechgpt_hf.data.speechinstruct import SpeechInstruct, SpeechInstructConfig
 from speechgpt_hf.data.tts_engines import EspeakTTS
 from speechgpt_hf.models.speechgpt.prompt_format import (
@@ -124,6 +124,40 @@ def test_generation_is_deterministic_for_a_seed_whatever_the_sharding(tmp_path, 
     build_speechinstruct_folder(tmp_path / "parallel", ["cross_modal"], num_proc=2, seed=7, **common)
     parallel = datasets.load_dataset(str(tmp_path / "parallel"), "cross_modal", split="train").to_list()
     assert parallel == first
+
+
+def test_streamed_sources_give_the_same_rows_and_resume(tmp_path, speech_dataset, tokenizer):
+    common = {"unit_tokenizer": tokenizer, "shard_size": 4, "seed": 2}
+    reference = _build("cross_modal", tmp_path / "map", audio_source=speech_dataset, **common).to_list()
+    stream = speech_dataset.to_iterable_dataset(num_shards=2)
+    assert _build("cross_modal", tmp_path / "stream", audio_source=stream, **common).to_list() == reference
+    first = build_speechinstruct_folder(tmp_path / "out", ["cross_modal"], audio_source=stream, **common)
+    assert sorted(p.name for p in (tmp_path / "out" / "cross_modal").iterdir()) == ["train-00000.parquet",
+                                                                                  "train-00001.parquet"]  # fmt: skip
+    again = build_speechinstruct_folder(tmp_path / "out", ["cross_modal"], audio_source=stream, **common)
+    assert (first["cross_modal"]["train"].reused_shards, again["cross_modal"]["train"].reused_shards) == (0, 2)
+    assert datasets.load_dataset(str(tmp_path / "out"), "cross_modal", split="train").to_list() == reference
+
+
+def test_encoder_tokenizers_hash_by_weights_and_work_in_worker_processes(tmp_path, speech_dataset):
+    import torch
+    from transformers import HubertConfig
+
+    hubert = HubertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                          conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)  # fmt: skip
+
+    def encoder_tokenizer(seed: int) -> SpeechUnitTokenizer:
+        torch.manual_seed(seed)
+        config = SpeechUnitTokenizerConfig(feature_type="encoder", encoder_config=hubert, layer=2, num_units=20)
+        return SpeechUnitTokenizer(config).eval()
+
+    source = speech_dataset.select(range(4))
+    builders = [SpeechInstruct(config_name="modality_adaptation", cache_dir=str(tmp_path / "cache"), audio_source=source,
+                               unit_tokenizer=encoder_tokenizer(seed), shard_size=2) for seed in (0, 0, 1)]  # fmt: skip
+    assert builders[0].config_id == builders[1].config_id != builders[2].config_id
+    builders[0].download_and_prepare(num_proc=2)  # the weight-normed encoder travels to the workers by state dict
+    in_workers = builders[0].as_dataset()["train"]
+    assert in_workers["input_units"] == [builders[1].workbench.encode(*decode_audio(a)) for a in source["audio"]]
 
 
 def test_bad_items_are_skipped_and_counted_by_reason(tmp_path, speech_folder, tokenizer):

@@ -1,5 +1,7 @@
 """The offline TTS engines: real audio out, reproducible, speakers that differ, clear errors."""
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,11 @@ def test_piper_speaks_reproducibly_and_rate_variants_change_length(piper):
     fast, _ = piper("The weather is lovely today. Shall we walk?", speaker="joe-fast")
     assert fast.size < audio.size < slow.size
     assert isinstance(piper, TTSEngine) and piper.speakers == ["joe", "joe-slow", "joe-fast"]
+
+
+def test_piper_pickles_by_its_arguments(piper):
+    clone = pickle.loads(pickle.dumps(piper))
+    assert np.array_equal(clone("Hello.")[0], piper("Hello.")[0]) and clone.speakers == piper.speakers
 
 
 def test_piper_rejects_unknown_speakers_and_unspeakable_text(piper):

@@ -13,6 +13,7 @@ the output depends only on the seed and the inputs, not on `num_proc` or on whic
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import os
@@ -118,6 +119,10 @@ class SpeechInstructConfig(datasets.BuilderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first bad setting (datasets sets overrides without __post_init__)."""
         if self.name not in DEFAULT_MAX_TOKENS:
             raise ValueError(
                 f"Unknown SpeechInstruct configuration {self.name!r}; use one of {list(DEFAULT_MAX_TOKENS)}."
@@ -154,6 +159,8 @@ class ShardResult(NamedTuple):
 
 def resolve_unit_tokenizer(spec: Any) -> Any:
     """An object with `.encode(audio, sampling_rate=)`: the given one, a loaded path/repo, or an unfitted MFCC one."""
+    if isinstance(spec, _PortableModule):
+        return spec.load()
     if spec is not None and not isinstance(spec, (str, os.PathLike)) and hasattr(spec, "encode"):
         return spec
     from ..models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
@@ -209,8 +216,42 @@ class _Workbench:
         return self.encode(audio, sampling_rate)
 
 
+class _PortableModule:
+    """A torch module pickled as (class, config, state dict): weight-normed encoders refuse plain pickling."""
+
+    def __init__(self, module: Any) -> None:
+        self.cls, self.config, self.state = type(module), module.config, module.state_dict()
+
+    def load(self) -> Any:
+        module = self.cls(self.config)
+        module.load_state_dict(self.state)
+        return module.eval()
+
+
+def fingerprint(value: Any) -> str:
+    """A content hash of a tokenizer, engine or callable, for the builder's cache id; models hash their weights."""
+    from datasets.fingerprint import Hasher
+
+    if not hasattr(value, "state_dict"):
+        return Hasher.hash(value)
+    hasher = Hasher()
+    hasher.update(type(value).__qualname__)
+    hasher.update(value.config.to_json_string() if hasattr(value, "config") else "")
+    for name, tensor in value.state_dict().items():
+        hasher.update(name)
+        hasher.update(tensor.detach().cpu().contiguous().numpy())
+    return hasher.hexdigest()
+
+
+_OBJECT_FIELDS = ("unit_tokenizer", "tts", "tokenizer")
+
+
 class SpeechInstruct(datasets.GeneratorBasedBuilder):
-    """Builds the three SpeechInstruct configurations from speech corpora, instruction pairs and a TTS engine."""
+    """Builds the three SpeechInstruct configurations from speech corpora, instruction pairs and a TTS engine.
+
+    Objects given for `unit_tokenizer`, `tts` or `tokenizer` enter the cache id by their content hash (see
+    `fingerprint`), so two builds with different weights never share a prepared cache.
+    """
 
     BUILDER_CONFIG_CLASS = SpeechInstructConfig
     BUILDER_CONFIGS = [
@@ -220,6 +261,14 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = CROSS_MODAL
     VERSION = datasets.Version("1.0.0")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        objects = {k: kwargs[k] for k in _OBJECT_FIELDS if kwargs.get(k) is not None and not isinstance(kwargs[k], str)}
+        kwargs.update({k: f"<{type(v).__name__} {fingerprint(v)}>" for k, v in objects.items()})
+        super().__init__(*args, **kwargs)
+        for key, value in objects.items():
+            setattr(self.config, key, value)
+        self.config.validate()
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -301,8 +350,20 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_workbench"] = None  # rebuilt in each worker process
+        state["_workbench"], state["_parent_pid"] = None, os.getpid()  # the workbench is rebuilt in each worker
+        if hasattr(self.config.unit_tokenizer, "state_dict"):
+            state["config"] = copy.copy(self.config)
+            state["config"].unit_tokenizer = _PortableModule(self.config.unit_tokenizer)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if state.get("_parent_pid") not in (None, os.getpid()):
+            import torch
+
+            # A forked worker must not enter OpenMP regions its parent started (libgomp hangs); with one process
+            # a core, one thread each is what it should use anyway.
+            torch.set_num_threads(1)
 
     def generate_shard(self, shard: Shard, items: Iterable[tuple[int, Any]]) -> ShardResult:
         """The rows of one shard, what was skipped (reason -> count) and where the time went."""

