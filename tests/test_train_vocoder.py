@@ -130,3 +130,10 @@ def test_cli_train_vocoder_with_a_unit_tokenizer(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["train-vocoder", "--help"])
     assert "--unit-tokenizer" in capsys.readouterr().out
+
+
+def test_time_limit_stops_with_a_resumable_checkpoint(tmp_path):
+    data = prepare_vocoder_dataset(unit_rows(), speaker_column="speaker")
+    train_vocoder(training_config(tmp_path, eval_steps=100, max_steps=50, time_limit_minutes=0.0), data, num_units=10)
+    assert [p.name for p in (tmp_path / "run").glob("checkpoint-*")] == ["checkpoint-1"]
+    assert (tmp_path / "run" / "model.safetensors").exists()

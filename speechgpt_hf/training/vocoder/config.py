@@ -48,6 +48,9 @@ class VocoderTrainingConfig:
     resume_from_checkpoint: str | bool | None = field(
         default=None, metadata={"help": "a checkpoint folder, or true for the latest one in output_dir"}
     )
+    time_limit_minutes: float | None = field(
+        default=None, metadata={"help": "stop (with a checkpoint) once this much wall time has passed; resumable"}
+    )
     mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (accelerate)"})
     cpu: bool = False
     seed: int = 0

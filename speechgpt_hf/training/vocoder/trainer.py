@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,7 @@ def _loop(
     from tqdm.auto import tqdm
 
     accelerator, generator, config = parts[0], parts[1], parts[-1]
+    deadline = None if config.time_limit_minutes is None else time.monotonic() + 60 * config.time_limit_minutes
     progress = tqdm(total=config.max_steps, initial=state.step, desc="vocoder", disable=not accelerator.is_main_process)
     while state.step < config.max_steps:
         loader.set_epoch(state.epoch)
@@ -146,16 +148,23 @@ def _loop(
                 progress.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
             if eval_data is not None and (state.step % config.eval_steps == 0 or state.step == config.max_steps):
                 _log_eval(accelerator, generator, eval_data, parts[5], state, config)
-            if state.step % config.save_steps == 0 or state.step == config.max_steps:
+            if deadline is not None and time.monotonic() > deadline:
+                accelerator.set_trigger()
+            out_of_time = accelerator.check_trigger()  # true on every process once any is out of time
+            if state.step % config.save_steps == 0 or state.step == config.max_steps or out_of_time:
                 save_checkpoint(accelerator, state, config)
-            if state.step >= config.max_steps:
+            if state.step >= config.max_steps or out_of_time:
                 break
         else:
             for scheduler in schedulers:
                 scheduler.step()
             state.epoch += 1
             state.epoch_start_step = state.step
+            continue
+        break  # max_steps reached, or out of time
     progress.close()
+    if state.step < config.max_steps:
+        logger.warning(f"Time limit reached at step {state.step} of {config.max_steps}; resume to continue.")
 
 
 def train_step(parts: tuple, batch: dict[str, torch.Tensor]) -> dict[str, float]:
