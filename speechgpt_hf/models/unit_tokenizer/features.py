@@ -2,8 +2,8 @@
 
 The MFCC front end computes HuBERT's first-iteration features (13 Kaldi MFCCs + deltas + delta-deltas)
 with a 25 ms window and a 20 ms hop, so it yields exactly the encoder's ⌊(N−400)/320⌋+1 frames.
-The encoder pass pads a length-sorted batch and masks the one place padding would leak in (the
-group norm over time after the first convolution), so batched features equal one-at-a-time features.
+The encoder pass runs the convolutional front end item by item (its first GroupNorm spans the whole
+utterance) and the transformer on a padded, masked batch, so batched features equal one-at-a-time ones.
 """
 
 from __future__ import annotations
@@ -31,40 +31,17 @@ def mfcc_features(
     return torch.cat([mfcc, deltas, torchaudio.functional.compute_deltas(deltas)], dim=0).T.contiguous()
 
 
-def _masked_group_norm(norm: nn.GroupNorm, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Per-channel GroupNorm over the valid time steps of each item only ([B, C, T], one group a channel).
+def conv_features(feature_extractor: nn.Module, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The convolutional feature encoder run item by item on each valid slice, padded to [B, T, C].
 
-    Statistics come from each item's valid slice; normalisation and affine are folded into one scale and
-    shift per (item, channel), so the big activation is read twice and written once.
+    Item by item because its first layer normalises each channel over the whole utterance (GroupNorm):
+    run on a padded batch, padding would shift those statistics. It is as fast per item as batched.
     """
-    if norm.num_groups != norm.num_channels:
-        raise ValueError("Batched encoding supports GroupNorm with one group a channel (as HuBERT/Wav2Vec2 use).")
-    stats = [torch.var_mean(hidden[row, :, : int(n)], dim=-1, correction=0) for row, n in enumerate(lengths.tolist())]
-    variance = torch.stack([v for v, _ in stats]).unsqueeze(-1)
-    mean = torch.stack([m for _, m in stats]).unsqueeze(-1)
-    scale = torch.rsqrt(variance + norm.eps) * norm.weight.view(1, -1, 1)
-    return torch.addcmul(norm.bias.view(1, -1, 1) - mean * scale, hidden, scale)
-
-
-def _conv_output_lengths(conv: nn.Conv1d, lengths: torch.Tensor) -> torch.Tensor:
-    return torch.div(lengths - conv.kernel_size[0], conv.stride[0], rounding_mode="floor") + 1
-
-
-def conv_features(
-    feature_extractor: nn.Module, waves: torch.Tensor, lengths: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The convolutional feature encoder on a padded batch [B, N]: ([B, T, C] features, [B] frame counts)."""
-    hidden = waves[:, None]
-    for layer in feature_extractor.conv_layers:
-        hidden = layer.conv(hidden)
-        lengths = _conv_output_lengths(layer.conv, lengths)
-        norm = getattr(layer, "layer_norm", None)
-        if isinstance(norm, nn.GroupNorm):
-            hidden = _masked_group_norm(norm, hidden, lengths)
-        elif norm is not None:  # LayerNorm over channels, per frame: padding cannot leak
-            hidden = norm(hidden.transpose(-2, -1)).transpose(-2, -1)
-        hidden = layer.activation(hidden)
-    return hidden.transpose(1, 2), lengths
+    per_item = [
+        feature_extractor(wave[None, :length])[0].transpose(0, 1)
+        for wave, length in zip(waves, lengths.tolist(), strict=True)
+    ]
+    return nn.utils.rnn.pad_sequence(per_item, batch_first=True)
 
 
 def encoder_features(
@@ -74,7 +51,8 @@ def encoder_features(
 
     Returns ([B, T, D] features, [B] valid frame counts); frames past an item's count are padding.
     """
-    extracted, frames = conv_features(encoder.feature_extractor, waves, lengths)
+    extracted = conv_features(encoder.feature_extractor, waves, lengths)
+    frames = encoder._get_feat_extract_output_lengths(lengths)
     projected = encoder.feature_projection(extracted)
     if isinstance(projected, tuple):  # Wav2Vec2/WavLM also return the normalised pre-projection features
         projected = projected[0]

@@ -241,28 +241,28 @@ class SpeechUnitTokenizer(PreTrainedModel):
             if dtype != torch.float32 and self.encoder is not None
             else nullcontext()
         )
-        pieces: dict[tuple[int, int], torch.Tensor] = {}
+        pieces: dict[int, list[tuple[int, torch.Tensor]]] = {item: [] for item in range(len(waves))}
         chunks = self._chunks(waves)
-        with tqdm(total=len(chunks), desc="units", disable=not progress) as bar:
+        # One autocast region for all batches, so the bf16 copies of the weights are made once, not per batch.
+        with autocast, tqdm(total=len(chunks), desc="units", disable=not progress) as bar:
             for batch in self._batches(chunks, max_batch_samples):
                 lengths = torch.tensor([len(c[2]) for c in batch], device=device)
                 padded = torch.zeros(len(batch), int(lengths.max()), device=device)
                 for row, (_, _, piece) in enumerate(batch):
                     padded[row, : len(piece)] = torch.from_numpy(piece).to(device)
-                with autocast:
-                    features, frames = self.compute_features(padded, lengths)
+                features, frames = self.compute_features(padded, lengths)
                 features = features.float()
                 for row, (item, index, _) in enumerate(batch):
                     valid = features[row, : int(frames[row])]
-                    pieces[(item, index)] = (
-                        valid.cpu() if return_features else assign_units(valid, self.centroids).cpu()
-                    )
+                    result = valid if return_features else assign_units(valid, self.centroids)
+                    pieces[item].append((index, result.cpu()))
                 bar.update(len(batch))
-        results = []
-        for item in range(len(waves)):
-            parts = [pieces[key] for key in sorted(k for k in pieces if k[0] == item)]
-            results.append(torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long))
-        return results
+        return [
+            torch.cat([part for _, part in sorted(parts, key=lambda p: p[0])])
+            if parts
+            else torch.zeros(0, dtype=torch.long)
+            for parts in pieces.values()
+        ]
 
     def encode(
         self,
