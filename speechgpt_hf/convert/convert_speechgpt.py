@@ -14,20 +14,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from ..models.speechgpt import (
     DEFAULT_SYSTEM_PROMPT,
-    SpeechGPTConfig,
+    SPEECHGPT_SPECIAL_TOKENS,
     SpeechGPTForCausalLM,
     SpeechGPTProcessor,
 )
 
 # Markers the original added after the unit tokens, in id order (`<eoa>` was left to sub-word pieces).
-ORIGINAL_MARKERS: dict[str, str] = {
-    "sosp": "<sosp>",
-    "eosp": "<eosp>",
-    "human": "[Human]",
-    "speechgpt": "[SpeechGPT]",
-    "eoh": "<eoh>",
-    "eos": "<eos>",
-}
+ORIGINAL_MARKERS: dict[str, str] = {key: token for key, token in SPEECHGPT_SPECIAL_TOKENS.items() if key != "eoa"}
 
 # The sampling the original command-line demo used.
 ORIGINAL_GENERATION = dict(do_sample=True, temperature=0.7, top_p=0.8, top_k=50, max_new_tokens=2048, min_new_tokens=10)
@@ -93,21 +86,9 @@ def convert_speechgpt(
 
         model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
 
-    attn_implementation = model.config._attn_implementation
-    config = SpeechGPTConfig(
-        text_config=model.config,
-        num_units=num_units,
-        unit_token_offset=offset,
-        special_token_ids=markers,
-        unit_tokenizer_repo=unit_tokenizer_repo,
-        vocoder_repo=vocoder_repo,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+    speechgpt = SpeechGPTForCausalLM.from_language_model(
+        model, tokenizer, num_units, markers, unit_tokenizer_repo=unit_tokenizer_repo, vocoder_repo=vocoder_repo
     )
-    config._attn_implementation = attn_implementation
-    speechgpt = SpeechGPTForCausalLM(config, language_model=model)
-    speechgpt.generation_config = model.generation_config
     speechgpt.generation_config.update(**ORIGINAL_GENERATION, eos_token_id=tokenizer.eos_token_id)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

@@ -54,6 +54,35 @@ class SpeechGPTForCausalLM(SpeechGPTPreTrainedModel, GenerationMixin):
         }
         self.post_init()
 
+    @classmethod
+    def from_language_model(
+        cls,
+        language_model: PreTrainedModel,
+        tokenizer: Any,
+        num_units: int,
+        special_token_ids: dict[str, int],
+        unit_tokenizer_repo: str | None = None,
+        vocoder_repo: str | None = None,
+    ) -> SpeechGPTForCausalLM:
+        """Wraps a causal LM whose vocabulary already holds the unit tokens (their offset is read from `tokenizer`)."""
+        attn_implementation = language_model.config._attn_implementation
+        config = SpeechGPTConfig(
+            text_config=language_model.config,
+            num_units=num_units,
+            unit_token_offset=tokenizer.convert_tokens_to_ids("<0>"),
+            special_token_ids=special_token_ids,
+            unit_tokenizer_repo=unit_tokenizer_repo,
+            vocoder_repo=vocoder_repo,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        config.dtype = language_model.config.dtype
+        config._attn_implementation = attn_implementation  # building the config resets the shared text config's
+        model = cls(config, language_model=language_model)
+        model.generation_config = language_model.generation_config
+        return model
+
     @property
     def base_model(self) -> nn.Module:
         """The wrapped LM's backbone (the decoder without its head), as transformers and TRL expect."""

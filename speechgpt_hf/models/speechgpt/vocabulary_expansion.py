@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import AddedToken, PreTrainedModel, PreTrainedTokenizerBase
 
-from .configuration_speechgpt import SPEECHGPT_SPECIAL_TOKENS, SpeechGPTConfig
+from .configuration_speechgpt import SPEECHGPT_SPECIAL_TOKENS
 from .modeling_speechgpt import SpeechGPTForCausalLM
 
 # Words whose embeddings seed each marker's new row, so a marker starts near its meaning.
@@ -91,25 +91,12 @@ def add_speech_units(
         if getattr(output, "bias", None) is not None:
             output.bias.data[new_ids.start : new_ids.stop] = output.bias.data[:first_new].mean()
 
-    attn_implementation = model.config._attn_implementation
-    config = SpeechGPTConfig(
-        text_config=model.config,
-        num_units=num_units,
-        unit_token_offset=tokenizer.convert_tokens_to_ids("<0>"),
-        special_token_ids=special_ids,
-        unit_tokenizer_repo=unit_tokenizer_repo,
-        vocoder_repo=vocoder_repo,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+    speechgpt = SpeechGPTForCausalLM.from_language_model(
+        model, tokenizer, num_units, special_ids, unit_tokenizer_repo=unit_tokenizer_repo, vocoder_repo=vocoder_repo
     )
-    config.dtype = model.config.dtype
-    config._attn_implementation = attn_implementation  # building the config resets the shared text config's
-    speechgpt = SpeechGPTForCausalLM(config, language_model=model)
     eoa = special_ids["eoa"]
-    eos = model.generation_config.eos_token_id
+    eos = speechgpt.generation_config.eos_token_id
     eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
-    speechgpt.generation_config = model.generation_config
     speechgpt.generation_config.eos_token_id = [*eos_ids, eoa] if eoa not in eos_ids else eos_ids
     return speechgpt, tokenizer
 
