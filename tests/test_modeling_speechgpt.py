@@ -137,3 +137,15 @@ def test_resizing_the_wrapper_keeps_config_and_weights_in_step(tiny_speechgpt):
     assert model.get_output_embeddings().weight.shape[0] == 400
     model.config.vocab_size = 401
     assert model.config.text_config.vocab_size == 401
+
+
+def test_batched_generation_equals_one_prompt_at_a_time(tiny_speechgpt):
+    model, processor = tiny_speechgpt()
+    prompts = [processor.build_prompt("hi"), processor.build_prompt("Transcribe <sosp><1><2><3><4><5><6><eosp> now")]
+    batch = processor(prompts, return_tensors="pt")
+    assert batch["attention_mask"][0, 0] == 0  # left padding
+    together = model.generate(**batch, max_new_tokens=6, min_new_tokens=6, do_sample=False)[:, batch["input_ids"].shape[1] :]
+    for row, prompt in zip(together, prompts, strict=True):
+        alone = processor(prompt, return_tensors="pt")
+        single = model.generate(**alone, max_new_tokens=6, min_new_tokens=6, do_sample=False)[0, alone["input_ids"].shape[1] :]
+        assert torch.equal(row, single)

@@ -118,16 +118,19 @@ class SpeechGPTProcessor(ProcessorMixin):
         padding: bool | str = False,
         return_tensors: str | None = None,
         add_special_tokens: bool = True,
+        padding_side: str = "left",
         **kwargs: Any,
     ) -> BatchEncoding:
-        """Tokenises prompts (text with unit spans) with the direct unit mapping; pads like the tokenizer."""
+        """Tokenises prompts (text with unit spans) with the direct unit mapping. A batch is padded, on the
+        left by default, since prompts are continued by `generate`."""
         if text is None:
             raise ValueError("SpeechGPTProcessor needs `text` (a prompt string or a list of them).")
         texts = [text] if isinstance(text, str) else list(text)
         encoded = {"input_ids": [self.encode(t, add_special_tokens=add_special_tokens) for t in texts]}
         encoded["attention_mask"] = [[1] * len(ids) for ids in encoded["input_ids"]]
-        batch = self.tokenizer.pad(encoded, padding=padding or (len(texts) > 1), return_tensors=return_tensors, **kwargs)
-        return batch
+        return self.tokenizer.pad(
+            encoded, padding=padding or (len(texts) > 1), return_tensors=return_tensors, padding_side=padding_side, **kwargs
+        )
 
     # Decoding --------------------------------------------------------------------------------------
 
