@@ -137,3 +137,12 @@ def test_time_limit_stops_with_a_resumable_checkpoint(tmp_path):
     train_vocoder(training_config(tmp_path, eval_steps=100, max_steps=50, time_limit_minutes=0.0), data, num_units=10)
     assert [p.name for p in (tmp_path / "run").glob("checkpoint-*")] == ["checkpoint-1"]
     assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_generator_warm_up_before_the_discriminators(tmp_path):
+    data = prepare_vocoder_dataset(unit_rows(), speaker_column="speaker")
+    config = training_config(tmp_path, eval_steps=100, max_steps=3, discriminator_start_step=2)
+    train_vocoder(config, data, num_units=10)
+    history = json.loads((tmp_path / "run" / "checkpoint-3" / "trainer_state.json").read_text())["history"]
+    assert ["loss_d" in h for h in history] == [False, False, True]
+    assert all("mel_l1" in h for h in history)

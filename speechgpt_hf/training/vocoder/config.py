@@ -15,7 +15,8 @@ class VocoderTrainingConfig:
     tokenizer and the data), or `init_from` names a vocoder repo/folder to fine-tune.
     Optimisation (HiFi-GAN's recipe): AdamW, lr 2e-4, betas (0.8, 0.99), the learning rate multiplied by
     `lr_decay` after every epoch; loss = LSGAN adversarial + `feature_matching_weight` x feature matching +
-    `mel_weight` x mel L1 + `duration_weight` x MSE on log(d + 1).
+    `mel_weight` x mel L1 + `duration_weight` x MSE on log(d + 1); the adversarial terms (and discriminator updates)
+    start at `discriminator_start_step` (0: from the first step, as HiFi-GAN does).
     Bookkeeping: a checkpoint (models, optimisers, schedulers, RNG, exact step) every `save_steps`, validation
     (mel distance, audio samples) every `eval_steps`, a loss plot at every checkpoint and at the end.
     """
@@ -32,6 +33,9 @@ class VocoderTrainingConfig:
     mel_weight: float = 45.0
     feature_matching_weight: float = 2.0
     duration_weight: float = 1.0
+    discriminator_start_step: int = field(
+        default=0, metadata={"help": "steps of generator-only warm-up on mel + duration losses before the GAN starts"}
+    )
     discriminator_width: float = field(default=1.0, metadata={"help": "channel multiplier of MPD and MSD"})
     mpd_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
     n_fft: int = 1024

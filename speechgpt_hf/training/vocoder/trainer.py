@@ -140,7 +140,7 @@ def _loop(
         done_in_epoch = state.step - state.epoch_start_step
         epoch_loader = skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
         for batch in epoch_loader:
-            losses = train_step(parts, batch)
+            losses = train_step(parts, batch, adversarial=state.step >= config.discriminator_start_step)
             state.step += 1
             progress.update(1)
             if state.step % config.log_steps == 0 or state.step == config.max_steps:
@@ -167,31 +167,35 @@ def _loop(
         logger.warning(f"Time limit reached at step {state.step} of {config.max_steps}; resume to continue.")
 
 
-def train_step(parts: tuple, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-    """One discriminator update then one generator update; returns the losses as floats."""
+def train_step(parts: tuple, batch: dict[str, torch.Tensor], adversarial: bool = True) -> dict[str, float]:
+    """One discriminator update then one generator update (only the latter, on mel + duration losses, while
+    `adversarial` is False); returns the losses as floats."""
     accelerator, generator, discriminator, opt_g, opt_d, mel, config = parts
-    real = batch["audio"]
+    real, values = batch["audio"], {}
     with accelerator.autocast():
         fake, duration_loss = generator(**batch)
-        logits, _ = discriminator(torch.cat([real, fake.detach()]))
-        loss_d = discriminator_loss([x[: len(real)] for x in logits], [x[len(real) :] for x in logits])
-    opt_d.zero_grad(set_to_none=True)
-    accelerator.backward(loss_d)
-    opt_d.step()
+    if adversarial:
+        with accelerator.autocast():
+            logits, _ = discriminator(torch.cat([real, fake.detach()]))
+            values["loss_d"] = discriminator_loss([x[: len(real)] for x in logits], [x[len(real) :] for x in logits])
+        opt_d.zero_grad(set_to_none=True)
+        accelerator.backward(values["loss_d"])
+        opt_d.step()
     with accelerator.autocast():
-        logits, features = discriminator(torch.cat([real, fake]))
-        adversarial = generator_adversarial_loss([x[len(real) :] for x in logits])
-        matching = feature_matching_loss(
-            [[f[: len(real)] for f in maps] for maps in features], [[f[len(real) :] for f in maps] for maps in features]
-        )
-        mel_loss = mel_l1_loss(mel, real, fake)
-        loss_g = (adversarial + config.feature_matching_weight * matching + config.mel_weight * mel_loss
-                  + config.duration_weight * duration_loss)  # fmt: skip
+        values["mel_l1"], values["duration"] = mel_l1_loss(mel, real, fake), duration_loss
+        loss_g = config.mel_weight * values["mel_l1"] + config.duration_weight * duration_loss
+        if adversarial:
+            logits, features = discriminator(torch.cat([real, fake]))
+            values["adversarial"] = generator_adversarial_loss([x[len(real) :] for x in logits])
+            values["feature_matching"] = feature_matching_loss(
+                [[f[: len(real)] for f in maps] for maps in features],
+                [[f[len(real) :] for f in maps] for maps in features],
+            )
+            loss_g = loss_g + values["adversarial"] + config.feature_matching_weight * values["feature_matching"]
+    values["loss_g"] = loss_g
     opt_g.zero_grad(set_to_none=True)
     accelerator.backward(loss_g)
     opt_g.step()
-    values = {"loss_d": loss_d, "loss_g": loss_g, "adversarial": adversarial, "feature_matching": matching,
-              "mel_l1": mel_loss, "duration": duration_loss}  # fmt: skip
     return {name: accelerator.reduce(value.detach().float(), "mean").item() for name, value in values.items()}
 
 
