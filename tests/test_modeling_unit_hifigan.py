@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoConfig, AutoModel
@@ -96,7 +97,7 @@ def test_batched_synthesis_equals_one_by_one(vocoder):
 
 def test_speaker_changes_the_voice(vocoder):
     a = vocoder.synthesize([1, 2, 3], speaker_id=0)
-    b = vocoder.synthesize([1, 2, 3], speaker_id=2)
+    b = vocoder.synthesize(np.array([1, 2, 3]), speaker_id=np.int64(2))
     assert a.shape == b.shape and not torch.allclose(a, b)
 
 
@@ -188,6 +189,11 @@ def test_streaming_with_known_durations_and_bounded_memory(vocoder):
         streamer.push([1])
     with pytest.raises(ValueError, match="outside"):
         vocoder.streamer(speaker_id=0).push([99])
+    with pytest.raises(TypeError, match="integers"):
+        vocoder.streamer(speaker_id=0).push([1.5])
+    numpy_ids = vocoder.streamer(speaker_id=0, chunk_frames=1)
+    numpy_ids.push(np.int64(3), durations=[60])  # numpy scalars work like ints
+    assert numpy_ids.flush().numel() > 0
 
 
 def test_save_and_load_through_auto(vocoder, tmp_path, local_hub):

@@ -334,10 +334,9 @@ class UnitHiFiGANVocoder(UnitHiFiGANPreTrainedModel):
             durations = [durations]
         ids, mask = _pad_rows([_as_ids(getattr(row, "units", row), "unit ids") for row in rows], self.device)
         dur = None if durations is None else _pad_rows([_as_ids(d, "durations") for d in durations], self.device)[0]
-        speakers = None
-        if speaker_id is not None:
-            speakers = torch.as_tensor([speaker_id] * len(rows) if isinstance(speaker_id, int) else list(speaker_id))
-            speakers = speakers.to(self.device)
+        speakers = None if speaker_id is None else torch.as_tensor(speaker_id, device=self.device)
+        if speakers is not None and speakers.dim() == 0:
+            speakers = speakers.expand(len(rows))
         out = self(ids, attention_mask=mask, speaker_ids=speakers, durations=dur)
         waves = [w[:n].float().cpu() for w, n in zip(out.waveform, out.lengths.tolist(), strict=True)]
         return waves[0] if single else waves

@@ -51,7 +51,7 @@ class UnitHiFiGANStreamer:
         """Adds units (with their durations, if known) and returns the audio that is now final (1-D, float32)."""
         if self._finished:
             raise RuntimeError("This stream was flushed; start a new one with `vocoder.streamer()`.")
-        new = [units] if isinstance(units, int) else [int(u) for u in self._as_list(units)]
+        new = self._as_list(units)
         if durations is not None:
             self._add_frames(new, list(durations))
         elif self.vocoder.duration_predictor is None:
@@ -68,8 +68,9 @@ class UnitHiFiGANStreamer:
         self._finished = True
         return self._synthesize(final=True)
 
-    def _as_list(self, units: Sequence[int] | torch.Tensor) -> list[int]:
-        tensor = units if isinstance(units, torch.Tensor) else torch.as_tensor(list(units), dtype=None)
+    def _as_list(self, units: int | Sequence[int] | torch.Tensor) -> list[int]:
+        """Checked unit ids as a list (a single id, a list, a numpy array or a tensor)."""
+        tensor = units if isinstance(units, torch.Tensor) else torch.as_tensor(units)
         if tensor.numel() and (tensor.is_floating_point() or tensor.dtype == torch.bool):
             raise TypeError(f"Unit ids must be integers, got {tensor.dtype} values.")
         bad = [int(u) for u in tensor.flatten().tolist() if not 0 <= int(u) < self.vocoder.config.num_units]
