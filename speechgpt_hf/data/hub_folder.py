@@ -258,6 +258,10 @@ def write_readme(folder: str | Path, repo_id: str | None = None, license: str = 
     from huggingface_hub import DatasetCard, DatasetCardData
 
     folder = Path(folder)
+    if not CARD_TEMPLATE.exists():
+        raise FileNotFoundError(
+            f"Card template {CARD_TEMPLATE} is missing: install speechgpt-hf from its repository (pip install -e .)."
+        )
     counts = folder_counts(folder)
     if not counts:
         raise ValueError(f"{folder} holds no finished SpeechInstruct shards to describe.")

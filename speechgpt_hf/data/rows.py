@@ -125,13 +125,11 @@ def render_exchange(turn: dict[str, Any]) -> tuple[str, str]:
     """(human instruction, SpeechGPT response) of one cross-modal or chain-of-modality turn."""
     task = turn["task"]
     if task == ASR:
-        return format_cross_modal_instruction(turn["instruction"], units_to_string(turn["input_units"])), turn[
-            "output_text"
-        ]
+        request = format_cross_modal_instruction(turn["instruction"], units_to_string(turn["input_units"]))
+        return request, turn["output_text"]
     if task == TTS:
-        return format_cross_modal_instruction(turn["instruction"], turn["input_text"]), units_to_string(
-            turn["output_units"]
-        )
+        request = format_cross_modal_instruction(turn["instruction"], turn["input_text"])
+        return request, units_to_string(turn["output_units"])
     if task in COM_TASKS:
         speech_in = turn["input_modality"] == Modality.SPEECH.value
         human = units_to_string(turn["input_units"]) if speech_in else turn["input_text"]
