@@ -13,7 +13,7 @@ import soundfile
 from speechgpt_hf.data.hub_folder import build_speechinstruct_folder, push_folder
 from speechgpt_hf.data.original_format import iter_original_jsonl, parse_original_record, write_original_jsonl
 from speechgpt_hf.data.rows import COM_TASKS, TURN_KEYS, estimate_tokens
-from speechgpt_hf.data.sources import decode_audio, load_instruction_pairs, load_task_descriptions
+from speechgpt_hf.data.sources import decode_audio, load_instruction_pairs, load_task_descriptions, normalize_transcript
 from speechgpt_hf.data.speechinstruct import SpeechInstruct, SpeechInstructConfig
 from speechgpt_hf.data.tts_engines import EspeakTTS
 from speechgpt_hf.models.speechgpt.prompt_format import (
@@ -317,6 +317,18 @@ def test_push_uploads_the_folder_without_build_records(tmp_path, monkeypatch):
     push_folder(tmp_path, "someone/speechinstruct", private=True)
     assert calls["create"] == ("someone/speechinstruct", {"repo_type": "dataset", "private": True, "exist_ok": True})
     assert calls["upload"]["repo_type"] == "dataset" and ".speechinstruct/**" in calls["upload"]["ignore_patterns"]
+
+
+def test_transcripts_lose_corpus_tags_that_would_look_like_markers():
+    assert normalize_transcript("AS THEY SAID <COMMA> WELL <PERIOD>") == "AS THEY SAID, WELL."
+    assert normalize_transcript("hello <unk> world <12>") == "hello world"
+    assert normalize_transcript("<SIL>") == normalize_transcript(None) == ""
+
+
+def test_cli_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["build-speechinstruct", "--help"])
+    assert exit_info.value.code == 0 and "--push-to-hub" in capsys.readouterr().out
 
 
 def test_inputs_are_checked_with_clear_errors(tmp_path):

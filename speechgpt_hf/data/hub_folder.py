@@ -104,7 +104,7 @@ def _forked_shard(task: tuple[Shard, str, str]) -> tuple[Shard, dict[str, Any]]:
     shard, data, state = task
     import torch
 
-    torch.set_num_threads(1)  # one process a core: threads inside each would only contend
+    torch.set_num_threads(1)  # a forked child must not use its parent's OpenMP pool (libgomp can hang)
     builder = _FORKED_BUILDER
     return shard, _write_shard(builder, shard, builder.shard_items(shard), Path(data), Path(state))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,24 @@ def _decode(value: Any) -> tuple[np.ndarray, int]:
     if isinstance(value, (str, Path)):
         return soundfile.read(str(value), dtype="float32", always_2d=False)
     raise TypeError(f"Unsupported audio value of type {type(value).__name__}.")
+
+
+_GIGASPEECH_PUNCTUATION = {"<COMMA>": ",", "<PERIOD>": ".", "<QUESTIONMARK>": "?", "<EXCLAMATIONPOINT>": "!"}
+_ANGLE_TAG = re.compile(r"\s*<[^<>]*>")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([,.?!])")
+
+
+def normalize_transcript(text: Any) -> str:
+    """A corpus transcript fit for a prompt: GigaSpeech punctuation tags become marks, other `<…>` tags go.
+
+    Angle-bracket tags (`<SIL>`, `<NOISE>`, `<unk>`) would look like SpeechGPT's own markers in a prompt; a
+    transcript made only of tags (GigaSpeech's garbage utterances) becomes empty, i.e. missing.
+    """
+    text = str(text or "")
+    for tag, mark in _GIGASPEECH_PUNCTUATION.items():
+        text = text.replace(tag, mark)
+    text = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", _ANGLE_TAG.sub(" ", text))
+    return " ".join(text.split()).strip(" ,")
 
 
 def find_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str) -> str | None:
@@ -210,4 +229,5 @@ __all__ = [
     "load_instruction_pairs",
     "load_speech_source",
     "load_task_descriptions",
+    "normalize_transcript",
 ]
