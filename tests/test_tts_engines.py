@@ -30,9 +30,11 @@ def test_piper_speaks_reproducibly_and_rate_variants_change_length(piper):
     assert isinstance(piper, TTSEngine) and piper.speakers == ["joe", "joe-slow", "joe-fast"]
 
 
-def test_piper_pickles_by_its_arguments(piper):
+def test_piper_pickles_by_its_arguments_and_threads_do_not_change_the_voice(piper):
     clone = pickle.loads(pickle.dumps(piper))
     assert np.array_equal(clone("Hello.")[0], piper("Hello.")[0]) and clone.speakers == piper.speakers
+    default_threads = PiperTTS(num_threads=None)
+    assert np.allclose(default_threads("Hello.")[0], piper("Hello.")[0], atol=1e-4)
 
 
 def test_piper_rejects_unknown_speakers_and_unspeakable_text(piper):
