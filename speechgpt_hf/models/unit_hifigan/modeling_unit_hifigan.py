@@ -174,8 +174,13 @@ class UnitHiFiGANPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
+        """Convolutions get std 1/sqrt(fan-in) rather than HiFi-GAN's fixed 0.01: with 0.01 a narrow generator
+        starts out writing ~1e-6 amplitudes, below the log-mel loss's 1e-5 floor, where that loss has no gradient."""
         if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
-            init.normal_(module.weight, mean=0.0, std=0.01)
+            fan_in = module.in_channels // module.groups * module.kernel_size[0]
+            if isinstance(module, nn.ConvTranspose1d):
+                fan_in = module.in_channels * module.kernel_size[0] // module.stride[0]
+            init.normal_(module.weight, mean=0.0, std=fan_in**-0.5)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
