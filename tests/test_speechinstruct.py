@@ -291,6 +291,8 @@ def test_cli_writes_a_loadable_resumable_hub_folder(tmp_path, speech_folder, tok
     loaded = {name: datasets.load_dataset(str(out), name, split="train") for name in expected}
     assert {name: len(ds) for name, ds in loaded.items()} == expected
     assert set(loaded["cross_modal"].features) >= {"prompt", "completion", "text", "input_units", "history"}
+    card = (out / "README.md").read_text()
+    assert "3 instruction pairs from the local file 'pairs.json'" in card and str(tmp_path) not in card
     shards = sorted((out / "cross_modal").glob("*.parquet"))
     # The first shard holds the four bad files (sorted first): all skipped, so it has a record but no file.
     assert [p.name for p in shards] == [f"train-0000{i}-of-00003.parquet" for i in (1, 2)]

@@ -208,8 +208,10 @@ def _read_descriptions(folder: Path) -> dict[str, dict[str, str]]:
 
 
 def _describe_units(spec: Any) -> str:
-    if isinstance(spec, str) or spec is None:
-        return spec or "an unfitted MFCC SpeechUnitTokenizer"
+    if spec is None:
+        return "an unfitted MFCC SpeechUnitTokenizer"
+    if isinstance(spec, (str, Path)):
+        return f"the SpeechUnitTokenizer in {_describe_source(spec, hub_kind='repo')}"
     config = getattr(spec, "config", None)
     keys = (
         ("feature_type", "layer", "num_units")
@@ -220,22 +222,32 @@ def _describe_units(spec: Any) -> str:
     return f"{type(spec).__name__} ({', '.join(details)})" if details else type(spec).__name__
 
 
+def _describe_source(source: Any, hub_kind: str = "dataset") -> str:
+    """A Hub id as is; a local path by its name only (a card must not leak the builder's file system)."""
+    if isinstance(source, (str, Path)) and Path(source).exists():
+        return f"the local {'folder' if Path(source).is_dir() else 'file'} {Path(source).name!r}"
+    if isinstance(source, str):
+        return f"the Hub {hub_kind} {source!r}"
+    return f"a {type(source).__name__}"
+
+
 def describe_build(builder: SpeechInstruct) -> dict[str, str]:
     """For the card: the unit tokenizer, and one line on the sources and the recipe of a configuration."""
     config = builder.config
     parts = [f"seed {config.seed}", f"at most {config.token_limit} tokens a row"]
     if config.name == CHAIN_OF_MODALITY:
-        instructions = config.instructions if isinstance(config.instructions, str) else "the built-in pairs"
+        count = len(builder.sources()["train"])
+        instructions = "the built-in set" if config.instructions is None else _describe_source(config.instructions)
+        instructions = f"{count} instruction pairs from {instructions}"
         tts = config.tts if isinstance(config.tts, str) else getattr(config.tts, "name", type(config.tts).__name__)
         tasks = "all of" if config.com_all_tasks else "one of"
         parts[:0] = [
-            f"instructions from {instructions}",
+            instructions,
             f"speech by {tts}",
             f"{tasks} {', '.join(config.com_tasks)} a pair",
         ]
     else:
-        source = config.audio_source if isinstance(config.audio_source, str) else type(config.audio_source).__name__
-        parts.insert(0, f"speech from {source}")
+        parts.insert(0, f"speech from {_describe_source(config.audio_source)}")
         if config.name == CROSS_MODAL:
             parts.insert(1, f"ASR with probability {config.asr_probability}, else TTS")
             parts.insert(2, f"multi-turn probability {config.multi_turn_probability} (up to {config.max_turns} turns)")
