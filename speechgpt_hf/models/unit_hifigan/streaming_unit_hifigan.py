@@ -17,6 +17,8 @@ import torch
 if TYPE_CHECKING:
     from .modeling_unit_hifigan import UnitHiFiGANVocoder
 
+EXPAND_EVERY = 4  # ready units that trigger a duration prediction before a chunk is certain
+
 
 class UnitHiFiGANStreamer:
     """Incremental unit-to-speech synthesis with a [`UnitHiFiGANVocoder`].
@@ -58,7 +60,12 @@ class UnitHiFiGANStreamer:
             self._add_frames(new, [1] * len(new))
         else:
             self._units.extend(new)
-            self._expand_units(final=False)
+            ready = len(self._units) - self._units_left - self.unit_context
+            missing = self._emitted + self.chunk_frames + self.context - self._frame_offset - len(self._frames)
+            # Every unit lasts >= 1 frame: with `missing` ready units the next chunk is certain. Otherwise predict
+            # every few units only, which spares the predictor most calls when units come one at a time.
+            if ready >= missing or ready >= EXPAND_EVERY:
+                self._expand_units(final=False)
         return self._synthesize(final=False)
 
     def flush(self) -> torch.Tensor:
