@@ -11,8 +11,13 @@ import pytest
 import soundfile
 
 from speechgpt_hf.data.hub_folder import build_speechinstruct_folder, push_folder
-from speechgpt_hf.data.original_format import iter_original_jsonl, parse_original_record, write_original_jsonl
-from speechgpt_hf.data.rows import COM_TASKS, TURN_KEYS, estimate_tokens
+from speechgpt_hf.data.original_format import (
+    iter_original_jsonl,
+    original_jsonl_to_dataset,
+    parse_original_record,
+    write_original_jsonl,
+)
+from speechgpt_hf.data.rows import COM_TASKS, TURN_KEYS, estimate_tokens, token_counter
 from speechgpt_hf.data.sources import decode_audio, load_instruction_pairs, load_task_descriptions, normalize_transcript
 from speechgpt_hf.data.speechinstruct import SpeechInstruct, SpeechInstructConfig
 from speechgpt_hf.data.tts_engines import EspeakTTS
@@ -190,6 +195,14 @@ def test_multi_turn_rows_stay_within_the_token_limit(tmp_path, speech_dataset, t
         assert row["id"].count("+") == len(row["history"])
         for turn in row["history"]:
             assert set(turn) == set(TURN_KEYS)
+    from speechgpt_hf.testing_utils import build_tiny_tokenizer
+
+    text_tokenizer = build_tiny_tokenizer()
+    exact = _build("cross_modal", tmp_path / "exact", audio_source=speech_dataset, unit_tokenizer=tokenizer,
+                   multi_turn_probability=1.0, max_tokens=1000, tokenizer=text_tokenizer)  # fmt: skip
+    count = token_counter(text_tokenizer)  # this tiny BPE splits every unit into several tokens
+    assert all(count(text) <= 1000 for text in exact["text"]) and count("<sosp><1><eosp>") > 3
+    assert sum(1 + len(h) for h in exact["history"]) == len(SENTENCES)
     too_small = build_speechinstruct_folder(tmp_path / "small", ["cross_modal"], audio_source=speech_dataset,
                                             unit_tokenizer=tokenizer, max_tokens=20)  # fmt: skip
     assert too_small["cross_modal"]["train"].skipped == Counter({"too long": len(SENTENCES)})
@@ -249,6 +262,7 @@ def test_original_jsonl_round_trip_and_the_released_layout(tmp_path, speech_data
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert set(records[0]) == {"prefix", "plain_text"} and records[0]["prefix"] == "Be brief.\n"
     read_back = list(iter_original_jsonl(path))
+    assert original_jsonl_to_dataset(path).to_list() == read_back
     compared = [k for k in TURN_KEYS if k not in ("speaker", "source_id")] + ["text", "prompt", "completion"]
     for original, restored in zip(rows, read_back, strict=True):
         kept = [k for k in compared if not (k == "input_text" and original["task"] == "modality_adaptation")]
