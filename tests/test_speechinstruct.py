@@ -179,6 +179,10 @@ def test_bad_items_are_skipped_and_counted_by_reason(tmp_path, speech_folder, to
     assert stage1.skipped == Counter({"corrupt audio": 1, "empty or silent audio": 1, "too long": 1})
     card = (tmp_path / "out" / "README.md").read_text()
     assert "| `cross_modal` | train | missing transcript | 1 |" in card
+    other_units = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=16))
+    with pytest.raises(ValueError, match="other settings \\(unit_tokenizer\\)"):
+        build_speechinstruct_folder(tmp_path / "out", ["cross_modal"], audio_source=str(speech_folder),
+                                    unit_tokenizer=other_units, max_audio_seconds=6.0)  # fmt: skip
     assert f"| `cross_modal` | 2: cross-modal | train | {len(SENTENCES)} | {len(SENTENCES) + 4} | 4 |" in card
 
 

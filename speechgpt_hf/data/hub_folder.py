@@ -112,6 +112,7 @@ def _forked_shard(task: tuple[Shard, str, str]) -> tuple[Shard, dict[str, Any]]:
 def _check_settings(builder: SpeechInstruct, folder: Path, overwrite: bool) -> None:
     config = builder.config
     settings = {name: getattr(config, name) for name in _SETTINGS}
+    settings["unit_tokenizer"] = str(builder.input_ids["unit_tokenizer"])
     path = folder / STATE_DIR / config.name / "settings.json"
     if path.exists() and not overwrite:
         previous = json.loads(path.read_text())

@@ -285,6 +285,8 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
         objects = {k: kwargs[k] for k in _OBJECT_FIELDS if kwargs.get(k) is not None and not isinstance(kwargs[k], str)}
         kwargs.update({k: f"<{type(v).__name__} {fingerprint(v)}>" for k, v in objects.items()})
         super().__init__(*args, **kwargs)
+        # What each object field was, as text: the path/repo given, or the object's content hash.
+        self.input_ids = {k: kwargs[k] if k in kwargs else getattr(self.config, k) for k in _OBJECT_FIELDS}
         for key, value in objects.items():
             setattr(self.config, key, value)
         self.config.validate()
