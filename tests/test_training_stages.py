@@ -129,3 +129,12 @@ def test_the_papers_recipes_parse_into_the_config():
     assert (lora.use_lora, lora.lora_r, lora.lora_alpha, lora.lora_dropout) == (True, 8, 16, 0.05)
     assert lora.lora_target_modules == ["q_proj", "v_proj"]
     assert [c.max_length for c in parsed.values()] == [1024, 512, 1024]
+
+
+def test_rows_longer_than_max_length_are_reported(tmp_path, speechinstruct_folder, base_model_folder, caplog):
+    config = _common(
+        tmp_path, "cross_modal", base_model_name_or_path=str(base_model_folder), num_units=NUM_UNITS,
+        dataset_name=str(speechinstruct_folder), max_length=8, max_steps=1,
+    )
+    with pytest.raises(ValueError, match="16 of 16 rows have prompts longer than max_length=8"):
+        train_stage(config)

@@ -10,11 +10,14 @@ A stage is one `SpeechGPTTrainingConfig` (an `SFTConfig` with model, data and Lo
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trl import SFTConfig
+
+logger = logging.getLogger(__name__)
 
 STAGES = ("modality_adaptation", "cross_modal", "chain_of_modality")
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -128,6 +131,19 @@ def lora_config(config: SpeechGPTTrainingConfig, model: Any) -> Any:
     )
 
 
+def _check_rows_kept(config: SpeechGPTTrainingConfig, rows: int, prepared: Any) -> None:
+    """TRL silently drops rows whose prompt alone fills `max_length`; say so, and stop if none are left."""
+    if config.packing or not hasattr(prepared, "__len__") or len(prepared) == rows:
+        return
+    message = (
+        f"{rows - len(prepared)} of {rows} rows have prompts longer than max_length={config.max_length} tokens "
+        "and were dropped; raise max_length (or shorten the system prompt) to train on them."
+    )
+    if len(prepared) == 0:
+        raise ValueError(message)
+    logger.warning(message)
+
+
 def train_stage(config: SpeechGPTTrainingConfig) -> Path:
     """Runs one stage and saves the trained SpeechGPT (LoRA merged unless `merge_lora=False`), its processor,
     and the training metrics and loss history (train_results.json, trainer_state.json)."""
@@ -142,6 +158,7 @@ def train_stage(config: SpeechGPTTrainingConfig) -> Path:
         processing_class=processor.tokenizer,
         peft_config=lora_config(config, model) if config.use_lora else None,
     )
+    _check_rows_kept(config, len(dataset), trainer.train_dataset)
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()  # trainer_state.json: the loss history
