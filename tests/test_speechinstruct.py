@@ -356,6 +356,12 @@ def test_inputs_are_checked_with_clear_errors(tmp_path):
     assert len(set(load_task_descriptions(None, "tts"))) == 100
     builtin = load_instruction_pairs()
     assert len(builtin) >= 50 and all(p["instruction"] and p["response"] for p in builtin)
+    alpaca = load_instruction_pairs(
+        [{"instruction": "Translate to French.", "input": "Good night.", "output": "Bonne nuit."}]
+    )
+    assert alpaca == [
+        {"id": "pair-000000", "instruction": "Translate to French.\nGood night.", "response": "Bonne nuit."}
+    ]
     with pytest.raises(ValueError, match="needs one of"):
         load_instruction_pairs([{"prompt_text": "x", "reply": "y"}])
     with pytest.raises(ValueError, match="Unknown SpeechInstruct configuration"):

@@ -172,7 +172,8 @@ def load_instruction_pairs(source: Any = None) -> list[dict[str, str]]:
     """Text instruction/response pairs as `[{"id", "instruction", "response"}]`; None means the built-in set.
 
     `source` may be a JSON or JSONL file, a datasets Dataset, or an iterable of dicts; the keys
-    instruction/question/prompt and response/answer/output/completion are recognised.
+    instruction/question/prompt and response/answer/output/completion are recognised, and an Alpaca-style
+    `input` is appended to the instruction on a new line.
     """
     if source is None:
         source = BUILTIN_INSTRUCTIONS
@@ -201,9 +202,11 @@ def _pair(record: Mapping[str, Any], index: int) -> dict[str, str]:
             f"Instruction pair {index} has keys {sorted(record)}; it needs one of {INSTRUCTION_KEYS} and one of "
             f"{RESPONSE_KEYS}."
         )
+    text = str(record[instruction] or "").strip()
+    context = str(record.get("input") or "").strip()  # Alpaca-style pairs keep extra context in "input"
     return {
         "id": str(record.get("id", f"pair-{index:06d}")),
-        "instruction": str(record[instruction] or "").strip(),
+        "instruction": f"{text}\n{context}" if context else text,
         "response": str(record[response] or "").strip(),
     }
 
