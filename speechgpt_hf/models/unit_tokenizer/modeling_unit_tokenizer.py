@@ -100,7 +100,6 @@ class SpeechUnitTokenizer(PreTrainedModel):
     base_model_prefix = "unit_tokenizer"
     main_input_name = "input_values"
     _supports_sdpa = True
-    _keys_to_ignore_on_load_unexpected = [r"encoder\.encoder\.layers\.(\d+)\."]
 
     def __init__(self, config: SpeechUnitTokenizerConfig) -> None:
         super().__init__(config)
@@ -154,9 +153,6 @@ class SpeechUnitTokenizer(PreTrainedModel):
             self.centroids.copy_(centroids.to(self.centroids))
 
     # ---- features -------------------------------------------------------------------------------------
-
-    def _frame_count(self, num_samples: int) -> int:
-        return (num_samples - self.config.frame_length) // self.config.frame_hop + 1
 
     def compute_features(self, input_values: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, T, D] features and [B] frame counts of a padded batch of 16 kHz waveforms [B, N]."""
