@@ -159,6 +159,10 @@ Same waveform: max abs difference {r["max_diff"]:.1e}.
 
 Batched waveforms equal one-by-one ones: max abs difference {b["max_diff"]:.1e}.
 
+On a CPU these convolutions are memory-bound: a padded batch also computes its padding, and its larger
+activations fall out of the cache, so one-by-one synthesis is the faster way here; batching is meant for GPUs
+(not measured: no GPU in this run).
+
 ## Streaming, {r["audio_s"]:.1f} s of speech, units pushed one at a time
 
 Chunks of {chunk_frames} frames ({chunk_frames * 20} ms) with {s["context"]} frames of context each side.
