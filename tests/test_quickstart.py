@@ -1,13 +1,23 @@
-"""The quickstart runs end to end on the embedded default and leaves a loadable repo behind."""
+"""The quickstart runs the whole recipe end to end (few steps) and leaves loadable repos behind."""
 
-from transformers import AutoModelForCausalLM
+import json
+
+from transformers import AutoModel, AutoModelForCausalLM
 
 import speechgpt_hf_cli
 
 
-def test_quickstart_runs_end_to_end(tmp_path, capsys):
-    assert speechgpt_hf_cli.main(["quickstart", "--output-dir", str(tmp_path), "--num-units", "30"]) == 0
+def test_quickstart_runs_the_whole_recipe(tmp_path, capsys):
+    args = ["quickstart", "--output-dir", str(tmp_path), "--num-units", "32", "--lm-steps", "3", "--vocoder-steps", "2"]
+    assert speechgpt_hf_cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "loaded back through the Auto classes: SpeechGPTForCausalLM, SpeechGPTProcessor" in out
-    model = AutoModelForCausalLM.from_pretrained(tmp_path / "speechgpt-tiny")
-    assert model.config.num_units == 30
+    steps = ("voiced 16 sentences", "unit tokenizer", "SpeechInstruct rows", "stage chain_of_modality", "vocoder:", "ASR, spoken", "TTS, ")
+    for step in steps:
+        assert step in out, step
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["talk"]["asr"]["spoken"] and summary["talk"]["tts"]["text"]
+    assert set(summary["speechinstruct_rows"]) == {"modality_adaptation", "cross_modal", "chain_of_modality"}
+    model = AutoModelForCausalLM.from_pretrained(summary["repos"]["speechgpt"])
+    assert model.config.num_units == 32 and model.config.vocoder_repo == summary["repos"]["vocoder"]
+    assert AutoModel.from_pretrained(summary["repos"]["vocoder"]).config.num_units == 32
+    assert AutoModel.from_pretrained(summary["repos"]["unit_tokenizer"]).config.num_units == 32
