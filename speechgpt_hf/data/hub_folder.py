@@ -24,7 +24,7 @@ from .speechinstruct import Shard, SpeechInstruct
 logger = logging.getLogger(__name__)
 
 STATE_DIR = ".speechinstruct"
-CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "hub_cards" / "speechinstruct_card.md"
+CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "hub_cards" / "speechinstruct_card.md"
 STAGES = {
     MODALITY_ADAPTATION: "1: modality adaptation",
     CROSS_MODAL: "2: cross-modal",
