@@ -26,7 +26,7 @@ if [ ! -f "$venv/.speechgpt-hf-ready" ]; then
     echo "Creating the virtual environment in $venv (torch and friends: a few minutes, once)"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --upgrade pip "setuptools>=68" wheel 2>&1 | grep -v '^WARNING: Location' || true
+    "$venv/bin/pip" install -q --upgrade pip "setuptools>=77" wheel 2>&1 | grep -v '^WARNING: Location' || true
     "$venv/bin/pip" install -q -c constraints.txt -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
     "$venv/bin/python" -c "import torch, transformers, trl, datasets, speechgpt_hf" || { echo "The install failed." >&2; exit 1; }
     touch "$venv/.speechgpt-hf-ready"

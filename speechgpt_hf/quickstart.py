@@ -160,9 +160,9 @@ def train_small_vocoder(corpus: Any, tokenizer: Any, settings: QuickstartSetting
 
 def _training_requests(data: Path) -> dict[str, dict]:
     """One ASR and one TTS request of the cross-modal data (the stage the tiny LM has learnt best)."""
-    from datasets import load_dataset
+    from .data.loading import load_speechinstruct
 
-    rows = load_dataset(str(data), "cross_modal", split="train")
+    rows = load_speechinstruct(data, "cross_modal")
     return {task: next(row for row in rows if row["task"] == task) for task in ("asr", "tts")}
 
 

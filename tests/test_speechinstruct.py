@@ -295,7 +295,7 @@ def test_original_jsonl_round_trip_and_the_released_layout(tmp_path, speech_data
 
 def test_cli_writes_a_loadable_resumable_hub_folder(tmp_path, speech_folder, tokenizer, local_hub, capsys):
     tokenizer.save_pretrained(tmp_path / "units")
-    out = tmp_path / "speechinstruct"
+    out = tmp_path / "cli-speechinstruct"  # datasets caches local folders by name: keep it unique in the session
     argv = ["build-speechinstruct", str(out), "--audio", str(speech_folder), "--unit-tokenizer", str(tmp_path / "units"),
             "--tts", "espeak-ng", "--instructions", str(tmp_path / "pairs.json"), "--shard-size", "4",
             "--max-audio-seconds", "6"]  # fmt: skip

@@ -95,9 +95,9 @@ def load_model_and_processor(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]
 
 def load_stage_dataset(config: SpeechGPTTrainingConfig) -> Any:
     """The stage's rows in the form TRL expects: `text` for stage 1, `prompt`/`completion` otherwise."""
-    from datasets import load_dataset
+    from ..data.loading import load_speechinstruct
 
-    dataset = load_dataset(config.dataset_name, config.dataset_config, split=config.dataset_split)
+    dataset = load_speechinstruct(config.dataset_name, config.dataset_config, split=config.dataset_split)
     columns = ["text"] if config.stage == "modality_adaptation" else ["prompt", "completion"]
     missing = [c for c in columns if c not in dataset.column_names]
     if missing:
