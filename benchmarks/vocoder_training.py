@@ -134,7 +134,7 @@ def report(facts: dict, judged: dict, texts: list[str], args: argparse.Namespace
 
 Script: `python benchmarks/vocoder_training.py --minutes {args.minutes:g} --num-units {args.num_units}
 --discriminator-start-step {args.discriminator_start_step} --batch-size {args.batch_size} --segment-frames {args.segment_frames}`.
-Machine: 2 shared CPU cores (other agents were training and testing at the same time, load average 4-7), no GPU.
+Machine: 2 shared CPU cores (other agents were training and testing at the same time, load average 4-10), no GPU.
 
 - Data: Piper joe voice at three speaking rates (3 speakers) reading 100 built-in sentences:
   {facts["train_utterances"]} training utterances ({facts["train_audio_s"]:.0f} s of speech); 20 held-out sentences
