@@ -5,11 +5,12 @@
 3. build SpeechInstruct's three configurations as a Hub-ready parquet folder;
 4. expand a tiny text LM into a SpeechGPT and train the three stages with TRL (stage 3 with LoRA);
 5. train a small unit HiFi-GAN vocoder;
-6. assemble the talking system from its repos: transcribe a recording, read a sentence aloud (streamed).
+6. assemble the talking system from its repos and ask it a question aloud: it transcribes, answers in text,
+   and speaks the answer, streamed as the units arrive.
 
-Every model is tiny and trained for seconds on 16 sentences, so it can at best repeat what it saw (the
-requests of step 6 come from its training data); what the run shows is that each part is real and that
-they fit together. Everything is written under `output_dir`.
+Every model is tiny and trained for about a minute on a few sentences, so it can at best repeat what it saw
+(the question of step 6 comes from its training data) and the vocoder hums rather than speaks; what the run
+shows is that each part is real and that they fit together. Everything is written under `output_dir`.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class QuickstartSettings:
     """Sizes of the miniature run (kept small so the whole recipe runs in minutes on two CPU cores)."""
 
     num_units: int = 64
-    lm_steps: int = 30
-    vocoder_steps: int = 20
+    lm_steps: int = 200
+    vocoder_steps: int = 100
     com_pairs: int = 12
     seed: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -99,7 +100,9 @@ def build_data(corpus: Any, tokenizer: Any, tts: Any, settings: QuickstartSettin
     pairs = load_instruction_pairs(None)[: settings.com_pairs]
     summaries = build_speechinstruct_folder(
         folder,
-        ["modality_adaptation", "cross_modal", "chain_of_modality"],
+        # Two of the four chain-of-modality formats whose prompts tell the wanted output apart: the paper's
+        # formats share a prompt between speech and text answers to the same input.
+        {"modality_adaptation": {}, "cross_modal": {}, "chain_of_modality": {"com_tasks": ("speech_to_speech", "text_to_text")}},
         audio_source=corpus,
         unit_tokenizer=tokenizer,
         tts=tts,
@@ -158,52 +161,48 @@ def train_small_vocoder(corpus: Any, tokenizer: Any, settings: QuickstartSetting
     return output
 
 
-def _training_requests(data: Path) -> dict[str, dict]:
-    """One ASR and one TTS request of the cross-modal data (the stage the tiny LM has learnt best)."""
+def _spoken_question(data: Path) -> dict:
+    """A speech-to-speech chain-of-modality row of the data (the tiny LM can at best repeat what it saw)."""
     from .data.loading import load_speechinstruct
 
-    rows = load_speechinstruct(data, "cross_modal")
-    return {task: next(row for row in rows if row["task"] == task) for task in ("asr", "tts")}
+    rows = load_speechinstruct(data, "chain_of_modality")
+    return next(row for row in rows if row["task"] == "speech_to_speech")
 
 
-def talk(model_repo: Path, vocoder_repo: Path, corpus: Any, data: Path, output: Path) -> dict:
-    """Points the LM's config at its vocoder, loads the system in one call, then asks it to transcribe a
-    recording (speech in) and to read a sentence aloud (speech out, streamed)."""
+def talk(model_repo: Path, vocoder_repo: Path, tts: Any, data: Path, output: Path) -> dict:
+    """Points the LM's config at its vocoder, loads the system in one call, and asks it a spoken question:
+    speech in, then transcript, text answer and speech out, the speech streamed as the units arrive."""
     import soundfile
     from transformers import AutoConfig
 
     from .inference.chat import SpeechGPTChat
-    from .models.speechgpt.prompt_format import INPUT_MARKER, format_cross_modal_instruction
 
     config = AutoConfig.from_pretrained(model_repo)
     config.vocoder_repo = str(vocoder_repo)
     config.save_pretrained(model_repo)
     chat = SpeechGPTChat.from_pretrained(str(model_repo))
-    chat.generation_kwargs.update(max_new_tokens=200, do_sample=False)
-    requests = _training_requests(data)
-    asr = requests["asr"]
-    audio = next(item["audio"] for item in corpus if item["id"] == asr["source_id"])
-    heard = chat.respond(f"{asr['instruction']} {INPUT_MARKER}", audio=audio).response
-    _step(f"ASR, spoken {asr['input_text']!r} -> {heard.text!r}")
-
-    chat.reset()
-    tts = requests["tts"]
+    chat.generation_kwargs.update(max_new_tokens=300, do_sample=False)
+    row = _spoken_question(data)
+    question, rate = tts(row["input_text"], speaker=row["speaker"].split(":")[-1])
     start, first_audio, reply = time.perf_counter(), None, None
-    for event in chat.stream(format_cross_modal_instruction(tts["instruction"], tts["input_text"])):
+    for event in chat.stream(audio=question, sampling_rate=rate):
         if getattr(event, "audio", None) is not None and first_audio is None:
             first_audio = time.perf_counter() - start
         reply = event
     seconds = time.perf_counter() - start
     if reply.waveform is not None:
         soundfile.write(output / "answer.wav", reply.waveform, reply.sampling_rate)
-    units = reply.response.units or []
+    answer, units = reply.response, reply.response.units or []
     first = "no audio" if first_audio is None else f"first audio after {first_audio:.2f} s"
-    _step(f"TTS, {tts['input_text']!r} -> {len(units)} units, {0 if reply.waveform is None else len(reply.waveform) / 16000:.1f} s "
-          f"of speech in {output / 'answer.wav'} ({seconds:.1f} s, {first}; a vocoder trained for seconds hums)")  # fmt: skip
+    speech = 0.0 if reply.waveform is None else len(reply.waveform) / reply.sampling_rate
+    _step(f"asked aloud {row['input_text']!r}: heard {answer.transcript!r}, answered {answer.text!r} "
+          f"(expected {row['output_text']!r}) and {len(units)} units, {speech:.1f} s of speech in "
+          f"{output / 'answer.wav'}; {seconds:.1f} s, {first}")  # fmt: skip
     return {
-        "asr": {"spoken": asr["input_text"], "heard": heard.text, "problems": heard.problems},
-        "tts": {"text": tts["input_text"], "units": len(units), "seconds": round(seconds, 2), "first_audio_seconds": first_audio},
-    }
+        "question": row["input_text"], "transcript": answer.transcript, "answer": answer.text,
+        "expected_answer": row["output_text"], "units": len(units), "speech_seconds": round(speech, 2),
+        "seconds": round(seconds, 2), "first_audio_seconds": first_audio, "problems": answer.problems,
+    }  # fmt: skip
 
 
 def run_quickstart(output_dir: str | Path = "quickstart_output", settings: QuickstartSettings | None = None) -> dict:
@@ -227,7 +226,7 @@ def run_quickstart(output_dir: str | Path = "quickstart_output", settings: Quick
     with _Timer(settings, "vocoder"):
         vocoder_repo = train_small_vocoder(corpus, tokenizer, settings, output / "vocoder")
     with _Timer(settings, "talk"):
-        summary["talk"] = talk(model_repo, vocoder_repo, corpus, output / "speechinstruct", output)
+        summary["talk"] = talk(model_repo, vocoder_repo, tts, output / "speechinstruct", output)
     summary["timings_seconds"] = settings.timings
     summary["repos"] = {"speechgpt": str(model_repo), "unit_tokenizer": str(output / "unit-tokenizer"), "vocoder": str(vocoder_repo)}
     (output / "summary.json").write_text(json.dumps(summary, indent=1, default=str))

@@ -11,11 +11,11 @@ def test_quickstart_runs_the_whole_recipe(tmp_path, capsys):
     args = ["quickstart", "--output-dir", str(tmp_path), "--num-units", "32", "--lm-steps", "3", "--vocoder-steps", "2"]
     assert speechgpt_hf_cli.main(args) == 0
     out = capsys.readouterr().out
-    steps = ("voiced 16 sentences", "unit tokenizer", "SpeechInstruct rows", "stage chain_of_modality", "vocoder:", "ASR, spoken", "TTS, ")
+    steps = ("voiced 16 sentences", "unit tokenizer", "SpeechInstruct rows", "stage chain_of_modality", "vocoder:", "asked aloud")
     for step in steps:
         assert step in out, step
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["talk"]["asr"]["spoken"] and summary["talk"]["tts"]["text"]
+    assert summary["talk"]["question"] and summary["talk"]["expected_answer"]
     assert set(summary["speechinstruct_rows"]) == {"modality_adaptation", "cross_modal", "chain_of_modality"}
     model = AutoModelForCausalLM.from_pretrained(summary["repos"]["speechgpt"])
     assert model.config.num_units == 32 and model.config.vocoder_repo == summary["repos"]["vocoder"]
