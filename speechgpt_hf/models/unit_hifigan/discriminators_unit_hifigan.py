@@ -21,6 +21,17 @@ def _scaled(channels: int, width: float) -> int:
     return max(4, int(channels * width))
 
 
+def _judge(convs: nn.ModuleList, conv_post: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Runs the convolution stack: the flattened logits and every layer's activations (for feature matching)."""
+    features = []
+    for conv in convs:
+        hidden = F.leaky_relu(conv(hidden), 0.1)
+        features.append(hidden)
+    hidden = conv_post(hidden)
+    features.append(hidden)
+    return hidden.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """Folds the waveform into `[T / period, period]` and judges it with 2-D convolutions along time."""
 
@@ -42,13 +53,7 @@ class PeriodDiscriminator(nn.Module):
             pad = self.period - length % self.period
             waveform = F.pad(waveform, (0, pad), mode="reflect" if pad < length else "constant")
         hidden = waveform.view(batch, 1, -1, self.period)
-        features = []
-        for conv in self.convs:
-            hidden = F.leaky_relu(conv(hidden), 0.1)
-            features.append(hidden)
-        hidden = self.conv_post(hidden)
-        features.append(hidden)
-        return hidden.flatten(1), features
+        return _judge(self.convs, self.conv_post, hidden)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -70,13 +75,7 @@ class ScaleDiscriminator(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         hidden = waveform[:, None, :]
-        features = []
-        for conv in self.convs:
-            hidden = F.leaky_relu(conv(hidden), 0.1)
-            features.append(hidden)
-        hidden = self.conv_post(hidden)
-        features.append(hidden)
-        return hidden.flatten(1), features
+        return _judge(self.convs, self.conv_post, hidden)
 
 
 class HiFiGANMultiPeriodDiscriminator(nn.Module):
