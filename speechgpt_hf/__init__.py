@@ -1,6 +1,7 @@
 """speechgpt-hf: SpeechGPT as a Hugging Face plugin. Importing it registers every class with the Auto factories."""
 
 from . import _auto  # noqa: F401  (registration side effect)
+from .inference.chat import SpeechGPTChat, SpeechGPTReply
 from .models.speechgpt import (
     DEFAULT_SYSTEM_PROMPT,
     Modality,
@@ -22,6 +23,8 @@ from .models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfi
 __version__ = "0.1.0"
 
 __all__ = [
+    "SpeechGPTChat",
+    "SpeechGPTReply",
     "DEFAULT_SYSTEM_PROMPT",
     "Modality",
     "SpeechGPTConfig",
