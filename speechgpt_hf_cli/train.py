@@ -31,5 +31,9 @@ def run(args: argparse.Namespace) -> None:
         argv = ["--config", str(RECIPES_DIR / f"{args.recipe}.yaml"), *argv]
     elif args.config:
         argv = ["--config", args.config, *argv]
+    from accelerate import PartialState
+
     (config,) = TrlParser((SpeechGPTTrainingConfig,)).parse_args_and_config(argv)
-    print(f"Saved the {config.stage} model to {train_stage(config)}")
+    output_dir = train_stage(config)
+    if PartialState().is_main_process:
+        print(f"Saved the {config.stage} model to {output_dir}")

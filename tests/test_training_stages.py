@@ -138,3 +138,25 @@ def test_rows_longer_than_max_length_are_reported(tmp_path, speechinstruct_folde
     )
     with pytest.raises(ValueError, match="16 of 16 rows have prompts longer than max_length=8"):
         train_stage(config)
+
+
+def test_two_processes_under_accelerate_train_and_save_once(tmp_path, speechinstruct_folder, base_model_folder):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "-m", "speechgpt_hf_cli", "train", "--recipe", "stage1_modality_adaptation",
+        "--base_model_name_or_path", str(base_model_folder), "--num_units", str(NUM_UNITS),
+        "--dataset_name", str(speechinstruct_folder), "--output_dir", str(out), "--max_steps", "2",
+        "--per_device_train_batch_size", "2", "--max_length", "64", "--use_cpu", "true", "--save_strategy", "no",
+    ]  # fmt: skip
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Saved the modality_adaptation model") == 1  # printed by rank 0 only
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert AutoModelForCausalLM.from_pretrained(out).config.num_units == NUM_UNITS

@@ -163,12 +163,16 @@ def train_stage(config: SpeechGPTTrainingConfig) -> Path:
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()  # trainer_state.json: the loss history
     output_dir = Path(config.output_dir)
+    main_process = trainer.is_world_process_zero()  # under accelerate/torchrun only rank 0 writes files
     if config.use_lora and config.merge_lora:
-        trainer.model.save_pretrained(output_dir / "adapter")
-        trainer.model.merge_and_unload().save_pretrained(output_dir)
+        if main_process:
+            trainer.model.save_pretrained(output_dir / "adapter")
+            trainer.model.merge_and_unload().save_pretrained(output_dir)
     else:
         trainer.save_model(str(output_dir))
-    processor.save_pretrained(output_dir)
+    if main_process:
+        processor.save_pretrained(output_dir)
+    trainer.accelerator.wait_for_everyone()
     return output_dir
 
 
