@@ -22,6 +22,7 @@ import torch
 
 from speechgpt_hf.convert.convert_unit_hifigan import to_seamless_m4t_code_hifigan
 from speechgpt_hf.models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
+from speechgpt_hf.testing_utils import fan_in_init_
 
 SECONDS = 10.0
 
@@ -36,15 +37,9 @@ def timed(fn: Callable[[], object]) -> float:
 def build(seed: int = 0) -> tuple[UnitHiFiGANVocoder, torch.nn.Module]:
     torch.manual_seed(seed)
     ours = UnitHiFiGANVocoder(UnitHiFiGANConfig()).eval()
+    # Denormal near-silence would distort CPU timings: fan-in scaled weights give a trained vocoder's levels.
+    fan_in_init_(ours.generator)
     with torch.no_grad():
-        # HiFi-GAN's init (std 0.01) writes ~1e-10 amplitudes, whose denormal floats distort CPU timings: use
-        # fan-in scaled weights, giving activations and output levels like a trained vocoder's.
-        for module in ours.generator.modules():
-            if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
-                fan_in = (
-                    module.weight[0].numel() if isinstance(module, torch.nn.Conv1d) else module.weight[:, 0].numel()
-                )
-                module.weight.normal_(0.0, 1.0 / fan_in**0.5)
         ours.duration_predictor.proj.bias.fill_(0.9)  # predicted durations of 1-3 frames, as for merged units
     return ours, to_seamless_m4t_code_hifigan(ours)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 TINY_CORPUS = (
@@ -46,8 +47,6 @@ def build_tiny_causal_lm(
     model_type: str = "llama", vocab_size: int = 300, seed: int = 0, **overrides: object
 ) -> PreTrainedModel:
     """A 2-layer, 32-wide random causal LM of any transformers architecture (llama, qwen2, …)."""
-    import torch
-
     settings = dict(
         vocab_size=vocab_size,
         hidden_size=32,
@@ -66,4 +65,16 @@ def build_tiny_causal_lm(
     return AutoModelForCausalLM.from_config(config)
 
 
-__all__ = ["TINY_CORPUS", "build_tiny_causal_lm", "build_tiny_tokenizer"]
+def fan_in_init_(module: torch.nn.Module, gain: float = 1.0) -> None:
+    """Redraws every (transposed) 1-D convolution weight under `module` with std gain/sqrt(fan-in), in place.
+
+    Random HiFi-GAN generators built with the classic std-0.01 init write near-silent, denormal-laden audio;
+    these weights give output levels like a trained vocoder's, for tests and benchmarks."""
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+                per_output = layer.weight[0] if isinstance(layer, torch.nn.Conv1d) else layer.weight[:, 0]
+                layer.weight.normal_(0.0, gain / per_output.numel() ** 0.5)
+
+
+__all__ = ["TINY_CORPUS", "build_tiny_causal_lm", "build_tiny_tokenizer", "fan_in_init_"]

@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModel
 
 import speechgpt_hf  # noqa: F401  (registers the Auto classes)
 from speechgpt_hf.models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder, stream_units
+from speechgpt_hf.testing_utils import fan_in_init_
 
 HOP = 320
 
@@ -36,13 +37,8 @@ def tiny_config(**overrides) -> UnitHiFiGANConfig:
 
 def audible(model: UnitHiFiGANVocoder) -> UnitHiFiGANVocoder:
     """HiFi-GAN's init (std 0.01) writes near-silence; fan-in scaled weights make outputs (and differences) audible."""
+    fan_in_init_(model.generator, gain=1.5)
     with torch.no_grad():
-        for module in model.generator.modules():
-            if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
-                fan_in = (
-                    module.weight[0].numel() if isinstance(module, torch.nn.Conv1d) else module.weight[:, 0].numel()
-                )
-                module.weight.normal_(0.0, 1.5 / fan_in**0.5)
         if model.duration_predictor is not None:  # spread predicted durations over 1..4 frames
             model.duration_predictor.proj.bias.fill_(1.0)
             model.duration_predictor.proj.weight.mul_(20)
