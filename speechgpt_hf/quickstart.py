@@ -198,7 +198,7 @@ def talk(model_repo: Path, vocoder_repo: Path, tts: Any, data: Path, output: Pat
           f"(expected {row['output_text']!r}) and {len(units)} units, {speech:.1f} s of speech in "
           f"{output / 'answer.wav'}; {seconds:.1f} s, {first}")  # fmt: skip
     return {
-        "question": row["input_text"], "transcript": answer.transcript, "answer": answer.text,
+        "question": row["input_text"], "request": chat.history[-1][0], "transcript": answer.transcript, "answer": answer.text,
         "expected_answer": row["output_text"], "units": len(units), "speech_seconds": round(speech, 2),
         "seconds": round(seconds, 2), "first_audio_seconds": first_audio, "problems": answer.problems,
     }  # fmt: skip
