@@ -372,6 +372,12 @@ def test_cli_writes_a_loadable_resumable_hub_folder(tmp_path, speech_folder, tok
     assert shards[0].read_bytes() == content and shards[1].stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="other settings \\(seed\\)"):
         cli_main(argv + ["--configs", "cross_modal", "--seed", "5"])
+    settings = out / ".speechinstruct" / "cross_modal" / "settings.json"
+    old = json.loads(settings.read_text())
+    settings.write_text(json.dumps({**old, "builder_version": "1.0.0"}))  # rows rendered by an older builder
+    with pytest.raises(ValueError, match="other settings \\(builder_version\\)"):
+        cli_main(argv + ["--configs", "cross_modal"])
+    settings.write_text(json.dumps(old))
     local_hub(out, "someone/speechinstruct", repo_type="dataset")
     from huggingface_hub import snapshot_download
 
