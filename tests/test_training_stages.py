@@ -256,6 +256,15 @@ def test_an_unknown_dtype_is_refused_with_the_choices(tmp_path, bf16_checkpoints
         load_model_and_processor(config)
 
 
+def test_a_base_model_on_an_accelerator_expands_where_it_lies():
+    """On a GPU the base LM loads with a device map; its new rows are drawn on its device (meta stands in here)."""
+    tokenizer = build_tiny_tokenizer()
+    base = build_tiny_causal_lm("llama", vocab_size=len(tokenizer)).to("meta")
+    model, tokenizer = add_speech_units(base, tokenizer, num_units=NUM_UNITS)
+    for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+        assert layer.weight.device.type == "meta" and layer.weight.shape[0] == len(tokenizer)
+
+
 # "Train the unit embeddings" with LoRA: only the unit and marker rows of the embeddings (and an untied head) train.
 
 
