@@ -70,6 +70,22 @@ def test_parse_reports_cut_off_and_out_of_range_answers_instead_of_guessing():
         string_to_units("no units here")
 
 
+@pytest.mark.parametrize(
+    "generated,transcript,text,units",
+    [
+        ("[ta] The capital is France<29><32><7><eoa>", None, "The capital is France", None),
+        ("hello <5> there; [ta] France<29><32>; [ua] <sosp><1><eosp><eoa>", "hello there", "France", [1]),
+        ("[ta] Paris; [ua] <sosp><1><2><eosp><3><4><eoa>", None, "Paris", [1, 2]),
+    ],
+)
+def test_parse_reports_unit_tokens_that_leak_outside_a_span(generated, transcript, text, units):
+    parsed = parse_response(generated, num_units=50)
+    assert (parsed.transcript, parsed.text, parsed.units) == (transcript, text, units)
+    assert any("outside" in problem for problem in parsed.problems), parsed.problems
+    with pytest.raises(ValueError, match="outside"):
+        parse_response(generated, num_units=50, strict=True)
+
+
 def test_direct_unit_mapping_gives_the_ids_of_string_tokenisation(tiny_speechgpt):
     _, processor = tiny_speechgpt(num_units=50)
     prompts = [
