@@ -160,8 +160,8 @@ def test_hub_ids_and_far_away_folders_are_stored_as_they_are(chat, tmp_path):
     config = chat.model.config
     config.unit_tokenizer_repo, config.vocoder_repo = "someone/units", str(tmp_path / "a" / "b" / "vocoder")
     (tmp_path / "a" / "b" / "vocoder").mkdir(parents=True)
-    config.save_pretrained(tmp_path / "x" / "y" / "lm")
-    stored = config.from_pretrained(tmp_path / "x" / "y" / "lm")
+    config.save_pretrained(tmp_path / "x" / "y" / "z" / "lm")
+    stored = config.from_pretrained(tmp_path / "x" / "y" / "z" / "lm")
     assert stored.unit_tokenizer_repo == "someone/units" == stored.resolve_component_path("unit_tokenizer_repo")
     assert stored.vocoder_repo == str((tmp_path / "a" / "b" / "vocoder").resolve())
     stored.vocoder_repo = "../gone"

@@ -23,6 +23,8 @@ SPEECHGPT_SPECIAL_TOKENS: dict[str, str] = {
 
 # Config fields that name the other repos of a SpeechGPT system (a Hub id, or a local folder).
 COMPONENT_FIELDS = ("unit_tokenizer_repo", "vocoder_repo")
+# How far above the model folder a component may sit and still be stored relative to it.
+_LEVELS_UP = 2
 
 
 def _is_model_relative(value: str) -> bool:
@@ -42,12 +44,13 @@ def _model_folder(name_or_path: str) -> Path | None:
 
 
 def _portable_path(path: Path, folder: Path) -> str:
-    """`path` as a config stores it: relative to `folder` when inside or beside it, absolute otherwise."""
+    """`path` as a config stores it: relative to `folder` when inside it or at most `_LEVELS_UP` folders above
+    it (beside it, or beside its parent, as in one folder holding a whole system), absolute otherwise."""
     relative = Path(os.path.relpath(path.resolve(), folder.resolve()))
     ups = relative.parts.count("..")
     if ups == 0:
         return f"./{relative.as_posix()}"
-    if ups == 1 and relative.parts[0] == "..":
+    if ups <= _LEVELS_UP and relative.parts[:ups] == ("..",) * ups:
         return relative.as_posix()
     return str(path.resolve())
 
@@ -65,8 +68,8 @@ class SpeechGPTConfig(PretrainedConfig):
         unit_tokenizer_repo: repo id or path of the SpeechUnitTokenizer whose units this model reads.
         vocoder_repo: repo id or path of the UnitHiFiGANVocoder that turns this model's units into speech.
 
-    A local folder inside or beside the model folder is saved relative to it (`./units`, `../vocoder`), so a
-    saved system can be moved or copied as a whole; `resolve_component_path` turns it back into a path.
+    A local folder inside or near the model folder (`./units`, `../vocoder`, `../../vocoder`) is saved relative to
+    it, so a saved system can be moved or copied as a whole; `resolve_component_path` turns it back into a path.
     """
 
     model_type = "speechgpt"
