@@ -33,6 +33,14 @@ def stereo_int16(samples: int = 1600) -> np.ndarray:
     return audio
 
 
+def test_one_module_under_every_name():
+    from speechgpt_hf.models import unit_tokenizer
+
+    assert unit_tokenizer.AudioInputError is speechgpt_hf.AudioInputError is AudioInputError
+    assert unit_tokenizer.load_audio is speechgpt_hf.load_audio is load_audio
+    assert issubclass(AudioInputError, ValueError)
+
+
 def test_integers_scale_by_two_to_the_bits_minus_one():
     assert to_float(np.array([-32768, 0, 16384], np.int16)).tolist() == [-1.0, 0.0, 0.5]
     assert to_float(np.array([-128, 64], np.int8)).tolist() == [-1.0, 0.5]
