@@ -4,7 +4,7 @@ Sentences come from a small generative grammar (corpus_grammar.json: everyday no
 agreement, places, times and numbers in statement, question and request templates) plus a few dozen
 hand-written sentences. `split_sentences` reserves a slice of the nouns and adjectives for the test set only,
 so the test set holds both sentences with words never seen in training and new combinations of training
-words; `check_split` proves that no test sentence and no reserved word reaches training. `build_speech_corpus`
+words; `check_split` checks that no test sentence and no reserved word reaches training. `build_speech_corpus`
 voices the split with Piper and espeak-ng voices, holding out at least one voice, and saves a DatasetDict.
 """
 
@@ -61,11 +61,13 @@ class Noun:
 
     @classmethod
     def parse(cls, entry: str) -> Noun:
+        """`cup` (plural cups), `knife/knives` or `rice/` (no plural), as written in the grammar file."""
         singular, slash, plural = entry.partition("/")
         return cls(singular, (plural or None) if slash else f"{singular}s")
 
     @property
     def forms(self) -> set[str]:
+        """The written forms of the noun."""
         return {self.singular, self.plural} - {None}
 
 
