@@ -75,6 +75,16 @@ def test_log_mel_matches_whisper_feature_extractor():
     np.testing.assert_allclose(mel.numpy(), expected, atol=1e-5)
 
 
+def test_bfloat16_autocast_keeps_the_log_mel_in_float32(tok):
+    wave = torch.from_numpy(speech_like(SR, seed=7))[None]
+    exact = whisper_log_mel(wave, torch.tensor([SR]), 80, WINDOW)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mel = whisper_log_mel(wave, torch.tensor([SR]), 80, WINDOW)
+    assert mel.dtype == torch.float32 and torch.equal(mel, exact)
+    sequence = tok.encode(wave[0].numpy(), sampling_rate=SR, merge=False, precision="bfloat16")
+    assert sequence.num_frames == SR // 320
+
+
 def test_config_defaults_and_frame_rule(tok):
     config = tok.config
     assert config.is_whisper and config.feature_type == "encoder"
