@@ -1,4 +1,5 @@
-"""SpeechUnitTokenizer on a Whisper encoder: log-mel front end, 30-s windows, frame rule, truncation, save/load, fit."""
+"""SpeechUnitTokenizer on a Whisper encoder: log-mel front end, utterance-length and 30-s windows, frame rule,
+truncation, save/load, fit."""
 
 import json
 
@@ -65,6 +66,11 @@ def tok(whisper) -> SpeechUnitTokenizer:
     return SpeechUnitTokenizer.from_encoder(whisper, layer=1, num_units=12)
 
 
+@pytest.fixture(scope="module")
+def tok30(whisper) -> SpeechUnitTokenizer:
+    return SpeechUnitTokenizer.from_encoder(whisper, layer=1, num_units=12, whisper_window="30s")
+
+
 def test_log_mel_matches_whisper_feature_extractor():
     waves = [speech_like(n, seed) for seed, n in enumerate((SR, 7777, WINDOW))]
     expected = WhisperFeatureExtractor(feature_size=80)(waves, sampling_rate=SR, return_tensors="np").input_features
@@ -104,15 +110,27 @@ def test_long_audio_is_independent_30s_chunks(tok):
     assert whole == parts[0].units + parts[1].units
 
 
-def test_batched_equals_one_at_a_time_in_one_encoder_call(tok):
+def test_batched_equals_one_at_a_time_in_one_encoder_call(tok30):
     waves = [speech_like(n, seed) for seed, n in enumerate((2 * SR, 4321, 3 * SR + 17, 640))]
     calls = []
-    hook = tok.encoder.register_forward_hook(lambda module, args, output: calls.append(args[0].shape))
+    hook = tok30.encoder.register_forward_hook(lambda module, args, output: calls.append(args[0].shape))
     try:
-        batched = tok.frame_units(waves, max_batch_samples=len(waves) * WINDOW, return_features=True)
+        batched = tok30.frame_units(waves, max_batch_samples=len(waves) * WINDOW, return_features=True)
     finally:
         hook.remove()
     assert calls == [(4, 80, 3000)]
+    for wave, features in zip(waves, batched, strict=True):
+        alone = tok30.frame_units([wave], return_features=True)[0]
+        assert features.shape == alone.shape == (len(wave) // 320, 16)
+        torch.testing.assert_close(features, alone, atol=1e-5, rtol=1e-5)
+    units = tok30.encode(waves, sampling_rate=SR, merge=False)
+    assert [seq.units for seq in units] == [tok30.encode(w, sampling_rate=SR, merge=False).units for w in waves]
+
+
+def test_utterance_window_batched_equals_one_at_a_time(tok):
+    assert tok.config.whisper_window == "utterance"
+    waves = [speech_like(n, seed) for seed, n in enumerate((2 * SR, 4321, 3 * SR + 17, 640, 655))]
+    batched = tok.frame_units(waves, max_batch_samples=10 * WINDOW, return_features=True)
     for wave, features in zip(waves, batched, strict=True):
         alone = tok.frame_units([wave], return_features=True)[0]
         assert features.shape == alone.shape == (len(wave) // 320, 16)
@@ -121,9 +139,26 @@ def test_batched_equals_one_at_a_time_in_one_encoder_call(tok):
     assert [seq.units for seq in units] == [tok.encode(w, sampling_rate=SR, merge=False).units for w in waves]
 
 
+def test_utterance_window_is_the_encoder_on_the_utterances_own_mel(whisper, tok):
+    """The encoder's own modules on the item's ⌊N/160⌋ mel frames alone (no padding, no mask) give the features."""
+    wave = speech_like(2 * SR + 333, seed=9)
+    length = torch.tensor([len(wave)])
+    mel = whisper_log_mel(torch.from_numpy(wave)[None], length, 80, None)
+    assert mel.shape == (1, 80, len(wave) // 160)
+    encoder = whisper.get_encoder()
+    with torch.no_grad():
+        hidden = torch.nn.functional.gelu(encoder.conv2(torch.nn.functional.gelu(encoder.conv1(mel)))).transpose(1, 2)
+        hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]]
+        hidden = encoder.layers[0](hidden, None)
+    features = tok.frame_units([wave], return_features=True)[0]
+    torch.testing.assert_close(features, hidden[0, : len(wave) // 320], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="whisper_window must be one of"):
+        SpeechUnitTokenizerConfig(encoder_config=tiny_whisper_config(), layer=1, whisper_window="10s")
+
+
 @pytest.mark.parametrize("layer", [1, 2])
 def test_truncated_encoder_equals_hidden_state_of_full_encoder(whisper, layer):
-    tok = SpeechUnitTokenizer.from_encoder(whisper, layer=layer, num_units=4)
+    tok = SpeechUnitTokenizer.from_encoder(whisper, layer=layer, num_units=4, whisper_window="30s")
     assert len(tok.encoder.layers) == layer and tok.config.final_layer_norm == (layer == 2)
     wave = speech_like(5 * SR + 100, seed=5)
     mel = WhisperFeatureExtractor(feature_size=80)(wave, sampling_rate=SR, return_tensors="pt").input_features
@@ -172,9 +207,10 @@ def test_bad_layer_and_chunking_are_refused(whisper):
         SpeechUnitTokenizerConfig(encoder_config=tiny_whisper_config(), layer=1, frame_hop=160)
 
 
-def test_forward_refuses_more_than_one_window(tok):
-    with pytest.raises(ValueError, match="at most 480000 samples at once"):
-        tok(torch.zeros(1, WINDOW + 1))
+def test_forward_refuses_more_than_one_window(tok, tok30):
+    for tokenizer in (tok, tok30):
+        with pytest.raises(ValueError, match="at most 480000 samples at once"):
+            tokenizer(torch.zeros(1, WINDOW + 1))
 
 
 def test_fit_units_cli_on_whisper_then_encode(whisper_folder, tmp_path, capsys):

@@ -11,6 +11,7 @@ FEATURE_TYPES = ("encoder", "mfcc")
 # Whisper's front end: 16 kHz audio, a 160-sample mel hop and a stride-2 convolution, i.e. one frame per 320 samples.
 WHISPER_SAMPLING_RATE = 16000
 WHISPER_FRAME_HOP = 320
+WHISPER_WINDOWS = ("utterance", "30s")
 
 
 class SpeechUnitTokenizerConfig(PretrainedConfig):
@@ -18,7 +19,7 @@ class SpeechUnitTokenizerConfig(PretrainedConfig):
 
     Frame rule (`num_frames`): a convolutional encoder (HuBERT, Wav2Vec2, WavLM) and MFCC give
     ⌊(N − frame_length) / frame_hop⌋ + 1 frames for N samples; a Whisper encoder gives exactly ⌊N / 320⌋ (one
-    unit per 320 samples, the unit vocoder's hop), each chunk padded to Whisper's 30-s window and cropped.
+    unit per 320 samples, the unit vocoder's hop), however `whisper_window` runs the encoder.
 
     Args:
         feature_type: `"encoder"` (a transformers speech encoder: HuBERT, Wav2Vec2, WavLM, or the encoder of a
@@ -32,6 +33,10 @@ class SpeechUnitTokenizerConfig(PretrainedConfig):
             By default exactly when `layer` is the encoder's last layer, so that the features equal
             `hidden_states[layer]` of the full Whisper encoder (transformers reports the last layer after that
             norm, the earlier ones before it).
+        whisper_window: Whisper only: `"utterance"` (default) runs the encoder on each chunk's own length (its
+            first positional embeddings, attention masked to the chunk): cost follows the audio, about 10x less
+            than a full window for a 3-s utterance. `"30s"` pads every chunk to the 30-s window as Whisper was
+            trained (each chunk costs a full window). The two give different features: fit and encode with one.
         num_units: number K of k-means centroids, i.e. of discrete units.
         sampling_rate: rate the features expect; any other input rate is resampled to it.
         frame_length / frame_hop: analysis window and hop in samples (the encoder's receptive field and
@@ -63,6 +68,7 @@ class SpeechUnitTokenizerConfig(PretrainedConfig):
         max_chunk_samples: int | None = None,
         seed: int = 0,
         final_layer_norm: bool | None = None,
+        whisper_window: str = "utterance",
         **kwargs: Any,
     ) -> None:
         if feature_type not in FEATURE_TYPES:
@@ -87,6 +93,9 @@ class SpeechUnitTokenizerConfig(PretrainedConfig):
         self.max_chunk_samples = max_chunk_samples
         self.seed = seed
         self.final_layer_norm = final_layer_norm if whisper else None
+        if whisper_window not in WHISPER_WINDOWS:
+            raise ValueError(f"whisper_window must be one of {WHISPER_WINDOWS}, got {whisper_window!r}.")
+        self.whisper_window = whisper_window if whisper else None
         if whisper:
             self._check_whisper_framing()
         super().__init__(**kwargs)

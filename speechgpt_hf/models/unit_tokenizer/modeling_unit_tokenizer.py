@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput, logging
 
 from .audio import AudioInputError, load_audio
 from .configuration_unit_tokenizer import SpeechUnitTokenizerConfig
-from .features import encoder_features, mfcc_features, whisper_encoder_features
+from .features import encoder_features, mfcc_features, whisper_encoder_features, whisper_utterance_features
 from .kmeans import KMeansResult, ReservoirSampler, assign_units, fit_kmeans
 
 logger = logging.get_logger(__name__)
@@ -96,11 +96,12 @@ class SpeechUnitTokenizer(PreTrainedModel):
     Until a codebook is fitted (`fit`) or converted, the centroids are random with `config.seed`.
 
     With a Whisper encoder, features are Whisper's log-mel (`WhisperFeatureExtractor`'s, computed in torch on the
-    model's device) through the encoder's first `config.layer` layers, run as Whisper was trained: every chunk of
-    at most 30 s is zero-padded to the 30-s window (its mel past the audio sits at the silence floor), the
-    encoder gives 1500 frames (50 a second) and exactly ⌊N / 320⌋ of them are kept for N samples. Longer audio
-    is cut into independent 30-s chunks. Every chunk, however short, costs a full 30-s encoder pass: about
-    1 s per utterance of up to 30 s for Whisper tiny.en (4 layers, float32) on one core of a shared 2-core CPU.
+    model's device) through the encoder's first `config.layer` layers, 50 frames a second, exactly ⌊N / 320⌋ of
+    them for N samples; longer audio is cut into independent 30-s chunks. By default (`whisper_window=
+    "utterance"`) each chunk runs at its own length with attention masked to it: about 0.1 s for a 3-s utterance
+    with Whisper tiny.en (4 layers, float32) on one core of a shared 2-core CPU. With `"30s"` every chunk is
+    zero-padded to the 30-s window as Whisper was trained (its mel past the audio at the silence floor): every
+    chunk, however short, then costs a full window, about 1 s on the same core.
     """
 
     config_class = SpeechUnitTokenizerConfig
@@ -171,6 +172,8 @@ class SpeechUnitTokenizer(PreTrainedModel):
             mean = (input_values * mask).sum(1, keepdim=True) / lengths[:, None]
             var = (((input_values - mean) * mask) ** 2).sum(1, keepdim=True) / lengths[:, None]
             input_values = (input_values - mean) / torch.sqrt(var + 1e-5) * mask
+        if self.config.is_whisper and self.config.whisper_window == "utterance":
+            return whisper_utterance_features(self.encoder, input_values, lengths, self.config.frame_hop)
         if self.config.is_whisper:
             window = self.config.encoder_window_samples
             return whisper_encoder_features(self.encoder, input_values, lengths, window, self.config.frame_hop)
@@ -215,15 +218,15 @@ class SpeechUnitTokenizer(PreTrainedModel):
         return chunks
 
     def _padded_samples(self, samples: int) -> int:
-        """Samples a chunk of `samples` samples occupies in a batch: Whisper pads every chunk to its 30-s window."""
-        return self.config.encoder_window_samples if self.config.is_whisper else samples
+        """Samples a chunk of `samples` samples occupies in a batch: Whisper's 30-s mode pads every chunk to its window."""
+        return self.config.encoder_window_samples if self.config.whisper_window == "30s" else samples
 
     def _batches(
         self, chunks: list[tuple[int, int, np.ndarray]], max_batch_samples: int
     ) -> Iterable[list[tuple[int, int, np.ndarray]]]:
         """Longest first; a batch grows while its padded size (items × longest) stays within the budget.
 
-        A Whisper chunk is always padded to the encoder's 30-s window, so there every chunk counts as one window.
+        In Whisper's 30-s mode a chunk is padded to the encoder's window, so there every chunk counts as one window.
         """
         ordered = sorted(chunks, key=lambda c: len(c[2]), reverse=True)
         batch: list[tuple[int, int, np.ndarray]] = []
