@@ -157,7 +157,9 @@ def whisper_utterance_features(
     positions = hidden.shape[1]
     hidden = hidden + encoder.embed_positions.weight[:positions]
     keys = torch.arange(positions, device=hidden.device)[None] < ((mel_frames + 1) // 2)[:, None]
-    mask = torch.zeros(keys.shape, dtype=hidden.dtype, device=hidden.device).masked_fill(~keys, torch.finfo(hidden.dtype).min)
+    mask = torch.zeros(keys.shape, dtype=hidden.dtype, device=hidden.device).masked_fill(
+        ~keys, torch.finfo(hidden.dtype).min
+    )
     mask = mask[:, None, None, :].expand(-1, 1, positions, -1)
     for layer in encoder.layers:
         hidden = layer(hidden, mask)
