@@ -184,3 +184,18 @@ def test_sampling_and_beam_search_stay_within_the_rules(speechgpt):
         constrained = _generate(model, inputs, leaky, constraint, **settings).tolist()
         assert any(_violations(row, constraint, start) for row in free), name
         assert [_violations(row, constraint, start) for row in constrained] == [[]] * 4, name
+
+
+def test_sampling_with_top_k_still_finds_the_units_when_text_dominates(speechgpt):
+    model, processor = speechgpt
+    inputs = processor(processor.build_prompt("Say hello.") + "[ua] <sosp>", return_tensors="pt")
+    start = inputs["input_ids"].shape[1]
+    text_bias = Bias(range(processor.unit_token_offset))  # every top-k token is text
+    constraint = unit_span_logits_processor(processor)
+    torch.manual_seed(0)
+    free = _generate(model, inputs, text_bias, do_sample=True, top_k=5)[0].tolist()
+    torch.manual_seed(0)
+    constrained = _generate(model, inputs, text_bias, constraint, do_sample=True, top_k=5)[0].tolist()
+    assert _violations(free, constraint, start)
+    assert _violations(constrained, constraint, start) == []
+    assert processor.ids_to_units(constrained[start : start + 1])
