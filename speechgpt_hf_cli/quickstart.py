@@ -2,7 +2,9 @@
 
 import argparse
 
-HELP = "Run the whole recipe in miniature (voices, units, SpeechInstruct, 3 LM stages, vocoder, a spoken chat), offline."
+HELP = (
+    "Run the whole recipe in miniature (voices, units, SpeechInstruct, 3 LM stages, vocoder, a spoken chat), offline."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
