@@ -180,3 +180,19 @@ def test_real_tiny_en_matches_faster_whisper():
     heard = load_asr_judge("whisper-tiny.en").transcribe(waves)
     assert [normalize_text(t) for t in heard] == [normalize_text(t) for t in expected]
     assert [normalize_text(t) for t in heard] == [normalize_text(t) for t in SENTENCES]
+
+
+def test_whisper_tiny_en_converts_once_into_its_cache(tiny_ct2, tmp_path, monkeypatch):
+    from speechgpt_hf.convert import convert_whisper_ct2 as module
+
+    monkeypatch.setattr(module, "bundled_whisper_tiny_en", lambda: tiny_ct2[0])
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    folder = module.whisper_tiny_en()
+    assert folder == tmp_path / "speechgpt-hf" / "whisper-tiny.en" and (folder / "model.safetensors").is_file()
+    assert [p.name for p in folder.parent.iterdir()] == ["whisper-tiny.en"]  # no staging folder left behind
+
+    def fail(*args):
+        raise AssertionError("converted twice")
+
+    monkeypatch.setattr(module, "convert_whisper_ct2", fail)
+    assert module.whisper_tiny_en() == folder

@@ -72,6 +72,7 @@ def test_whisper_tiny_en_judge_hears_speech_not_noise(piper_speech):
     *heard, heard_in_noise = judge.transcribe([*waves, noise])  # one batch: Whisper pads every input to 30 s
     assert word_error_rate(texts, heard) == 0.0, heard
     assert word_error_rate(texts[:1], [heard_in_noise]) >= 0.8
+    assert len(judge.pipeline.tokenizer(heard_in_noise).input_ids) <= 16 + 8 * 2 + 4, heard_in_noise  # capped
 
 
 def test_dnsmos_prefers_speech_to_noise(piper_speech):
@@ -86,3 +87,4 @@ def test_dnsmos_prefers_speech_to_noise(piper_speech):
 def test_load_asr_judge_names():
     pytest.importorskip("pocketsphinx")
     assert load_asr_judge("pocketsphinx").name == "pocketsphinx"
+

@@ -21,6 +21,10 @@ from .metrics import character_error_rate, word_error_rate
 
 SAMPLING_RATE = 16000
 DEFAULT_ASR_JUDGE = "whisper-tiny.en"
+# Speech runs at about 3 words (4-5 tokens) a second; a decoder looping on noise or silence is cut off beyond
+# this rate instead of running to Whisper's 448-token limit (which costs minutes on a CPU for one batch).
+TOKENS_PER_SECOND = 8
+MAX_NEW_TOKENS = 440
 
 
 @dataclass
@@ -69,7 +73,9 @@ class TransformersASRJudge(ASRJudge):
     """Any transformers speech-recognition model (Hub id or folder) through `pipeline("automatic-speech-recognition")`.
 
     The default is the bundled Whisper tiny.en, converted on first use (offline). `generate_kwargs` go to every
-    generate call, e.g. `{"language": "english", "task": "transcribe"}` for multilingual Whisper checkpoints.
+    generate call, e.g. `{"language": "english", "task": "transcribe"}` for multilingual Whisper checkpoints;
+    generation stops after `TOKENS_PER_SECOND` tokens a second of the longest input unless they set
+    `max_new_tokens`.
     """
 
     def __init__(
@@ -95,7 +101,11 @@ class TransformersASRJudge(ASRJudge):
         inputs = [{"raw": wave, "sampling_rate": SAMPLING_RATE} for wave in prepare_waveforms(waveforms, sampling_rate)]
         if not inputs:
             return []
-        kwargs = {"generate_kwargs": self.generate_kwargs} if self.generate_kwargs else {}
+        kwargs = {}
+        if self.pipeline.model.can_generate():
+            longest = max(len(item["raw"]) for item in inputs) / SAMPLING_RATE
+            cap = min(MAX_NEW_TOKENS, int(16 + TOKENS_PER_SECOND * longest))
+            kwargs["generate_kwargs"] = {"max_new_tokens": cap, **self.generate_kwargs}
         outputs = self.pipeline(inputs, batch_size=self.batch_size, **kwargs)
         return [output["text"].strip() for output in outputs]
 
