@@ -103,7 +103,7 @@ def reading(rows: dict[str, dict], same: dict[str, str], threshold: float = 0.1)
     """Which judge reads each voice family better, which voices Whisper reads within `threshold` WER, and which
     speakers are not distinct voices at all."""
     lines = [f"- {label} gives exactly the audio of {other}: espeak-ng ignores the variant there, so it is not a "
-             "distinct speaker (left out above)." for label, other in same.items()]  # fmt: skip
+             "distinct speaker (left out of the table)." for label, other in same.items()]  # fmt: skip
     for family in ("piper", "espeak-ng"):
         voices = [v for v in rows if v.startswith(family)]
         means = {j: sum(rows[v][j][0] for v in voices) / len(voices) for j in ("whisper-tiny.en", "pocketsphinx")}

@@ -23,7 +23,7 @@ import numpy as np
 from .read_ctranslate2 import CTranslate2FormatError, CTranslate2Model, read_ctranslate2
 
 SAMPLING_RATE = 16000
-MULTILINGUAL_VOCAB_SIZE = 51865  # English-only Whisper models have one token fewer (no <|en|>-first layout)
+MULTILINGUAL_VOCAB_SIZE = 51865  # multilingual Whisper vocabularies; the English-only (.en) ones hold 51864
 _LAYER_PARTS = {  # CTranslate2 sub-module -> transformers sub-module, per layer
     "self_attention/layer_norm": "self_attn_layer_norm",
     "attention/layer_norm": "encoder_attn_layer_norm",
@@ -42,9 +42,8 @@ def _tensor(array: np.ndarray) -> Any:
 def _copy_module(model: CTranslate2Model, source: str, target: str, out: dict[str, Any]) -> None:
     """Copies a linear (weight, bias) or layer norm (gamma, beta) from `source` to `target`."""
     if f"{source}/gamma" in model.variables:
-        out[f"{target}.weight"], out[f"{target}.bias"] = _tensor(model.get(f"{source}/gamma")), _tensor(
-            model.get(f"{source}/beta")
-        )
+        out[f"{target}.weight"] = _tensor(model.get(f"{source}/gamma"))
+        out[f"{target}.bias"] = _tensor(model.get(f"{source}/beta"))
         return
     out[f"{target}.weight"] = _tensor(model.get(f"{source}/weight"))
     if f"{source}/bias" in model.variables:
