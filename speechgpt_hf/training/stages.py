@@ -1,13 +1,14 @@
 """The three SpeechGPT training stages on TRL's SFTTrainer.
 
 1. modality_adaptation: language modelling on `<sosp>…<eosp>` unit sequences (the `text` column), packed.
-2. cross_modal: ASR/TTS instructions as prompt/completion pairs, loss on the completion.
+2. cross_modal: ASR/TTS instructions as prompt/completion pairs, loss on the completion, packed.
 3. chain_of_modality: the four chain-of-modality formats, LoRA on attention (q_proj, v_proj by default).
 
 A stage is one `SpeechGPTTrainingConfig` (an `SFTConfig` with model, data and LoRA fields) and one call to
 `train_stage`; the recipes of the paper are YAML files in `speechgpt_hf/training/recipes/`. Models load as TRL
 loads a model given by name: with `model_init_kwargs`, in float32 unless a dtype is asked for, so that full
 fine-tuning keeps fp32 master weights and bf16 enters only as mixed precision (on by default where a GPU has it).
+Packed (padding-free) batches attend within each row through `packed_attention` unless another backend is asked for.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("modality_adaptation", "cross_modal", "chain_of_modality")
 RECIPES_DIR = Path(__file__).parent / "recipes"
+ACCELERATE_CONFIGS_DIR = Path(__file__).parent / "accelerate_configs"
 _DTYPE_NAMES = ("bfloat16", "float16", "float32")
 
 
@@ -95,11 +97,27 @@ def model_init_kwargs(config: SpeechGPTTrainingConfig) -> dict[str, Any]:
         )
     kwargs["dtype"] = dtype
     kwargs.setdefault("trust_remote_code", config.trust_remote_code)
+    _choose_attention(config, kwargs)
     device = config.device  # sets up the distributed state on first use
-    if config.distributed_state is not None and config.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
-        kwargs["device_map"] = None  # every data-parallel process holds the whole model
+    state = config.distributed_state
+    if state is not None and state.distributed_type in ("MULTI_GPU", "DEEPSPEED", "FSDP"):
+        kwargs["device_map"] = None  # each process loads the model; DDP keeps it whole, FSDP/ZeRO shard it
     kwargs.setdefault("device_map", None if device.type in ("cpu", "mps") else "auto")
     return kwargs
+
+
+def padding_free(config: SpeechGPTTrainingConfig) -> bool:
+    """Whether TRL lays the rows of a batch end to end with no padding (as it does for `packing` with "bfd")."""
+    return bool(config.padding_free or (config.packing and config.packing_strategy in ("bfd", "bfd_split")))
+
+
+def _choose_attention(config: SpeechGPTTrainingConfig, kwargs: dict[str, Any]) -> None:
+    """Padding-free batches attend within each row (the packed SDPA backend) unless another backend is asked for."""
+    from .packed_attention import PACKED_SDPA, register_packed_attention
+
+    asked = kwargs.get("attn_implementation")
+    if asked == PACKED_SDPA or (asked is None and padding_free(config)):
+        kwargs["attn_implementation"] = register_packed_attention()
 
 
 def load_model_and_processor(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
@@ -225,6 +243,24 @@ def build_trainer(config: SpeechGPTTrainingConfig, callbacks: list[Any] | None =
     return trainer, processor
 
 
+def _save_model(trainer: Any, output_dir: Path) -> None:
+    """The trained model as one safetensors checkpoint. Under FSDP the shards are gathered onto rank 0 first (the
+    Trainer would write only the shards); checkpoints written during training stay sharded for resuming."""
+    if getattr(trainer.accelerator.state, "fsdp_plugin", None) is None:
+        trainer.save_model(str(output_dir))
+        return
+    from torch.distributed.tensor import DTensor
+
+    main_process = trainer.is_world_process_zero()
+    state_dict = {}
+    for name, tensor in trainer.model.state_dict().items():  # one tensor gathered at a time, by every process
+        whole = tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+        if main_process:
+            state_dict[name] = whole.detach().to("cpu", copy=True)
+    if main_process:
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(output_dir, state_dict=state_dict)
+
+
 def train_stage(config: SpeechGPTTrainingConfig, callbacks: list[Any] | None = None) -> Path:
     """Runs one stage (with these transformers `TrainerCallback`s) and saves the trained SpeechGPT (LoRA merged
     unless `merge_lora=False`), its processor, and the training metrics and loss history (train_results.json,
@@ -240,7 +276,7 @@ def train_stage(config: SpeechGPTTrainingConfig, callbacks: list[Any] | None = N
             trainer.model.save_pretrained(output_dir / "adapter")
             trainer.model.merge_and_unload().save_pretrained(output_dir)
     else:
-        trainer.save_model(str(output_dir))
+        _save_model(trainer, output_dir)
     if main_process:
         processor.save_pretrained(output_dir)
     trainer.accelerator.wait_for_everyone()
@@ -248,6 +284,7 @@ def train_stage(config: SpeechGPTTrainingConfig, callbacks: list[Any] | None = N
 
 
 __all__ = [
+    "ACCELERATE_CONFIGS_DIR",
     "RECIPES_DIR",
     "STAGES",
     "SpeechGPTTrainingConfig",
@@ -256,6 +293,7 @@ __all__ = [
     "load_stage_dataset",
     "lora_config",
     "model_init_kwargs",
+    "padding_free",
     "speech_token_ids",
     "train_stage",
 ]
