@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "train-vocoder": "train_vocoder",
     "build-speechinstruct": "build_speechinstruct",
+    "evaluate": "evaluate",
 }
 
 
