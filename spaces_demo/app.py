@@ -21,6 +21,8 @@ EXAMPLES = [
     ["Recognize this speech. This is input:"],
     ["Read this sentence aloud: the weather is lovely today."],
 ]
+# "Answer in" choices -> SpeechGPTChat's output_modality (None: the request is sent as it is written).
+ANSWER_MODES = {"as asked": None, "speech": "speech", "text": "text"}
 
 
 class LazyChat:
@@ -56,14 +58,16 @@ def _to_int16(waveform: np.ndarray) -> np.ndarray:
 def build_demo(chat: LazyChat) -> gr.Blocks:
     """The Blocks app around one (lazily loaded) talking system."""
 
-    def respond(text: str, audio: Any, history: list[tuple[str, str]]) -> tuple[str, Any, list, str]:
+    def respond(text: str, audio: Any, answer_in: str, history: list[tuple[str, str]]) -> tuple[str, Any, list, str]:
         samples, rate = _to_float(audio)
         if not (text or "").strip() and samples is None:
             raise gr.Error("Type something or record/upload speech first.")
         system = chat.get()
         system.history = list(history)
         try:
-            reply = system.respond(text=text or None, audio=samples, sampling_rate=rate)
+            reply = system.respond(
+                text=text or None, audio=samples, sampling_rate=rate, output_modality=ANSWER_MODES[answer_in]
+            )
         except ValueError as error:
             raise gr.Error(str(error)) from error
         answer = reply.response
@@ -80,6 +84,7 @@ def build_demo(chat: LazyChat) -> gr.Blocks:
             with gr.Column():
                 text = gr.Textbox(label="Text", placeholder="Ask anything, or end with 'This is input:' and add speech")
                 audio = gr.Audio(sources=["microphone", "upload"], type="numpy", label="Speech")
+                answer_in = gr.Radio(list(ANSWER_MODES), value="as asked", label="Answer in")
                 with gr.Row():
                     send = gr.Button("Send", variant="primary")
                     clear = gr.Button("New conversation")
@@ -87,7 +92,7 @@ def build_demo(chat: LazyChat) -> gr.Blocks:
                 answer = gr.Markdown(label="Answer")
                 speech = gr.Audio(label="Spoken answer", type="numpy", autoplay=True, interactive=False)
         gr.Examples(EXAMPLES, inputs=[text])
-        send.click(respond, [text, audio, history], [answer, speech, history, text], api_name="respond")
+        send.click(respond, [text, audio, answer_in, history], [answer, speech, history, text], api_name="respond")
         clear.click(lambda: ([], "", None), None, [history, answer, speech], api_name="clear")
     return demo
 

@@ -100,9 +100,8 @@ def build_data(corpus: Any, tokenizer: Any, tts: Any, settings: QuickstartSettin
     pairs = load_instruction_pairs(None)[: settings.com_pairs]
     summaries = build_speechinstruct_folder(
         folder,
-        # Two of the four chain-of-modality formats whose prompts tell the wanted output apart: the paper's
-        # formats share a prompt between speech and text answers to the same input.
-        {"modality_adaptation": {}, "cross_modal": {}, "chain_of_modality": {"com_tasks": ("speech_to_speech", "text_to_text")}},
+        # All four chain-of-modality formats: each prompt names its input and wanted output modality.
+        {"modality_adaptation": {}, "cross_modal": {}, "chain_of_modality": {}},
         audio_source=corpus,
         unit_tokenizer=tokenizer,
         tts=tts,
@@ -170,8 +169,8 @@ def _spoken_question(data: Path) -> dict:
 
 
 def talk(model_repo: Path, vocoder_repo: Path, tts: Any, data: Path, output: Path) -> dict:
-    """Points the LM's config at its vocoder, loads the system in one call, and asks it a spoken question:
-    speech in, then transcript, text answer and speech out, the speech streamed as the units arrive."""
+    """Points the LM's config at its vocoder, loads the system in one call, and asks it a spoken question for a
+    spoken answer: speech in, then transcript, text answer and speech out, the speech streamed as the units arrive."""
     import soundfile
     from transformers import AutoConfig
 
@@ -185,7 +184,7 @@ def talk(model_repo: Path, vocoder_repo: Path, tts: Any, data: Path, output: Pat
     row = _spoken_question(data)
     question, rate = tts(row["input_text"], speaker=row["speaker"].split(":")[-1])
     start, first_audio, reply = time.perf_counter(), None, None
-    for event in chat.stream(audio=question, sampling_rate=rate):
+    for event in chat.stream(audio=question, sampling_rate=rate, output_modality="speech"):
         if getattr(event, "audio", None) is not None and first_audio is None:
             first_audio = time.perf_counter() - start
         reply = event
@@ -199,7 +198,7 @@ def talk(model_repo: Path, vocoder_repo: Path, tts: Any, data: Path, output: Pat
           f"(expected {row['output_text']!r}) and {len(units)} units, {speech:.1f} s of speech in "
           f"{output / 'answer.wav'}; {seconds:.1f} s, {first}")  # fmt: skip
     return {
-        "question": row["input_text"], "transcript": answer.transcript, "answer": answer.text,
+        "question": row["input_text"], "request": chat.history[-1][0], "transcript": answer.transcript, "answer": answer.text,
         "expected_answer": row["output_text"], "units": len(units), "speech_seconds": round(speech, 2),
         "seconds": round(seconds, 2), "first_audio_seconds": first_audio, "problems": answer.problems,
     }  # fmt: skip

@@ -18,10 +18,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", type=int, default=11, help="encoder layer whose output is clustered (1-based)")
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument(
-        "--max-frames", type=int, default=200_000, help="frames kept for k-means (seeded random subset)"
+        "--max-frames",
+        type=int,
+        default=200_000,
+        help="size of the uniform random sample of frames k-means runs on (bounds memory however large the corpus)",
     )
-    parser.add_argument("--max-iter", type=int, default=100, help="mini-batch k-means steps")
-    parser.add_argument("--batch-size", type=int, default=10000, help="frames per mini-batch")
+    parser.add_argument("--max-iter", type=int, default=100, help="most k-means passes over the sample")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="stop once a pass lowers the inertia by less than this fraction",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=10000, help="frames per chunk of the nearest-centroid search (bounds memory)"
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -46,9 +57,14 @@ def run(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         max_iter=args.max_iter,
         seed=args.seed,
+        tolerance=args.tolerance,
     )
     tokenizer.cpu().save_pretrained(args.output_dir)
+    for index, inertia in enumerate(result.inertia_history, start=1):
+        print(f"pass {index}: inertia {inertia:.6g} ({inertia / result.num_frames:.4g} a frame)")
+    stop = "converged" if result.converged else f"stopped at --max-iter {args.max_iter}"
     print(
         f"Fitted {tokenizer.config.num_units} units: inertia {result.inertia:.4g} "
-        f"({result.inertia_per_frame:.4g} a frame). Saved to {args.output_dir}"
+        f"({result.inertia_per_frame:.4g} a frame) after {result.iterations} passes ({stop}) "
+        f"over a sample of {result.num_frames} of {result.frames_seen} frames. Saved to {args.output_dir}"
     )

@@ -7,6 +7,11 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from speechgpt_hf.inference.chat import SpeechGPTChat, SpeechGPTReply
 from speechgpt_hf.inference.speech_streamer import StreamEvent
+from speechgpt_hf.models.speechgpt.prompt_format import (
+    Modality,
+    format_chain_of_modality_instruction,
+    parse_chain_of_modality_instruction,
+)
 from speechgpt_hf.models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
 from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 
@@ -67,6 +72,27 @@ def test_asr_style_request_puts_the_units_after_the_input_marker(chat):
     assert instruction.startswith("Transcribe the recording. This is input: <sosp><")
     with pytest.raises(ValueError, match="give `text`, `audio`"):
         chat.instruction()
+
+
+def test_output_modality_asks_for_a_spoken_or_a_written_answer_to_the_same_audio(chat):
+    audio = _speech()
+    units = chat.instruction(audio=audio, sampling_rate=16000)
+    spoken, written = (chat.instruction(audio=audio, sampling_rate=16000, output_modality=m) for m in ("speech", "text"))
+    assert spoken != written and units in spoken and units in written
+    assert parse_chain_of_modality_instruction(spoken) == (units, Modality.SPEECH, Modality.SPEECH)
+    assert parse_chain_of_modality_instruction(written) == (units, Modality.SPEECH, Modality.TEXT)
+    assert chat.instruction("What is two plus two?", output_modality="speech") == format_chain_of_modality_instruction(
+        "What is two plus two?", "text", "speech"
+    )
+    reply = chat.respond(audio=audio, sampling_rate=16000, output_modality="text", logits_processor=_scripted(chat))
+    assert reply.prompt.endswith(f"[Human]: {written} <eoh>. [SpeechGPT]: ") and chat.history[-1][0] == written
+    assert (reply.response.transcript, reply.response.text, reply.response.units) == ("hello", "hi there", [3, 4, 4, 9, 12, 1])
+    streamed = list(chat.stream(audio=audio, sampling_rate=16000, output_modality="speech", logits_processor=_scripted(chat)))
+    assert streamed[-1].prompt.endswith(f"[Human]: {spoken} <eoh>. [SpeechGPT]: ")
+    with pytest.raises(ValueError, match="not both"):
+        chat.instruction("Transcribe this. This is input:", audio, 16000, output_modality="text")
+    with pytest.raises(ValueError, match="'speech' or 'text'"):
+        chat.instruction("hi", output_modality="video")
 
 
 def test_turns_accumulate_and_the_oldest_go_when_the_context_is_full(chat):

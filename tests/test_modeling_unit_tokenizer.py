@@ -13,7 +13,9 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoProcessor, HubertConfig, HubertModel
 
 from speechgpt_hf import SpeechUnitTokenizer, SpeechUnitTokenizerConfig, UnitSequence, units_to_string
-from speechgpt_hf.models.unit_tokenizer import AudioInputError, fit_kmeans, merge_units
+from speechgpt_hf.models.unit_tokenizer import AudioInputError, fit_kmeans, merge_units, modeling_unit_tokenizer
+from speechgpt_hf.models.unit_tokenizer.kmeans import ReservoirSampler
+from speechgpt_hf_cli import main as cli_main
 
 SR = 16000
 
@@ -235,6 +237,77 @@ def test_fit_codebook_on_audio_lowers_inertia(mfcc_tok):
     assert result.inertia_per_frame < before / 4
     assert torch.equal(tok.centroids, result.centroids)
     assert len(set(tok.encode(audio[0]).units)) > 2
+
+
+class RecordingSampler(ReservoirSampler):
+    """The fit's frame sample, checked after every chunk: it never holds more than its capacity. It also notes
+    how many utterances the stream had yielded at each chunk and keeps the chunks, to trace sampled rows."""
+
+    instances: list["RecordingSampler"] = []
+    yielded = 0
+
+    def __init__(self, capacity: int, seed: int = 0) -> None:
+        super().__init__(capacity, seed)
+        self.chunks: list[torch.Tensor] = []
+        self.yielded_at_chunk: list[int] = []
+        RecordingSampler.instances.append(self)
+
+    def add(self, rows: torch.Tensor) -> None:
+        super().add(rows)
+        assert self.sample().shape[0] == min(self.seen, self.capacity) <= self.capacity
+        self.chunks.append(rows.clone())
+        self.yielded_at_chunk.append(RecordingSampler.yielded)
+
+
+def short_utterances(count: int):
+    """A generator of `count` 0.3 s utterances (14 frames each), counting what it has yielded."""
+    for index in range(count):
+        RecordingSampler.yielded += 1
+        yield {"array": voice(0.3, seed=index), "sampling_rate": SR}
+
+
+def test_fit_streams_a_generator_through_a_bounded_uniform_sample(monkeypatch):
+    monkeypatch.setattr(modeling_unit_tokenizer, "ReservoirSampler", RecordingSampler)
+    monkeypatch.setattr(RecordingSampler, "instances", [])
+    monkeypatch.setattr(RecordingSampler, "yielded", 0)
+    tok = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=4))
+    result = tok.fit(short_utterances(60), max_frames=40, max_batch_samples=10_000, progress=False)
+    (sampler,) = RecordingSampler.instances
+    assert len(sampler.chunks) == 60 and sampler.seen == result.frames_seen == 60 * frames(4800)
+    assert sampler.sample().shape == (40, 39) and result.num_frames == 40  # what k-means ran on
+    # Read as a stream: features of utterance i are sampled before utterance i + 3 is even read.
+    assert max(y - i for i, y in enumerate(sampler.yielded_at_chunk, start=1)) <= 2
+    # Uniform over the whole stream: the sample has frames of the first and of the last utterances.
+    rows = torch.cat(sampler.chunks)
+    source = torch.cat([torch.full((len(c),), i) for i, c in enumerate(sampler.chunks)])
+    sampled_from = source[torch.cdist(sampler.sample(), rows).argmin(-1)]
+    assert sampled_from.min() < 15 and sampled_from.max() >= 45
+
+
+def test_fit_is_reproducible_with_a_seed():
+    def fitted(seed: int):
+        tok = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=4))
+        return tok.fit(short_utterances(30), max_frames=50, seed=seed, progress=False)
+
+    first, again, other = fitted(7), fitted(7), fitted(8)
+    assert torch.equal(first.centroids, again.centroids) and first.inertia_history == again.inertia_history
+    assert not torch.equal(first.centroids, other.centroids)
+    pairs = zip(first.inertia_history, first.inertia_history[1:], strict=False)
+    assert all(later <= earlier * (1 + 1e-6) for earlier, later in pairs)  # Lloyd passes never raise it
+
+
+def test_readme_fit_units_command(tmp_path, monkeypatch, capsys):
+    """`speechgpt-hf fit-units audio/ --output-dir my-units --num-units 500`, as the README shows it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "audio").mkdir()
+    for index in range(3):
+        soundfile.write(tmp_path / "audio" / f"{index}.wav", voice(4.0, seed=index), SR)
+    cli_main(["fit-units", "audio/", "--output-dir", "my-units", "--num-units", "500"])
+    out = capsys.readouterr().out
+    assert "pass 1: inertia" in out and "pass 2: inertia" in out
+    assert "Fitted 500 units: inertia" in out and f"over a sample of {3 * frames(4 * SR)} of" in out
+    tok = SpeechUnitTokenizer.from_pretrained(tmp_path / "my-units")
+    assert tok.config.num_units == 500 and len(set(tok.encode(voice(1.0, seed=9), sampling_rate=SR).units)) > 5
 
 
 def test_save_load_and_auto_classes(hubert_tok, tmp_path, local_hub):

@@ -13,6 +13,7 @@ from speechgpt_hf import (
     string_to_units,
     units_to_string,
 )
+from speechgpt_hf.models.speechgpt.prompt_format import format_chain_of_modality_instruction
 
 
 def test_turn_and_cross_modal_formats_are_the_papers():
@@ -83,6 +84,25 @@ def test_direct_unit_mapping_gives_the_ids_of_string_tokenisation(tiny_speechgpt
     assert batch["input_ids"].shape[0] == 3 and batch["attention_mask"].sum(1).tolist() == [
         len(processor.encode(p)) for p in prompts
     ]
+
+
+def test_build_prompt_asks_for_the_wanted_output_modality(tiny_speechgpt):
+    _, processor = tiny_speechgpt(num_units=50)
+    spoken = units_to_string([3, 1, 4])
+    free = processor.build_prompt(spoken)
+    as_speech, as_text = (processor.build_prompt(spoken, output_modality=m) for m in ("speech", Modality.TEXT))
+    assert free.endswith(f"[Human]: {spoken} <eoh>. [SpeechGPT]: ")
+    assert len({free, as_speech, as_text}) == 3
+    assert as_speech.endswith(format_turn(format_chain_of_modality_instruction(spoken, "speech", "speech")))
+    assert as_text.endswith(format_turn(format_chain_of_modality_instruction(spoken, "speech", "text")))
+    written = processor.build_prompt("Name a red fruit.", history=[("hi", "[ta] hey")], output_modality="speech")
+    assert written.endswith(format_turn(format_chain_of_modality_instruction("Name a red fruit.", "text", "speech")))
+    assert "[Human]: hi <eoh>. [SpeechGPT]: [ta] hey<eoa> " in written
+    assert processor.encode(as_speech) == processor.tokenizer(as_speech)["input_ids"]
+    cross_modal = format_cross_modal_instruction("Transcribe this.", spoken)
+    assert processor.build_prompt(cross_modal).endswith(f"[Human]: {cross_modal} <eoh>. [SpeechGPT]: ")
+    with pytest.raises(ValueError, match="output_modality must be"):
+        processor.build_prompt(spoken, output_modality="image")
 
 
 def test_units_ids_round_trip_and_range_errors(tiny_speechgpt):

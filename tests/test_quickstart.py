@@ -5,6 +5,7 @@ import json
 from transformers import AutoModel, AutoModelForCausalLM
 
 import speechgpt_hf_cli
+from speechgpt_hf.models.speechgpt.prompt_format import Modality, parse_chain_of_modality_instruction
 
 
 def test_quickstart_runs_the_whole_recipe(tmp_path, capsys):
@@ -17,6 +18,8 @@ def test_quickstart_runs_the_whole_recipe(tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["talk"]["question"] and summary["talk"]["expected_answer"]
     assert set(summary["speechinstruct_rows"]) == {"modality_adaptation", "cross_modal", "chain_of_modality"}
+    assert summary["speechinstruct_rows"]["chain_of_modality"]["train"] == 4 * 12  # the four formats of 12 pairs
+    assert parse_chain_of_modality_instruction(summary["talk"]["request"])[1:] == (Modality.SPEECH, Modality.SPEECH)
     model = AutoModelForCausalLM.from_pretrained(summary["repos"]["speechgpt"])
     assert model.config.num_units == 32 and model.config.vocoder_repo == summary["repos"]["vocoder"]
     assert AutoModel.from_pretrained(summary["repos"]["vocoder"]).config.num_units == 32

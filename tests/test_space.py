@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spaces_demo"))
 import app  # noqa: E402
 
 from speechgpt_hf.inference.chat import SpeechGPTChat  # noqa: E402
+from speechgpt_hf.models.speechgpt.prompt_format import format_chain_of_modality_instruction  # noqa: E402
 from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig  # noqa: E402
 
 
@@ -49,6 +50,13 @@ def test_spoken_request_round_trip_through_the_api(served, tmp_path):
     assert len(chat.history) == 1 and chat.history[0][0].startswith("Recognize this. This is input: <sosp><")
     client.predict("and now?", None, api_name="/respond")
     assert len(loads) == 1 and [q for q, _ in chat.history][1] == "and now?"  # the session kept the first turn
+
+
+def test_the_answer_modality_can_be_chosen(served):
+    client, loads = served
+    client.predict("Name a red fruit.", None, "text", api_name="/respond")
+    (chat,) = loads
+    assert chat.history[-1][0] == format_chain_of_modality_instruction("Name a red fruit.", "text", "text")
 
 
 def test_an_empty_request_is_refused_with_a_message(served):

@@ -15,6 +15,7 @@ from speechgpt_hf.data.original_format import (
     iter_original_jsonl,
     original_jsonl_to_dataset,
     parse_original_record,
+    to_original_record,
     write_original_jsonl,
 )
 from speechgpt_hf.data.rows import COM_TASKS, TURN_KEYS, estimate_tokens, token_counter
@@ -23,6 +24,7 @@ from speechgpt_hf.data.speechinstruct import SpeechInstruct, SpeechInstructConfi
 from speechgpt_hf.data.tts_engines import EspeakTTS
 from speechgpt_hf.models.speechgpt.prompt_format import (
     DEFAULT_SYSTEM_PROMPT,
+    format_chain_of_modality_instruction,
     format_cross_modal_instruction,
     parse_response,
     units_to_string,
@@ -225,11 +227,11 @@ def test_chain_of_modality_gives_the_four_formats_with_real_speech_units(tmp_pat
         assert answer.text == row["output_text"] and (answer.transcript == row["input_text"]) == speech_in
         assert bool(row["input_units"]) == speech_in and bool(row["output_units"]) == speech_out
         assert (answer.units or []) == row["output_units"]
-        assert (
-            (units_to_string(row["input_units"]) in row["prompt"])
-            if speech_in
-            else (row["input_text"] in row["prompt"])
-        )
+        content = units_to_string(row["input_units"]) if speech_in else row["input_text"]
+        request = format_chain_of_modality_instruction(content, *COM_TASKS[row["task"]])
+        assert row["prompt"].endswith(f"[Human]: {request} <eoh>. [SpeechGPT]: ")
+        assert f"instruction in {COM_TASKS[row['task']][0].value}: {content}" in row["prompt"]
+        assert f"Please answer in {COM_TASKS[row['task']][1].value}." in row["prompt"]
         if speech_out and row["source_id"] == "p0":
             assert row["output_units"] == spoken_answer
     calls = []
@@ -293,6 +295,55 @@ def test_original_jsonl_round_trip_and_the_released_layout(tmp_path, speech_data
     assert len(list(iter_original_jsonl(bad, skipped=skipped))) == 1 and skipped == {"malformed record": 1}
 
 
+# Records written by hand in the release's layouts (the cross-modal and chain-of-modality files), one line each.
+RELEASED_LINES = [
+    {"prefix": "You are SpeechGPT.\n", "plain_text": "[Human]: Transcribe the speech. This is input: <sosp><5><9><eosp>"
+     "<eoh> [SpeechGPT]: hello world<eoa> "},
+    {"prefix": "You are SpeechGPT.\n", "plain_text": "[Human]: Read this text aloud. This is input: good morning<eoh> "
+     "[SpeechGPT]: <sosp><7><3><7><eosp><eoa> "},
+    {"prefix": "You are SpeechGPT.\n", "plain_text": "[Human]: <sosp><1><2><eosp><eoh>. [SpeechGPT]: what is up; [ta] "
+     "Not much.; [ua] <sosp><3><eosp><eoa>."},
+    {"prefix": "P", "plain_text": "[Human]: <sosp><1><2><eosp><eoh>. [SpeechGPT]: what is up; [ta] Not much.<eoa>."},
+    {"prefix": "P", "plain_text": "[Human]: what is up<eoh>. [SpeechGPT]: [ta] Not much.; [ua] <sosp><3><eosp><eoa>."},
+    {"prefix": "P", "plain_text": "[Human]: what is up<eoh>. [SpeechGPT]: [ta] Not much.<eoa>."},
+    {"prefix": "P", "plain_text": "[Human]: Say it. This is input: hi<eoh> [SpeechGPT]: <sosp><1><eosp><eoa> [Human]: "
+     "Write it down. This is input: <sosp><2><eosp><eoh> [SpeechGPT]: hi<eoa> "},
+]  # fmt: skip
+RELEASED_TASKS = ["asr", "tts", "speech_to_speech", "speech_to_text", "text_to_speech", "text_to_text", "asr"]
+
+
+def test_the_original_layouts_are_written_back_byte_for_byte(tmp_path):
+    released = tmp_path / "released.jsonl"
+    released.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RELEASED_LINES).encode())
+    rows = list(iter_original_jsonl(released))
+    assert [row["task"] for row in rows] == RELEASED_TASKS
+    for row, record in zip(rows, RELEASED_LINES, strict=True):
+        assert row["prompt"].startswith(record["prefix"] + "[Human]: ")  # the prefix is the system prompt
+    written = tmp_path / "written.jsonl"
+    write_original_jsonl(rows, written)
+    assert written.read_bytes() == released.read_bytes()
+    assert (rows[2]["input_units"], rows[2]["input_text"], rows[2]["output_text"], rows[2]["output_units"]) == (
+        [1, 2], "what is up", "Not much.", [3]
+    )  # fmt: skip
+
+
+def test_original_records_read_the_same_in_any_spacing_and_with_this_packages_instructions():
+    reference = [parse_original_record(record, "r") for record in RELEASED_LINES]
+    decoded = [  # as the release's slow tokenizer decodes them, with spaces around every added token
+        {**r, "plain_text": r["plain_text"].replace("<", " <").replace(">", "> ").replace("[SpeechGPT]:", "[SpeechGPT] :")}
+        for r in RELEASED_LINES
+    ]  # fmt: skip
+    ours = [  # this package's training text: its own chain-of-modality instructions as the human turn
+        {"prefix": r["prefix"], "plain_text": row["text"][len(r["prefix"]) :]}
+        for r, row in zip(RELEASED_LINES, reference, strict=True)
+    ]
+    assert "Here is an instruction in speech: <sosp><1><2><eosp>\nPlease answer in speech." in ours[2]["plain_text"]
+    for variant in (decoded, ours):
+        rows = [parse_original_record(record, "r") for record in variant]
+        assert [{k: row[k] for k in TURN_KEYS} for row in rows] == [{k: row[k] for k in TURN_KEYS} for row in reference]
+        assert [to_original_record(row) for row in rows] == RELEASED_LINES
+
+
 def test_cli_writes_a_loadable_resumable_hub_folder(tmp_path, speech_folder, tokenizer, local_hub, capsys):
     tokenizer.save_pretrained(tmp_path / "units")
     out = tmp_path / "cli-speechinstruct"  # datasets caches local folders by name: keep it unique in the session
@@ -321,6 +372,12 @@ def test_cli_writes_a_loadable_resumable_hub_folder(tmp_path, speech_folder, tok
     assert shards[0].read_bytes() == content and shards[1].stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="other settings \\(seed\\)"):
         cli_main(argv + ["--configs", "cross_modal", "--seed", "5"])
+    settings = out / ".speechinstruct" / "cross_modal" / "settings.json"
+    old = json.loads(settings.read_text())
+    settings.write_text(json.dumps({**old, "builder_version": "1.0.0"}))  # rows rendered by an older builder
+    with pytest.raises(ValueError, match="other settings \\(builder_version\\)"):
+        cli_main(argv + ["--configs", "cross_modal"])
+    settings.write_text(json.dumps(old))
     local_hub(out, "someone/speechinstruct", repo_type="dataset")
     from huggingface_hub import snapshot_download
 

@@ -113,6 +113,7 @@ def _check_settings(builder: SpeechInstruct, folder: Path, overwrite: bool) -> N
     config = builder.config
     settings = {name: getattr(config, name) for name in _SETTINGS}
     settings["unit_tokenizer"] = str(builder.input_ids["unit_tokenizer"])
+    settings["builder_version"] = str(builder.VERSION)  # a new version renders rows differently: never mix them
     path = folder / STATE_DIR / config.name / "settings.json"
     if path.exists() and not overwrite:
         previous = json.loads(path.read_text())

@@ -20,6 +20,7 @@ import datasets
 from ..models.speechgpt.prompt_format import (
     DEFAULT_SYSTEM_PROMPT,
     Modality,
+    format_chain_of_modality_instruction,
     format_chain_of_modality_response,
     format_cross_modal_instruction,
     format_turn,
@@ -122,7 +123,11 @@ def make_turn(
 
 
 def render_exchange(turn: dict[str, Any]) -> tuple[str, str]:
-    """(human instruction, SpeechGPT response) of one cross-modal or chain-of-modality turn."""
+    """(human instruction, SpeechGPT response) of one cross-modal or chain-of-modality turn.
+
+    A chain-of-modality instruction names its input and wanted output modality, so the prompt alone tells which
+    of the four answer formats is wanted.
+    """
     task = turn["task"]
     if task == ASR:
         request = format_cross_modal_instruction(turn["instruction"], units_to_string(turn["input_units"]))
@@ -132,7 +137,8 @@ def render_exchange(turn: dict[str, Any]) -> tuple[str, str]:
         return request, units_to_string(turn["output_units"])
     if task in COM_TASKS:
         speech_in = turn["input_modality"] == Modality.SPEECH.value
-        human = units_to_string(turn["input_units"]) if speech_in else turn["input_text"]
+        content = units_to_string(turn["input_units"]) if speech_in else turn["input_text"]
+        human = format_chain_of_modality_instruction(content, turn["input_modality"], turn["output_modality"])
         response = format_chain_of_modality_response(
             turn["output_modality"],
             turn["output_text"],

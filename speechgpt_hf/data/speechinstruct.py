@@ -279,7 +279,7 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
         SpeechInstructConfig(name=CHAIN_OF_MODALITY, description="Stage 3: the four chain-of-modality formats."),
     ]
     DEFAULT_CONFIG_NAME = CROSS_MODAL
-    VERSION = datasets.Version("1.0.0")
+    VERSION = datasets.Version("1.1.0")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         objects = {k: kwargs[k] for k in _OBJECT_FIELDS if kwargs.get(k) is not None and not isinstance(kwargs[k], str)}

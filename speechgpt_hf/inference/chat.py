@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ..models.speechgpt.prompt_format import INPUT_MARKER, SpeechGPTResponse, units_to_string
+from ..models.speechgpt.prompt_format import (
+    INPUT_MARKER,
+    Modality,
+    SpeechGPTResponse,
+    format_chain_of_modality_instruction,
+    units_to_string,
+)
 from .speech_streamer import SpeechUnitStreamer, StreamEvent
 
 
@@ -78,22 +84,43 @@ class SpeechGPTChat:
         """Forgets the conversation so far."""
         self.history = []
 
-    def instruction(self, text: str | None = None, audio: Any = None, sampling_rate: int | None = None) -> str:
-        """The `[Human]` turn for text and/or speech: speech becomes a unit string, placed after
-        "This is input:" when the text ends with it (ASR/TTS-style requests), after the text otherwise."""
+    def instruction(
+        self,
+        text: str | None = None,
+        audio: Any = None,
+        sampling_rate: int | None = None,
+        output_modality: Modality | str | None = None,
+    ) -> str:
+        """The `[Human]` turn for text and/or speech, speech as a unit string.
+
+        With `output_modality` ("speech" or "text") it is a chain-of-modality request for that kind of answer to
+        one instruction, spoken or written. None keeps a free-form request: the units go after "This is input:"
+        when the text ends with it (ASR/TTS-style requests), after the text otherwise.
+        """
         if text is None and audio is None:
             raise ValueError("Say something: give `text`, `audio`, or both.")
-        if audio is None:
+        speech = None if audio is None else self._unit_string(audio, sampling_rate)
+        if output_modality is not None:
+            if speech is not None and text and text.strip():
+                raise ValueError(
+                    "A request with output_modality takes one instruction, spoken or written: give `audio` or "
+                    "`text`, not both (output_modality=None sends both as one free-form request)."
+                )
+            source = Modality.TEXT if speech is None else Modality.SPEECH
+            return format_chain_of_modality_instruction(speech or text, source, output_modality)
+        if speech is None:
             return text.strip()
+        if text and text.rstrip().endswith(INPUT_MARKER):
+            return f"{text.rstrip()} {speech}"
+        return f"{text.strip()} {speech}" if text else speech
+
+    def _unit_string(self, audio: Any, sampling_rate: int | None) -> str:
         if self.unit_tokenizer is None:
             raise ValueError("Speech input needs a unit tokenizer: pass `unit_tokenizer=` or set unit_tokenizer_repo in the config.")
         units = self.unit_tokenizer.encode(audio, sampling_rate=sampling_rate).units
         if not units:
             raise ValueError("The audio gave no speech units (is it empty or silent?).")
-        speech = units_to_string(units)
-        if text and text.rstrip().endswith(INPUT_MARKER):
-            return f"{text.rstrip()} {speech}"
-        return f"{text.strip()} {speech}" if text else speech
+        return units_to_string(units)
 
     def _prompt_ids(self, instruction: str) -> tuple[str, Any]:
         """The prompt with as much history as fits the context (oldest turns dropped first)."""
@@ -119,12 +146,17 @@ class SpeechGPTChat:
         return SpeechGPTReply(response=response, generated_text=generated, prompt=prompt)
 
     def respond(
-        self, text: str | None = None, audio: Any = None, sampling_rate: int | None = None, **generate_kwargs: Any
+        self,
+        text: str | None = None,
+        audio: Any = None,
+        sampling_rate: int | None = None,
+        output_modality: Modality | str | None = None,
+        **generate_kwargs: Any,
     ) -> SpeechGPTReply:
-        """Answers one turn; speaks the answer's units when a vocoder is loaded."""
+        """Answers one turn (`output_modality`: see `instruction`); speaks the answer's units when a vocoder is loaded."""
         import torch
 
-        instruction = self.instruction(text, audio, sampling_rate)
+        instruction = self.instruction(text, audio, sampling_rate, output_modality)
         prompt, inputs = self._prompt_ids(instruction)
         with torch.inference_mode():
             output = self.model.generate(**inputs, **{**self.generation_kwargs, **generate_kwargs})
@@ -137,10 +169,16 @@ class SpeechGPTChat:
         return reply
 
     def stream(
-        self, text: str | None = None, audio: Any = None, sampling_rate: int | None = None, **generate_kwargs: Any
+        self,
+        text: str | None = None,
+        audio: Any = None,
+        sampling_rate: int | None = None,
+        output_modality: Modality | str | None = None,
+        **generate_kwargs: Any,
     ) -> Iterator[StreamEvent | SpeechGPTReply]:
-        """Yields `StreamEvent`s (text deltas, audio chunks) as the answer is generated, then the `SpeechGPTReply`."""
-        instruction = self.instruction(text, audio, sampling_rate)
+        """Yields `StreamEvent`s (text deltas, audio chunks) as the answer is generated, then the `SpeechGPTReply`
+        (`output_modality`: see `instruction`)."""
+        instruction = self.instruction(text, audio, sampling_rate, output_modality)
         prompt, inputs = self._prompt_ids(instruction)
         streamer = SpeechUnitStreamer(self.processor, vocoder=self.vocoder, speaker_id=self.speaker_id)
         result: dict[str, Any] = {}

@@ -16,7 +16,9 @@ from transformers import BatchEncoding, ProcessorMixin
 from .configuration_speechgpt import SPEECHGPT_SPECIAL_TOKENS
 from .prompt_format import (
     DEFAULT_SYSTEM_PROMPT,
+    Modality,
     SpeechGPTResponse,
+    format_chain_of_modality_instruction,
     format_turn,
     parse_response,
 )
@@ -107,8 +109,20 @@ class SpeechGPTProcessor(ProcessorMixin):
 
     # Prompts ---------------------------------------------------------------------------------------
 
-    def build_prompt(self, instruction: str, history: Sequence[tuple[str, str]] = ()) -> str:
-        """The text the model continues: system prompt, earlier turns, then `[Human]: … [SpeechGPT]: `."""
+    def build_prompt(
+        self,
+        instruction: str,
+        history: Sequence[tuple[str, str]] = (),
+        output_modality: Modality | str | None = None,
+    ) -> str:
+        """The text the model continues: system prompt, earlier turns, then `[Human]: … [SpeechGPT]: `.
+
+        With `output_modality` ("speech" or "text") the instruction becomes a chain-of-modality request for that
+        answer (its input is speech when it holds a `<sosp>` unit span); None sends it as it is (free-form or
+        cross-modal, e.g. `'… This is input: <sosp>…<eosp>'`).
+        """
+        if output_modality is not None:
+            instruction = format_chain_of_modality_instruction(instruction, None, output_modality)
         turns = "".join(format_turn(question, answer) + " " for question, answer in history)
         return self.system_prompt + turns + format_turn(instruction)
 

@@ -64,6 +64,71 @@ def format_cross_modal_instruction(task_description: str, content: str) -> str:
     return f"{task_description.strip()} {INPUT_MARKER} {content}"
 
 
+# The chain-of-modality instruction: a sentence naming the input modality and holding the input, a sentence
+# naming the wanted output modality, then step-by-step guidance for that pair of modalities.
+_INPUT_SENTENCE = {Modality.SPEECH: "Here is an instruction in speech:", Modality.TEXT: "Here is an instruction in text:"}
+_OUTPUT_SENTENCE = {Modality.SPEECH: "Please answer in speech.", Modality.TEXT: "Please answer in text."}
+_GUIDANCE = {
+    (Modality.SPEECH, Modality.SPEECH): "Go step by step: first write down the words you hear, then think of the "
+    "answer in text, and last speak that answer aloud.",
+    (Modality.SPEECH, Modality.TEXT): "Go step by step: first write down the words you hear, then think of the "
+    "answer and write it in text.",
+    (Modality.TEXT, Modality.SPEECH): "Go step by step: first think of the answer in text, then speak that answer aloud.",
+    (Modality.TEXT, Modality.TEXT): "Go step by step: first think the instruction through, then write the answer in text.",
+}
+
+
+def _modality(value: Modality | str, name: str) -> Modality:
+    try:
+        return Modality(value)
+    except ValueError:
+        raise ValueError(f"{name} must be 'speech' or 'text', got {value!r}.") from None
+
+
+def format_chain_of_modality_instruction(
+    input_content: str, input_modality: Modality | str | None, output_modality: Modality | str
+) -> str:
+    """The human turn of a chain-of-modality request: the input (a unit string or text) in a sentence naming its
+    modality, a sentence naming the wanted output modality, and step-by-step guidance for that pair.
+
+    `input_modality=None` takes speech when `input_content` holds a `<sosp>` unit span, text otherwise.
+    """
+    content = input_content.strip()
+    if input_modality is None:
+        input_modality = Modality.SPEECH if SOSP in content else Modality.TEXT
+    source, target = _modality(input_modality, "input_modality"), _modality(output_modality, "output_modality")
+    if not content:
+        raise ValueError("A chain-of-modality instruction needs its input (a <sosp>…<eosp> unit string or text).")
+    if source is Modality.SPEECH and SOSP not in content:
+        raise ValueError("A speech instruction holds a <sosp>…<eosp> unit string; give text input as 'text'.")
+    return f"{_INPUT_SENTENCE[source]} {content}\n{_OUTPUT_SENTENCE[target]} {_GUIDANCE[source, target]}"
+
+
+def _loose(fixed: str) -> str:
+    """A regex for a fixed sentence that allows any whitespace where it has a space."""
+    return re.escape(fixed).replace(r"\ ", r"\s+")
+
+
+_CHAIN_OF_MODALITY_INSTRUCTIONS = {
+    pair: re.compile(
+        rf"^\s*{_loose(_INPUT_SENTENCE[pair[0]])}\s*(?P<content>.*?)\s*"
+        rf"{_loose(_OUTPUT_SENTENCE[pair[1]])}\s*{_loose(_GUIDANCE[pair])}\s*$",
+        re.DOTALL,
+    )
+    for pair in _GUIDANCE
+}
+
+
+def parse_chain_of_modality_instruction(instruction: str) -> tuple[str, Modality, Modality] | None:
+    """(input content, input modality, output modality) of a `format_chain_of_modality_instruction` text, or None
+    when `instruction` is not one (e.g. a bare unit string or a free-form request)."""
+    for (input_modality, output_modality), pattern in _CHAIN_OF_MODALITY_INSTRUCTIONS.items():
+        match = pattern.match(instruction)
+        if match is not None:
+            return match.group("content"), input_modality, output_modality
+    return None
+
+
 def format_chain_of_modality_response(
     output_modality: Modality | str,
     text_answer: str,
@@ -174,9 +239,11 @@ __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "Modality",
     "SpeechGPTResponse",
+    "format_chain_of_modality_instruction",
     "format_chain_of_modality_response",
     "format_cross_modal_instruction",
     "format_turn",
+    "parse_chain_of_modality_instruction",
     "parse_response",
     "string_to_units",
     "units_to_string",

@@ -23,7 +23,7 @@ from transformers.utils import ModelOutput, logging
 from .audio import AudioInputError, load_audio
 from .configuration_unit_tokenizer import SpeechUnitTokenizerConfig
 from .features import encoder_features, mfcc_features
-from .kmeans import KMeansResult, assign_units, fit_kmeans
+from .kmeans import KMeansResult, ReservoirSampler, assign_units, fit_kmeans
 
 logger = logging.get_logger(__name__)
 
@@ -317,42 +317,66 @@ class SpeechUnitTokenizer(PreTrainedModel):
 
     def fit(
         self,
-        audio: Sequence[Any],
+        audio: Iterable[Any],
         sampling_rate: int | None = None,
         max_frames: int = 200_000,
         batch_size: int = 10000,
         max_iter: int = 100,
         seed: int = 0,
         progress: bool = True,
+        tolerance: float = 1e-4,
+        max_batch_samples: int = 960_000,
     ) -> KMeansResult:
-        """Fits the codebook with mini-batch k-means on features of `audio` (a list, or a datasets column).
+        """Fits the codebook with k-means on a uniform sample of the feature frames of `audio`.
 
-        At most `max_frames` frames (a seeded random subset) are kept; k-means runs on this model's device.
-        Unreadable items are skipped with a warning. Returns the result with its inertia.
+        `audio` is any iterable of inputs as `encode` takes them: a list, a datasets column, a generator.
+        Features are computed utterance by utterance (in batches of at most `max_batch_samples` samples)
+        and streamed through a reservoir that keeps a uniform random sample of at most `max_frames` frames,
+        so memory stays bounded however long the corpus. k-means (`fit_kmeans`: k-means++ then Lloyd passes,
+        at most `max_iter`, stopping once a pass gains less than `tolerance`) runs on that sample on this
+        model's device. Unreadable items are skipped with a warning. Returns the result with the inertia of
+        every pass and the number of frames seen; `seed` makes the sample and the fit reproducible.
         """
-        features = []
-        for index in tqdm(range(len(audio)), desc="features", disable=not progress):
-            try:
-                wave = self.load_audio(audio[index], sampling_rate)
-            except AudioInputError as error:
-                logger.warning(f"Skipped item {index} while fitting: {error}")
-                continue
-            features.extend(self.frame_units([wave], return_features=True))
-        if not features:
+        sample = ReservoirSampler(max_frames, seed=seed)
+        for waves in self._readable_wave_groups(audio, sampling_rate, max_batch_samples, progress):
+            for features in self.frame_units(waves, max_batch_samples=max_batch_samples, return_features=True):
+                sample.add(features)
+        if not sample.seen:
             raise ValueError("No readable audio to fit the codebook on.")
-        frames = torch.cat(features)
-        if frames.shape[0] > max_frames:
-            frames = frames[torch.randperm(frames.shape[0], generator=torch.Generator().manual_seed(seed))[:max_frames]]
+        logger.info(f"Fitting {self.config.num_units} units on a sample of {sample.size} of {sample.seen} frames.")
         result = fit_kmeans(
-            frames.to(self.centroids.device),
+            sample.sample().to(self.centroids.device),
             self.config.num_units,
             batch_size=batch_size,
             max_iter=max_iter,
             seed=seed,
             progress=progress,
+            tolerance=tolerance,
         )
         self.set_codebook(result.centroids)
+        result.frames_seen = sample.seen
         return result
+
+    def _readable_wave_groups(
+        self, audio: Iterable[Any], sampling_rate: int | None, max_samples: int, progress: bool
+    ) -> Iterable[list[np.ndarray]]:
+        """Waveforms of the readable items of `audio`, read one by one and grouped while their total length
+        stays within `max_samples` (an item longer than that is a group of its own)."""
+        group: list[np.ndarray] = []
+        total = 0
+        for index, item in enumerate(tqdm(audio, desc="features", unit="utterance", disable=not progress)):
+            try:
+                wave = self.load_audio(item, sampling_rate)
+            except AudioInputError as error:
+                logger.warning(f"Skipped item {index} while fitting: {error}")
+                continue
+            if group and total + len(wave) > max_samples:
+                yield group
+                group, total = [], 0
+            group.append(wave)
+            total += len(wave)
+        if group:
+            yield group
 
 
 __all__ = ["SpeechUnitTokenizer", "SpeechUnitTokenizerOutput", "UnitSequence", "merge_units"]
