@@ -22,17 +22,33 @@ fi
 
 key=$(sha256sum constraints.txt | cut -c1-12)
 venv=${SPEECHGPT_HF_VENV:-$HOME/.cache/speechgpt-hf/venv-$key}
+
+# pip STEP ARGS…: runs the venv's pip quietly; if it fails, shows its output and stops naming the step.
+pip_step() {
+    local step=$1 log status=0
+    shift
+    log=$(mktemp)
+    "$venv/bin/pip" "$@" >"$log" 2>&1 || status=$?
+    grep -v '^WARNING: Location' "$log" >&2 || true
+    rm -f "$log"
+    if [ "$status" -ne 0 ]; then
+        echo "run.sh: $step failed (pip exit status $status; its output is above). Fix the cause (network," \
+            "disk space, a package that does not build) and run the command again." >&2
+        exit 1
+    fi
+}
+
 if [ ! -f "$venv/.speechgpt-hf-ready" ]; then
     echo "Creating the virtual environment in $venv (torch and friends: a few minutes, once)"
     rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --upgrade pip "setuptools>=77" wheel 2>&1 | grep -v '^WARNING: Location' || true
-    "$venv/bin/pip" install -q -c constraints.txt -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
+    python3 -m venv "$venv" || { echo "run.sh: python3 -m venv $venv failed (Debian: apt-get install python3-venv)." >&2; exit 1; }
+    pip_step "upgrading pip" install -q --upgrade pip "setuptools>=77" wheel
+    pip_step "installing speechgpt-hf and its pinned dependencies" install -q -c constraints.txt -e ".[dev]"
     "$venv/bin/python" -c "import torch, transformers, trl, datasets, speechgpt_hf" || { echo "The install failed." >&2; exit 1; }
     touch "$venv/.speechgpt-hf-ready"
 else
     # The environment is there; point its editable install at this checkout.
-    "$venv/bin/pip" install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v '^WARNING: Location' || true
+    pip_step "pointing $venv at this checkout" install -q --no-deps --no-build-isolation -e .
 fi
 
 export PATH="$venv/bin:$PATH" HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False

@@ -13,6 +13,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from speechgpt_hf.audio import read_audio, to_int16
 from speechgpt_hf.inference.chat import SpeechGPTChat
 
 DEFAULT_REPO = "fnlp/SpeechGPT-7B-hf"
@@ -39,42 +40,33 @@ class LazyChat:
 
 
 def _to_float(audio: tuple[int, np.ndarray] | None) -> tuple[np.ndarray | None, int | None]:
-    """Gradio's (rate, int16 array) -> (float32 mono array, rate)."""
+    """Gradio's (rate, int16 array) -> (float32 mono array, rate), through `speechgpt_hf.audio.read_audio`."""
     if audio is None:
         return None, None
     rate, samples = audio
-    samples = np.asarray(samples)
-    if np.issubdtype(samples.dtype, np.integer):
-        samples = samples.astype(np.float32) / float(np.iinfo(samples.dtype).max)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=1)
-    return samples.astype(np.float32), rate
-
-
-def _to_int16(waveform: np.ndarray) -> np.ndarray:
-    return (np.clip(waveform, -1.0, 1.0) * 32767).astype(np.int16)
+    return read_audio(samples, rate)
 
 
 def build_demo(chat: LazyChat) -> gr.Blocks:
     """The Blocks app around one (lazily loaded) talking system."""
 
     def respond(text: str, audio: Any, answer_in: str, history: list[tuple[str, str]]) -> tuple[str, Any, list, str]:
-        samples, rate = _to_float(audio)
-        if not (text or "").strip() and samples is None:
+        if not (text or "").strip() and audio is None:
             raise gr.Error("Type something or record/upload speech first.")
         system = chat.get()
         system.history = list(history)
         try:
+            samples, rate = _to_float(audio)
             reply = system.respond(
                 text=text or None, audio=samples, sampling_rate=rate, output_modality=ANSWER_MODES[answer_in]
             )
-        except ValueError as error:
+        except ValueError as error:  # AudioInputError and the chat's own input checks
             raise gr.Error(str(error)) from error
         answer = reply.response
         lines = [f"**Transcript:** {answer.transcript}"] if answer.transcript else []
         lines.append(f"**Answer:** {answer.text or '(speech only)'}")
         lines += [f"*{problem}*" for problem in answer.problems]
-        speech = None if reply.waveform is None else (reply.sampling_rate, _to_int16(reply.waveform))
+        speech = None if reply.waveform is None else (reply.sampling_rate, to_int16(reply.waveform))
         return "\n\n".join(lines), speech, system.history, ""
 
     with gr.Blocks(title="SpeechGPT") as demo:

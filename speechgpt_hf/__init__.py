@@ -1,6 +1,7 @@
 """speechgpt-hf: SpeechGPT as a Hugging Face plugin. Importing it registers every class with the Auto factories."""
 
 from . import _auto  # noqa: F401  (registration side effect)
+from .audio import AudioInputError, load_audio
 from .inference.chat import SpeechGPTChat, SpeechGPTReply
 from .models.speechgpt import (
     DEFAULT_SYSTEM_PROMPT,
@@ -23,6 +24,7 @@ from .models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfi
 __version__ = "0.1.0"
 
 __all__ = [
+    "AudioInputError",
     "SpeechGPTChat",
     "SpeechGPTReply",
     "DEFAULT_SYSTEM_PROMPT",
@@ -38,6 +40,7 @@ __all__ = [
     "UnitHiFiGANVocoder",
     "UnitSequence",
     "add_speech_units",
+    "load_audio",
     "format_chain_of_modality_response",
     "format_cross_modal_instruction",
     "format_turn",

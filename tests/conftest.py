@@ -55,3 +55,13 @@ def tiny_speechgpt():
         return model.eval(), SpeechGPTProcessor(tokenizer, num_units=num_units)
 
     return build
+
+
+def _buggy_decoder(source):
+    raise TypeError("a bug in the decoding code")
+
+
+@pytest.fixture
+def decoding_bug(monkeypatch):
+    """`decoding_bug()` makes decoding any audio file raise TypeError, as a bug in our decoding code would."""
+    return lambda: monkeypatch.setattr("speechgpt_hf.models.unit_tokenizer.audio._decode_file", _buggy_decoder)

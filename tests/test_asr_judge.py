@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from speechgpt_hf.audio import AudioInputError
 from speechgpt_hf.evaluation.asr_judge import PocketsphinxJudge, normalize_text, word_error_rate
 
 
@@ -34,7 +35,9 @@ def test_judge_reads_natural_speech_and_not_noise(judge):
 
 
 def test_judge_refuses_bad_audio(judge):
-    with pytest.raises(ValueError, match="mono waveform"):
-        judge.transcribe(np.zeros((2, 100), dtype=np.float32))
+    with pytest.raises(AudioInputError, match="empty"):
+        judge.transcribe(np.zeros(0, dtype=np.float32))
+    with pytest.raises(AudioInputError, match="NaN"):
+        judge.transcribe(np.full(1600, np.nan, dtype=np.float32))
     with pytest.raises(ValueError, match="1 waveforms but 2"):
         judge.judge([np.zeros(1600, dtype=np.float32)], ["a", "b"])

@@ -1,11 +1,13 @@
 """SpeechGPTChat: speech and text in, parsed answer and speech out, multi-turn, streaming equal to one-shot."""
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from speechgpt_hf.inference.chat import SpeechGPTChat, SpeechGPTReply
+from speechgpt_hf.inference.chat import GENERATION_THREAD, SpeechGPTChat, SpeechGPTReply
 from speechgpt_hf.inference.speech_streamer import StreamEvent
 from speechgpt_hf.models.speechgpt.prompt_format import (
     Modality,
@@ -112,15 +114,82 @@ def test_streaming_gives_the_text_and_the_one_shot_audio(chat):
     events = list(chat.stream("speak", logits_processor=_scripted(chat)))
     reply = events[-1]
     assert isinstance(reply, SpeechGPTReply) and all(isinstance(e, StreamEvent) for e in events[:-1])
-    text = "".join(e.text for e in events[:-1] if e.text)
-    assert "hi there" in text and "<" not in text.replace("<eoa>", "")
+    texts = [(e.part, e.text) for e in events[:-1] if e.text]
+    assert "".join(t for part, t in texts if part == "transcript") == "hello"
+    assert "".join(t for part, t in texts if part == "answer") == "hi there"
     chunks = [e.audio for e in events[:-1] if e.audio is not None]
     assert chunks
     np.testing.assert_allclose(np.concatenate(chunks), chat.vocoder.synthesize([3, 4, 4, 9, 12, 1]).numpy(), atol=1e-4)
     assert reply.response.units == [3, 4, 4, 9, 12, 1]
 
 
+def test_history_fits_the_context_next_to_the_calls_own_max_new_tokens(chat):
+    for turn in range(3):
+        chat.respond(f"question {turn}", logits_processor=_scripted(chat))
+    prompt_tokens = len(chat.processor.encode(chat.processor.build_prompt("next", history=chat.history)))
+    limit = prompt_tokens + 40  # every turn fits beside the default max_new_tokens=40, not beside 60
+    chat.model.config.get_text_config().max_position_embeddings = limit
+    reply = chat.respond("next", max_new_tokens=60, logits_processor=_scripted(chat))
+    assert len(chat.processor.encode(reply.prompt)) + 60 <= limit
+    assert chat.history[0][0] != "question 0"
+
+
+def test_history_keeps_the_answer_without_the_tokenizers_eos(chat):
+    answer = chat.processor.encode("[ta] fine", add_special_tokens=False) + [chat.processor.tokenizer.eos_token_id]
+    reply = chat.respond("how are you", logits_processor=LogitsProcessorList([ScriptedAnswer(answer)]))
+    assert reply.response.text == "fine" and chat.history[-1] == ("how are you", "[ta] fine")
+
+
+def test_an_abandoned_stream_stops_generating(chat):
+    chat.model.config.get_text_config().max_position_embeddings = 100_000
+    endless = LogitsProcessorList([ScriptedAnswer(chat.processor.encode(" hello", add_special_tokens=False))])
+    events = chat.stream("talk forever", max_new_tokens=50_000, logits_processor=endless)
+    assert next(events).text
+    worker = next(t for t in threading.enumerate() if t.name == GENERATION_THREAD)
+    events.close()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+
+
 def test_speech_input_needs_a_unit_tokenizer(tiny_speechgpt):
     model, processor = tiny_speechgpt(num_units=NUM_UNITS)
     with pytest.raises(ValueError, match="unit tokenizer"):
         SpeechGPTChat(model, processor).respond(audio=_speech(), sampling_rate=16000)
+
+
+def test_a_saved_system_can_be_moved_and_loaded_from_another_directory(chat, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    system = tmp_path / "system"
+    chat.unit_tokenizer.save_pretrained(system / "units")
+    chat.vocoder.save_pretrained(system / "lm" / "vocoder")
+    chat.model.config.unit_tokenizer_repo = str(system / "units")
+    chat.model.config.vocoder_repo = str(system / "lm" / "vocoder")
+    chat.model.save_pretrained(system / "lm")
+    chat.processor.save_pretrained(system / "lm")
+    stored = json.loads((system / "lm" / "config.json").read_text())
+    assert (stored["unit_tokenizer_repo"], stored["vocoder_repo"]) == ("../units", "./vocoder")
+
+    moved = tmp_path / "elsewhere" / "system"
+    shutil.copytree(system, moved)
+    shutil.rmtree(system)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    loaded = SpeechGPTChat.from_pretrained("../elsewhere/system/lm")
+    assert loaded.unit_tokenizer is not None and loaded.vocoder is not None
+    reply = loaded.respond(audio=_speech(), sampling_rate=16000, logits_processor=_scripted(loaded))
+    assert reply.response.units == [3, 4, 4, 9, 12, 1] and reply.waveform is not None
+
+
+def test_hub_ids_and_far_away_folders_are_stored_as_they_are(chat, tmp_path):
+    config = chat.model.config
+    config.unit_tokenizer_repo, config.vocoder_repo = "someone/units", str(tmp_path / "a" / "b" / "vocoder")
+    (tmp_path / "a" / "b" / "vocoder").mkdir(parents=True)
+    config.save_pretrained(tmp_path / "x" / "y" / "z" / "lm")
+    stored = config.from_pretrained(tmp_path / "x" / "y" / "z" / "lm")
+    assert stored.unit_tokenizer_repo == "someone/units" == stored.resolve_component_path("unit_tokenizer_repo")
+    assert stored.vocoder_repo == str((tmp_path / "a" / "b" / "vocoder").resolve())
+    stored.vocoder_repo = "../gone"
+    with pytest.raises(FileNotFoundError, match="vocoder_repo"):
+        stored.resolve_component_path("vocoder_repo", model_dir=tmp_path)

@@ -97,6 +97,42 @@ def test_cli_converts_with_a_system_prompt_file(original_release, tmp_path):
     assert json.loads((out / "config.json").read_text())["model_type"] == "speechgpt"
 
 
+RELEASE_PROMPT = (
+    "You are an AI assistant whose name is SpeechGPT.\n"
+    "- SpeechGPT is an intrinsic cross-modal conversational language model that is developed by a team.\n"
+    "- It can perceive multi-modal inputs and generate multi-modal outputs.\n"
+)
+
+
+def test_cli_takes_the_system_prompt_from_a_speechinstruct_jsonl(original_release, tmp_path):
+    import speechgpt_hf_cli
+    from speechgpt_hf.inference.chat import SpeechGPTChat
+
+    records = [
+        {"prefix": "", "plain_text": "[Human]: hi<eoh> [SpeechGPT]: hello<eoa> "},
+        {"prefix": RELEASE_PROMPT, "plain_text": "[Human]: Say it. This is input: hi<eoh> [SpeechGPT]: <sosp><1><eosp><eoa> "},
+        {"prefix": "a later prefix", "plain_text": "[Human]: q<eoh> [SpeechGPT]: a<eoa> "},
+    ]
+    jsonl = tmp_path / "cross_modal_instruction.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    out = tmp_path / "with-prompt"
+    speechgpt_hf_cli.main(["convert", "speechgpt", str(original_release["checkpoint"]), str(out), "--system-prompt-from", str(jsonl)])
+    assert json.loads((out / "processor_config.json").read_text())["system_prompt"] == RELEASE_PROMPT
+    chat = SpeechGPTChat.from_pretrained(str(out))
+    assert chat.processor.build_prompt("hi").startswith(RELEASE_PROMPT + "[Human]: hi <eoh>.")
+
+
+def test_converting_without_a_system_prompt_warns_and_names_the_flag(original_release, tmp_path):
+    from speechgpt_hf.convert.convert_speechgpt import read_system_prompt
+
+    with pytest.warns(UserWarning, match="--system-prompt-from"):
+        convert_speechgpt(original_release["checkpoint"], tmp_path / "default")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"prefix": "", "plain_text": "x"}) + "\n")
+    with pytest.raises(ValueError, match="non-empty `prefix`"):
+        read_system_prompt(empty)
+
+
 def test_a_tokenizer_in_another_layout_is_refused(original_release, tmp_path):
     swapped = original_release["checkpoint"].parent / "swapped"
     swapped.mkdir()

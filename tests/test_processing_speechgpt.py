@@ -71,6 +71,22 @@ def test_parse_reports_cut_off_and_out_of_range_answers_instead_of_guessing():
         string_to_units("no units here")
 
 
+@pytest.mark.parametrize(
+    "generated,transcript,text,units",
+    [
+        ("[ta] The capital is France<29><32><7><eoa>", None, "The capital is France", None),
+        ("hello <5> there; [ta] France<29><32>; [ua] <sosp><1><eosp><eoa>", "hello there", "France", [1]),
+        ("[ta] Paris; [ua] <sosp><1><2><eosp><3><4><eoa>", None, "Paris", [1, 2]),
+    ],
+)
+def test_parse_reports_unit_tokens_that_leak_outside_a_span(generated, transcript, text, units):
+    parsed = parse_response(generated, num_units=50)
+    assert (parsed.transcript, parsed.text, parsed.units) == (transcript, text, units)
+    assert any("outside" in problem for problem in parsed.problems), parsed.problems
+    with pytest.raises(ValueError, match="outside"):
+        parse_response(generated, num_units=50, strict=True)
+
+
 def test_direct_unit_mapping_gives_the_ids_of_string_tokenisation(tiny_speechgpt):
     _, processor = tiny_speechgpt(num_units=50)
     prompts = [
@@ -137,3 +153,71 @@ def test_processor_saves_its_settings(tiny_speechgpt, tmp_path):
     loaded = AutoProcessor.from_pretrained(tmp_path)
     assert isinstance(loaded, SpeechGPTProcessor)
     assert (loaded.num_units, loaded.system_prompt, loaded.unit_token_offset) == (50, "Be brief.\n", 300)
+
+
+WORDS = "the quick brown fox jumps over a lazy dog please repeat say read this aloud answer hello world".split()
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_model(tmp_path_factory):
+    """A tiny SentencePiece BPE model (byte fallback, like Llama's) trained on generated sentences."""
+    import random
+
+    spm = pytest.importorskip("sentencepiece")
+    rng = random.Random(0)
+    sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(400)]
+    folder = tmp_path_factory.mktemp("sentencepiece")
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_prefix=str(folder / "tokenizer"), vocab_size=400, model_type="bpe",
+        byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, character_coverage=1.0, minloglevel=2,
+    )
+    return folder
+
+
+def _qwen_style_tokenizer():
+    """A Qwen2 tokenizer (regex split + byte-level BPE) over the vocabulary of the tiny test BPE."""
+    import json
+
+    from transformers import Qwen2Tokenizer
+
+    from speechgpt_hf.testing_utils import build_tiny_tokenizer
+
+    model = json.loads(build_tiny_tokenizer().backend_tokenizer.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return Qwen2Tokenizer(vocab=model["vocab"], merges=merges, unk_token="<unk>", eos_token="</s>", pad_token="<pad>")
+
+
+def _tokenizer(kind, folder):
+    from transformers import LlamaTokenizer
+    from transformers.tokenization_utils_sentencepiece import SentencePieceBackend
+
+    if kind == "qwen":
+        return _qwen_style_tokenizer()
+    if kind.startswith("sentencepiece"):  # the slow, SentencePiece-run tokenizer of the original release
+        return SentencePieceBackend(
+            vocab_file=str(folder / "tokenizer.model"), legacy=kind.endswith("legacy"),
+            unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+        )
+    return LlamaTokenizer.from_pretrained(folder, legacy=kind.endswith("legacy"))
+
+
+TEXT_AROUND_UNITS = [
+    "Repeat <sosp><1><2><eosp> please",
+    "<sosp><1><eosp>text after a span",
+    "say<sosp><3><eosp>",
+    "Read this aloud:\n<sosp><4><eosp>\nhello world",
+    "two <sosp><5><eosp> <sosp><6><eosp>spans",
+]
+
+
+@pytest.mark.parametrize("kind", ["llama", "llama-legacy", "sentencepiece", "sentencepiece-legacy", "qwen"])
+def test_text_around_unit_spans_tokenises_as_the_whole_string(kind, sentencepiece_model):
+    from speechgpt_hf import add_speech_units
+    from speechgpt_hf.testing_utils import build_tiny_causal_lm
+
+    tokenizer = _tokenizer(kind, sentencepiece_model)
+    _, tokenizer = add_speech_units(build_tiny_causal_lm(vocab_size=len(tokenizer)), tokenizer, num_units=50)
+    processor = SpeechGPTProcessor(tokenizer, num_units=50)
+    prompts = TEXT_AROUND_UNITS + [processor.build_prompt(TEXT_AROUND_UNITS[0], history=[("hi", "[ta] hey")])]
+    for prompt in prompts:
+        assert processor.encode(prompt) == tokenizer(prompt)["input_ids"], prompt

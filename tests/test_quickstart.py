@@ -1,6 +1,7 @@
 """The quickstart runs the whole recipe end to end (few steps) and leaves loadable repos behind."""
 
 import json
+from pathlib import Path
 
 from transformers import AutoModel, AutoModelForCausalLM
 
@@ -21,6 +22,8 @@ def test_quickstart_runs_the_whole_recipe(tmp_path, capsys):
     assert summary["speechinstruct_rows"]["chain_of_modality"]["train"] == 4 * 12  # the four formats of 12 pairs
     assert parse_chain_of_modality_instruction(summary["talk"]["request"])[1:] == (Modality.SPEECH, Modality.SPEECH)
     model = AutoModelForCausalLM.from_pretrained(summary["repos"]["speechgpt"])
-    assert model.config.num_units == 32 and model.config.vocoder_repo == summary["repos"]["vocoder"]
+    assert model.config.num_units == 32
+    assert model.config.vocoder_repo.startswith("../")  # stored relative to the model: the output folder can move
+    assert model.config.resolve_component_path("vocoder_repo") == str(Path(summary["repos"]["vocoder"]).resolve())
     assert AutoModel.from_pretrained(summary["repos"]["vocoder"]).config.num_units == 32
     assert AutoModel.from_pretrained(summary["repos"]["unit_tokenizer"]).config.num_units == 32

@@ -2,6 +2,7 @@
 the original jsonl format, and the Hub-ready folder (load_dataset, resume, card, CLI)."""
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -429,3 +430,42 @@ def test_inputs_are_checked_with_clear_errors(tmp_path):
         SpeechInstruct(config_name="cross_modal", cache_dir=str(tmp_path)).plan()
     with pytest.raises(SystemExit, match="need speech"):
         cli_main(["build-speechinstruct", str(tmp_path / "x"), "--configs", "cross_modal"])
+
+
+def _build_failure(tmp_path: Path, config_name: str, **kwargs) -> BaseException:
+    """What stopped a build (datasets wraps it in a DatasetGenerationError)."""
+    with pytest.raises(datasets.exceptions.DatasetGenerationError) as caught:
+        _build(config_name, tmp_path, **kwargs)
+    return caught.value.__cause__
+
+
+def test_missing_libraries_and_bugs_stop_the_build_instead_of_counting_corrupt_audio(
+    tmp_path, speech_folder, tokenizer, monkeypatch, decoding_bug
+):
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "soundfile", None)
+        error = _build_failure(tmp_path / "a", "modality_adaptation", audio_source=str(speech_folder),
+                               unit_tokenizer=tokenizer)  # fmt: skip
+    assert isinstance(error, ImportError) and "pip install soundfile" in str(error)
+    decoding_bug()
+    error = _build_failure(tmp_path / "b", "modality_adaptation", audio_source=str(speech_folder),
+                           unit_tokenizer=tokenizer)  # fmt: skip
+    assert isinstance(error, TypeError) and "a bug" in str(error)
+
+
+def test_a_tts_engine_refusing_a_text_skips_it_and_a_broken_engine_stops_the_build(tmp_path, tokenizer):
+    def picky(text: str) -> tuple[np.ndarray, int]:
+        if "red" in text:
+            raise ValueError("cannot voice this text")
+        return np.sin(np.arange(8000) * 0.3).astype(np.float32), 16000
+
+    summary = build_speechinstruct_folder(tmp_path / "out", ["chain_of_modality"], instructions=PAIRS,
+                                          unit_tokenizer=tokenizer, tts=picky)  # fmt: skip
+    assert summary["chain_of_modality"]["train"].skipped == Counter({"TTS failed": 1})
+
+    def broken(text: str) -> tuple[np.ndarray, int]:
+        raise RuntimeError("the engine's process died")
+
+    error = _build_failure(tmp_path / "broken", "chain_of_modality", instructions=PAIRS, unit_tokenizer=tokenizer,
+                           tts=broken)  # fmt: skip
+    assert isinstance(error, RuntimeError) and "process died" in str(error)

@@ -2,9 +2,11 @@
 resume, validation samples, the loss plot, and the `train-vocoder` verb."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 from datasets import Audio, Dataset
 from transformers import AutoModel
@@ -69,6 +71,26 @@ def test_prepare_through_the_unit_tokenizer_skips_bad_rows(caplog):
         assert len(example["audio"]) == sum(example["durations"]) * 320
         assert max(example["units"]) < 12
     assert "Skipped 1 of 3 rows" in caplog.text
+
+
+def test_prepare_skips_corrupt_files_but_stops_on_a_missing_library_a_bug_or_a_missing_column(
+    tmp_path, monkeypatch, decoding_bug
+):
+    tokenizer = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=12))
+    soundfile.write(tmp_path / "good.wav", tone(0.5, 220), 16000)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    rows = [{"audio": str(tmp_path / "good.wav")}, {"audio": str(tmp_path / "corrupt.wav")}]
+    assert len(prepare_vocoder_dataset(rows, unit_tokenizer=tokenizer)) == 1
+    with pytest.raises(KeyError, match="lacks the column"):
+        prepare_vocoder_dataset(rows, unit_tokenizer=tokenizer, audio_column="speech")
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "soundfile", None)
+        with pytest.raises(ImportError, match="pip install soundfile"):
+            prepare_vocoder_dataset(rows, unit_tokenizer=tokenizer)
+
+    decoding_bug()
+    with pytest.raises(TypeError, match="a bug"):
+        prepare_vocoder_dataset(rows, unit_tokenizer=tokenizer)
 
 
 def test_train_checkpoints_validation_plot_and_export(tmp_path):

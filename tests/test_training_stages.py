@@ -10,13 +10,21 @@ from transformers import AutoModelForCausalLM
 import speechgpt_hf_cli
 from speechgpt_hf import (
     Modality,
+    SpeechGPTProcessor,
+    add_speech_units,
     format_chain_of_modality_response,
     format_cross_modal_instruction,
     format_turn,
     units_to_string,
 )
 from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
-from speechgpt_hf.training.stages import SpeechGPTTrainingConfig, train_stage
+from speechgpt_hf.training.stages import (
+    SpeechGPTTrainingConfig,
+    build_trainer,
+    load_model_and_processor,
+    speech_token_ids,
+    train_stage,
+)
 
 NUM_UNITS = 20
 
@@ -129,6 +137,7 @@ def test_the_papers_recipes_parse_into_the_config():
     assert (lora.use_lora, lora.lora_r, lora.lora_alpha, lora.lora_dropout) == (True, 8, 16, 0.05)
     assert lora.lora_target_modules == ["q_proj", "v_proj"]
     assert [c.max_length for c in parsed.values()] == [1024, 512, 1024]
+    assert all(c.model_init_kwargs == {"dtype": "float32"} for c in parsed.values())  # fp32 master weights
 
 
 def test_rows_longer_than_max_length_are_reported(tmp_path, speechinstruct_folder, base_model_folder, caplog):
@@ -160,3 +169,135 @@ def test_two_processes_under_accelerate_train_and_save_once(tmp_path, speechinst
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert AutoModelForCausalLM.from_pretrained(out).config.num_units == NUM_UNITS
+
+
+# Loading as the user asks: fp32 master weights unless another dtype is asked for; model_init_kwargs honoured.
+
+
+@pytest.fixture(scope="module")
+def bf16_checkpoints(tmp_path_factory):
+    """A bf16 text LM and bf16 SpeechGPTs with untied (llama) and tied (qwen2) embeddings, saved to folders."""
+    root = tmp_path_factory.mktemp("bf16")
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_causal_lm("llama", vocab_size=len(tokenizer)).to(torch.bfloat16).save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    for model_type, tied in (("llama", False), ("qwen2", True)):
+        tokenizer = build_tiny_tokenizer()
+        base = build_tiny_causal_lm(model_type, vocab_size=len(tokenizer), tie_word_embeddings=tied)
+        model, tokenizer = add_speech_units(base, tokenizer, num_units=NUM_UNITS)
+        model.to(torch.bfloat16).save_pretrained(root / model_type)
+        SpeechGPTProcessor(tokenizer, num_units=NUM_UNITS).save_pretrained(root / model_type)
+    return root
+
+
+def _stage_config(tmp_path, stage: str, checkpoints, data, **fields) -> SpeechGPTTrainingConfig:
+    source = (
+        dict(base_model_name_or_path=str(checkpoints / "base"), num_units=NUM_UNITS, packing=True, max_length=64)
+        if stage == "modality_adaptation"
+        else dict(model_name_or_path=str(checkpoints / "llama"), max_length=128)
+    )
+    lora = dict(use_lora=True, train_unit_embeddings=True) if stage == "chain_of_modality" else {}
+    return _common(tmp_path, stage, dataset_name=str(data), max_steps=1, **{**source, **lora, **fields})
+
+
+def _dtypes(model, trainable: bool) -> set:
+    return {p.dtype for p in model.parameters() if p.requires_grad == trainable}
+
+
+@pytest.mark.parametrize("stage", ["modality_adaptation", "cross_modal", "chain_of_modality"])
+def test_a_bf16_checkpoint_trains_fp32_master_weights_by_default(
+    tmp_path, stage, bf16_checkpoints, speechinstruct_folder
+):
+    trainer, _ = build_trainer(_stage_config(tmp_path, stage, bf16_checkpoints, speechinstruct_folder))
+    trainer.train()
+    assert _dtypes(trainer.model, trainable=True) == {torch.float32}
+    assert _dtypes(trainer.model, trainable=False) <= {torch.float32}  # the frozen base of the LoRA stage too
+
+
+@pytest.mark.parametrize("stage", ["modality_adaptation", "cross_modal", "chain_of_modality"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "auto"])
+def test_model_init_kwargs_dtype_is_honoured(tmp_path, stage, dtype, bf16_checkpoints, speechinstruct_folder):
+    config = _stage_config(tmp_path, stage, bf16_checkpoints, speechinstruct_folder, model_init_kwargs={"dtype": dtype})
+    trainer, _ = build_trainer(config)
+    trainer.train()
+    lora = stage == "chain_of_modality"  # PEFT keeps the adapter itself in fp32; the base weights are the model's
+    assert _dtypes(trainer.model, trainable=not lora) == {torch.bfloat16}  # "auto" is the checkpoint's: bf16
+
+
+@pytest.mark.parametrize("source", ["base", "llama"])
+def test_model_init_kwargs_reach_from_pretrained(
+    monkeypatch, tmp_path, source, bf16_checkpoints, speechinstruct_folder
+):
+    stage = "modality_adaptation" if source == "base" else "cross_modal"
+    quantization = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+    config = _stage_config(
+        tmp_path, stage, bf16_checkpoints, speechinstruct_folder,
+        model_init_kwargs={"attn_implementation": "eager", "quantization_config": quantization},
+    )  # fmt: skip
+    seen = {}
+    load = AutoModelForCausalLM.from_pretrained
+
+    def spy(path, **kwargs):
+        seen.update(kwargs)
+        kwargs.pop("quantization_config")  # recorded; loading it would need bitsandbytes and a GPU
+        return load(path, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", spy)
+    model, _ = load_model_and_processor(config)
+    assert seen["quantization_config"] is quantization and seen["dtype"] == torch.float32
+    assert model.config._attn_implementation == "eager"
+    assert model.language_model.config._attn_implementation == "eager"
+
+
+def test_an_unknown_dtype_is_refused_with_the_choices(tmp_path, bf16_checkpoints, speechinstruct_folder):
+    fp8 = {"dtype": "fp8"}
+    config = _stage_config(tmp_path, "cross_modal", bf16_checkpoints, speechinstruct_folder, model_init_kwargs=fp8)
+    with pytest.raises(ValueError, match="dtype='fp8'.*'auto'.*bfloat16, float16, float32"):
+        load_model_and_processor(config)
+
+
+def test_a_base_model_on_an_accelerator_expands_where_it_lies():
+    """On a GPU the base LM loads with a device map; its new rows are drawn on its device (meta stands in here)."""
+    tokenizer = build_tiny_tokenizer()
+    base = build_tiny_causal_lm("llama", vocab_size=len(tokenizer)).to("meta")
+    model, tokenizer = add_speech_units(base, tokenizer, num_units=NUM_UNITS)
+    for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+        assert layer.weight.device.type == "meta" and layer.weight.shape[0] == len(tokenizer)
+
+
+# "Train the unit embeddings" with LoRA: only the unit and marker rows of the embeddings (and an untied head) train.
+
+
+@pytest.mark.parametrize("model_type", ["llama", "qwen2"])  # untied and tied embeddings
+def test_lora_trains_only_the_unit_and_marker_rows(tmp_path, model_type, bf16_checkpoints, speechinstruct_folder):
+    from peft import PeftModel
+    from safetensors import safe_open
+
+    source = bf16_checkpoints / model_type
+    output = train_stage(_common(
+        tmp_path, "chain_of_modality", model_name_or_path=str(source), dataset_name=str(speechinstruct_folder),
+        use_lora=True, train_unit_embeddings=True, learning_rate=2e-2, max_steps=2, max_length=128,
+    ))  # fmt: skip
+    before = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    merged = AutoModelForCausalLM.from_pretrained(output)
+    rows = speech_token_ids(before)
+    others = sorted(set(range(before.config.vocab_size)) - set(rows))
+    assert len(rows) == NUM_UNITS + 7
+    for layer in ("get_input_embeddings", "get_output_embeddings"):
+        old, new = getattr(before, layer)().weight, getattr(merged, layer)().weight
+        assert torch.equal(old[others], new[others]), layer
+        assert not torch.equal(old[rows], new[rows]), layer
+    tied = model_type == "qwen2"
+    assert merged.config.tie_word_embeddings is tied
+    assert torch.equal(merged.get_input_embeddings().weight, merged.get_output_embeddings().weight) is tied
+
+    adapter = output / "adapter" / "adapter_model.safetensors"
+    with safe_open(adapter, "pt") as saved:
+        shapes = {key: saved.get_slice(key).get_shape() for key in saved.keys()}
+    token_rows = [shape for key, shape in shapes.items() if "trainable_tokens_delta" in key]
+    assert token_rows == [[len(rows), before.config.text_config.hidden_size]] * (1 if tied else 2), shapes
+    assert not any(shape[0] == before.config.vocab_size for shape in shapes.values())  # no whole matrix
+    assert adapter.stat().st_size < before.get_output_embeddings().weight.numel() * 4
+
+    reloaded = PeftModel.from_pretrained(before, output / "adapter").merge_and_unload().state_dict()
+    assert all(torch.equal(reloaded[key], value) for key, value in merged.state_dict().items())

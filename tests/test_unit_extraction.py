@@ -64,6 +64,20 @@ def test_map_with_workers_skips_and_reports_bad_rows(audio_folder, tokenizer_dir
             assert row["units"] == [] and row["durations"] == []
 
 
+def test_a_missing_library_or_a_bug_stops_the_extraction_instead_of_failing_rows(
+    audio_folder, tokenizer_dir, monkeypatch, decoding_bug
+):
+    dataset = audio_dataset(audio_folder)
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "soundfile", None)
+        with pytest.raises(ImportError, match="pip install soundfile"):
+            add_unit_columns(dataset, str(tokenizer_dir), progress=False)
+
+    decoding_bug()
+    with pytest.raises(TypeError, match="a bug"):
+        add_unit_columns(dataset, str(tokenizer_dir), progress=False)
+
+
 def test_tokenizer_object_and_frame_units(audio_folder):
     tok = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=30))
     arrays = Dataset.from_dict({"audio": [{"array": tone(1.0, 0), "sampling_rate": SR}]}).cast_column("audio", Audio())

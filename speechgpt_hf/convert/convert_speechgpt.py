@@ -8,6 +8,9 @@ Pickled `.bin` files are read with `weights_only=True` (plain tensors only).
 
 from __future__ import annotations
 
+import json
+import logging
+import warnings
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
@@ -21,6 +24,8 @@ from ..models.speechgpt import (
 
 # Markers the original added after the unit tokens, in id order (`<eoa>` was left to sub-word pieces).
 ORIGINAL_MARKERS: dict[str, str] = {key: token for key, token in SPEECHGPT_SPECIAL_TOKENS.items() if key != "eoa"}
+
+logger = logging.getLogger(__name__)
 
 # The sampling the original command-line demo used.
 ORIGINAL_GENERATION = dict(do_sample=True, temperature=0.7, top_p=0.8, top_k=50, max_new_tokens=2048, min_new_tokens=10)
@@ -47,6 +52,39 @@ def check_original_layout(tokenizer: PreTrainedTokenizerBase, num_units: int) ->
     return offset, markers
 
 
+def read_system_prompt(jsonl_path: str | Path) -> str:
+    """The release's system prompt: the `prefix` of the first record of a SpeechInstruct jsonl that has one."""
+    jsonl_path = Path(jsonl_path)
+    with jsonl_path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{jsonl_path} line {number} is not JSON ({error}): give a SpeechInstruct .jsonl file "
+                    "(one record a line with `prefix` and `plain_text`)."
+                ) from error
+            prefix = record.get("prefix") if isinstance(record, dict) else None
+            if isinstance(prefix, str) and prefix.strip():
+                return prefix
+    raise ValueError(
+        f"No record of {jsonl_path} has a non-empty `prefix`: give a SpeechInstruct file of the release "
+        "(cross_modal_instruction.jsonl or chain_of_modality_instruction.jsonl)."
+    )
+
+
+def _warn_default_system_prompt() -> None:
+    message = (
+        "No system prompt given: the converted model gets this package's default prompt, but SpeechGPT-7B answers "
+        "as trained only under the release's own. Pass --system-prompt-from <SpeechInstruct .jsonl> (its `prefix` "
+        "field) or system_prompt=read_system_prompt(path)."
+    )
+    logger.warning(message)
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def _load_tokenizer(checkpoint_dir: Path) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(checkpoint_dir)
@@ -62,7 +100,7 @@ def convert_speechgpt(
     output_dir: str | Path,
     adapter_dir: str | Path | None = None,
     num_units: int = 1000,
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    system_prompt: str | None = None,
     unit_tokenizer_repo: str | None = None,
     vocoder_repo: str | None = None,
     dtype: str = "auto",
@@ -71,6 +109,9 @@ def convert_speechgpt(
 
     `checkpoint_dir` holds config.json, the weights (.bin or .safetensors, sharded or not) and the tokenizer
     with its added tokens; `adapter_dir` a PEFT adapter (adapter_config.json + adapter_model.bin/.safetensors).
+    `system_prompt` is saved with the processor, so loading the repo uses it by default; the release's prompt is
+    the `prefix` of its SpeechInstruct records (`read_system_prompt`). Without one, a warning is given and this
+    package's default prompt is used.
     """
     checkpoint_dir, output_dir = Path(checkpoint_dir), Path(output_dir)
     tokenizer = _load_tokenizer(checkpoint_dir)
@@ -93,9 +134,12 @@ def convert_speechgpt(
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token
+    if system_prompt is None:
+        _warn_default_system_prompt()
+        system_prompt = DEFAULT_SYSTEM_PROMPT
     speechgpt.save_pretrained(output_dir)
     SpeechGPTProcessor(tokenizer, num_units=num_units, system_prompt=system_prompt).save_pretrained(output_dir)
     return output_dir
 
 
-__all__ = ["ORIGINAL_MARKERS", "check_original_layout", "convert_speechgpt"]
+__all__ = ["ORIGINAL_MARKERS", "check_original_layout", "convert_speechgpt", "read_system_prompt"]

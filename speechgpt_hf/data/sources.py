@@ -9,7 +9,6 @@ that the builder can skip and count them instead of failing the whole job.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..audio import AudioInputError, read_audio
 
 DATA_DIR = Path(__file__).parent
 BUILTIN_INSTRUCTIONS = DATA_DIR / "instructions.jsonl"
@@ -40,40 +41,24 @@ class SkipItem(Exception):
 
 
 def decode_audio(value: Any, min_seconds: float = 0.05) -> tuple[np.ndarray, int]:
-    """Any datasets Audio value (decoded dict, AudioDecoder, undecoded bytes/path) or a path -> (mono float32, sr)."""
-    if value is None:
+    """Any datasets Audio value (decoded dict, AudioDecoder, undecoded bytes/path) or a path -> (mono float32, sr).
+
+    Audio that `speechgpt_hf.audio.read_audio` refuses (`AudioInputError`: corrupt, empty, NaN, bad rate) raises
+    `SkipItem`; a missing decoding library raises ImportError, since every other file would fail the same way.
+    """
+    if value is None or (isinstance(value, Mapping) and not _holds_audio(value)):
         raise SkipItem(EMPTY_AUDIO, "no audio")
     try:
-        array, sampling_rate = _decode(value)
-    except SkipItem:
-        raise
-    except Exception as error:  # any decoder failure on one file is that item's problem, not the job's
-        raise SkipItem(CORRUPT_AUDIO, f"{type(error).__name__}: {error}") from error
-    array = np.asarray(array, dtype=np.float32)
-    if array.ndim == 2:
-        array = array.mean(axis=0 if array.shape[0] < array.shape[1] else 1)
-    if array.size < min_seconds * sampling_rate or not np.isfinite(array).all() or np.abs(array).max() < 1e-4:
+        array, sampling_rate = read_audio(value)
+    except AudioInputError as error:
+        raise SkipItem(CORRUPT_AUDIO, str(error)) from error
+    if array.size < min_seconds * sampling_rate or np.abs(array).max() < 1e-4:
         raise SkipItem(EMPTY_AUDIO, f"{array.size} samples")
-    return array, int(sampling_rate)
+    return array, sampling_rate
 
 
-def _decode(value: Any) -> tuple[np.ndarray, int]:
-    import soundfile
-
-    if hasattr(value, "get_all_samples"):  # torchcodec AudioDecoder (datasets >= 4 with decoding on)
-        samples = value.get_all_samples()
-        return samples.data.numpy(), samples.sample_rate
-    if isinstance(value, Mapping):
-        if value.get("array") is not None:
-            return value["array"], value["sampling_rate"]
-        if value.get("bytes"):
-            return soundfile.read(io.BytesIO(value["bytes"]), dtype="float32", always_2d=False)
-        if value.get("path"):
-            return soundfile.read(value["path"], dtype="float32", always_2d=False)
-        raise SkipItem(EMPTY_AUDIO, "audio value holds neither array, bytes nor path")
-    if isinstance(value, (str, Path)):
-        return soundfile.read(str(value), dtype="float32", always_2d=False)
-    raise TypeError(f"Unsupported audio value of type {type(value).__name__}.")
+def _holds_audio(value: Mapping[str, Any]) -> bool:
+    return value.get("array") is not None or bool(value.get("bytes")) or bool(value.get("path"))
 
 
 _GIGASPEECH_PUNCTUATION = {"<COMMA>": ",", "<PERIOD>": ".", "<QUESTIONMARK>": "?", "<EXCLAMATIONPOINT>": "!"}

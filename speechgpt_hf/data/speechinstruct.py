@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import datasets
 import numpy as np
 
+from ..audio import AudioInputError
 from ..models.speechgpt.prompt_format import DEFAULT_SYSTEM_PROMPT, Modality
 from .rows import (
     ASR,
@@ -163,7 +164,11 @@ class ShardResult(NamedTuple):
 
 
 def resolve_unit_tokenizer(spec: Any) -> Any:
-    """An object with `.encode(audio, sampling_rate=)`: the given one, a loaded path/repo, or an unfitted MFCC one."""
+    """An object with `.encode(audio, sampling_rate=)`: the given one, a loaded path/repo, or an unfitted MFCC one.
+
+    The builder skips an utterance that `encode` refuses with `speechgpt_hf.audio.AudioInputError`; any other
+    error stops the build.
+    """
     if isinstance(spec, _PortableModule):
         return spec.load()
     if spec is not None and not isinstance(spec, (str, os.PathLike)) and hasattr(spec, "encode"):
@@ -208,7 +213,7 @@ class _Workbench:
             audio, sampling_rate = self._resample(audio, sampling_rate), self.target_rate
         try:
             units = list(self.units.encode(audio, sampling_rate=sampling_rate).units)
-        except ValueError as error:  # the tokenizer refusing one input (too short, NaN…) skips that item
+        except AudioInputError as error:  # the tokenizer refusing one input (too short, NaN…) skips that item
             raise SkipItem(CORRUPT_AUDIO, str(error)) from error
         finally:
             self.seconds["unit tokenizer"] += time.perf_counter() - started
@@ -228,7 +233,7 @@ class _Workbench:
         started = time.perf_counter()
         try:
             audio, sampling_rate = self.tts(text, speaker=speaker)
-        except Exception as error:  # an engine failing on one text skips that pair, not the build
+        except ValueError as error:  # an engine refusing one text skips that pair; other errors stop the build
             raise SkipItem(TTS_FAILED, f"{type(error).__name__}: {error}") from error
         finally:
             self.seconds["tts"] += time.perf_counter() - started

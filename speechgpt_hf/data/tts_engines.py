@@ -20,12 +20,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..audio import AudioInputError, read_audio
+
 TTSFunction = Callable[[str], tuple[np.ndarray, int]]
 
 
 @runtime_checkable
 class TTSEngine(Protocol):
-    """What the builder needs of a TTS engine."""
+    """What the builder needs of a TTS engine; it raises ValueError for a text it cannot voice (the builder skips
+    that text), any other error for a broken setup (the build stops)."""
 
     name: str
     speakers: list[str]
@@ -33,16 +36,13 @@ class TTSEngine(Protocol):
     def __call__(self, text: str, speaker: str | None = None) -> tuple[np.ndarray, int]: ...
 
 
-def _as_mono_float32(audio: Any, text: str) -> np.ndarray:
-    """Checks an engine's output and returns it as a 1-D float32 array."""
-    array = np.asarray(audio)
-    if array.ndim == 2:
-        array = array.mean(axis=0 if array.shape[0] < array.shape[1] else 1)
-    if array.ndim != 1:
-        raise ValueError(f"TTS output for {text[:40]!r} has shape {array.shape}; expected mono audio (1-D).")
-    if np.issubdtype(array.dtype, np.integer):
-        array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
-    return np.ascontiguousarray(array, dtype=np.float32)
+def _checked_output(audio: Any, sampling_rate: int, text: str) -> tuple[np.ndarray, int]:
+    """An engine's output as (mono float32, rate) through `speechgpt_hf.audio.read_audio`; refused output is an
+    `AudioInputError` (a ValueError) naming the text."""
+    try:
+        return read_audio(audio, int(sampling_rate))
+    except AudioInputError as error:
+        raise AudioInputError(f"TTS output for {text[:40]!r} is unusable: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class PiperTTS:
         chunks = [chunk.audio_float_array for chunk in self.voice.synthesize(text, config)]
         if not chunks:
             raise ValueError(f"Piper produced no audio for {text[:60]!r} (nothing speakable in it).")
-        return _as_mono_float32(np.concatenate(chunks), text), self.sampling_rate
+        return _checked_output(np.concatenate(chunks), self.sampling_rate, text)
 
 
 def _onnx_session(model_path: str, num_threads: int) -> Any:
@@ -189,7 +189,7 @@ def _read_streamed_wav(data: bytes, text: str) -> tuple[np.ndarray, int]:
     samples = np.frombuffer(body[: len(body) // 2 * 2], dtype="<i2")
     if samples.size == 0:
         raise ValueError(f"espeak-ng produced no audio for {text[:40]!r}.")
-    return samples.astype(np.float32) / 32768.0, sampling_rate
+    return _checked_output(samples, sampling_rate, text)
 
 
 class CallableTTS:
@@ -208,8 +208,7 @@ class CallableTTS:
         output = self.function(text, speaker=speaker) if self._takes_speaker else self.function(text)
         if not (isinstance(output, tuple) and len(output) == 2):
             raise TypeError(f"TTS callable {self.name!r} must return (audio array, sampling_rate).")
-        audio, sampling_rate = output
-        return _as_mono_float32(audio, text), int(sampling_rate)
+        return _checked_output(*output, text)
 
 
 def resolve_tts(engine: str | TTSEngine | TTSFunction | None) -> TTSEngine:

@@ -59,7 +59,8 @@ def _encode_batch(
     precision: str,
     threads: int | None,
 ) -> dict[str, list[Any]]:
-    from ..models.unit_tokenizer import AudioInputError, UnitSequence, merge_units
+    from ..audio import AudioInputError
+    from ..models.unit_tokenizer import UnitSequence, merge_units
 
     tokenizer = _tokenizer(tokenizer_path, threads)
     waves, rows, errors = [], [], [None] * len(batch[audio_column])
@@ -67,7 +68,7 @@ def _encode_batch(
         try:
             waves.append(tokenizer.load_audio(item))
             rows.append(row)
-        except (AudioInputError, OSError, RuntimeError) as error:
+        except AudioInputError as error:  # bad audio fails its row; a missing decoder library stops the run
             errors[row] = f"{type(error).__name__}: {error}"
     units: list[list[int]] = [[] for _ in errors]
     durations: list[list[int]] = [[] for _ in errors]
@@ -97,8 +98,9 @@ def add_unit_columns(
     """`dataset` with `units`, `durations` and `unit_error` columns added, and a report of what failed.
 
     `tokenizer` is a SpeechUnitTokenizer or its path/repo id (workers load it from there). An Audio column
-    is read undecoded and decoded per row, so corrupt or unreadable audio fails only its row: its units
-    are empty and `unit_error` says why. With `num_proc`, the CPU threads are split between workers.
+    is read undecoded and decoded per row, so audio refused with `speechgpt_hf.audio.AudioInputError` (corrupt,
+    empty, too short) fails only its row: its units are empty and `unit_error` says why. Any other error (a
+    missing soundfile, torchcodec or FFmpeg) stops the run. With `num_proc`, the CPU threads are split between workers.
     """
     from datasets import Audio, Features, List, Value
 

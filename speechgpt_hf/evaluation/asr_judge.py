@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..audio import load_audio, to_int16
+
 SAMPLING_RATE = 16000
 
 
@@ -54,8 +56,11 @@ class PocketsphinxJudge:
         self.decoder = Decoder(samprate=SAMPLING_RATE, logfn="/dev/null")
 
     def transcribe(self, audio: Any, sampling_rate: int = SAMPLING_RATE) -> str:
-        """Text heard in one mono waveform (float in [-1, 1] or int16), resampled to 16 kHz if needed."""
-        samples = _to_int16(audio, sampling_rate)
+        """Text heard in one waveform (float in [-1, 1] or integers; channels are averaged), resampled to 16 kHz.
+
+        Raises `speechgpt_hf.audio.AudioInputError` (a ValueError) for empty or non-finite audio.
+        """
+        samples = _recogniser_input(audio, sampling_rate)
         self.decoder.start_utt()
         self.decoder.process_raw(samples.tobytes(), no_search=False, full_utt=True)
         self.decoder.end_utt()
@@ -72,19 +77,9 @@ class PocketsphinxJudge:
         return JudgeResult(word_error_rate(references, transcripts), transcripts)
 
 
-def _to_int16(audio: Any, sampling_rate: int) -> np.ndarray:
-    array = np.asarray(audio.detach().cpu() if hasattr(audio, "detach") else audio)
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"Expected a non-empty mono waveform, got shape {array.shape}.")
-    if array.dtype == np.int16:
-        array = array.astype(np.float32) / 32768.0
-    array = array.astype(np.float32)
-    if sampling_rate != SAMPLING_RATE:
-        import torch
-        import torchaudio
-
-        array = torchaudio.functional.resample(torch.from_numpy(array), sampling_rate, SAMPLING_RATE).numpy()
-    return (np.clip(array, -1.0, 1.0) * 32767).astype(np.int16)
+def _recogniser_input(audio: Any, sampling_rate: int) -> np.ndarray:
+    """One waveform as the 16 kHz mono int16 the recogniser reads: `load_audio` (down-mix, resample), `to_int16`."""
+    return to_int16(load_audio(audio, sampling_rate, target_rate=SAMPLING_RATE, min_samples=1))
 
 
 __all__ = ["JudgeResult", "PocketsphinxJudge", "normalize_text", "word_error_rate"]

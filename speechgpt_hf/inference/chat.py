@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..models.speechgpt.prompt_format import (
+    EOA,
     INPUT_MARKER,
     Modality,
     SpeechGPTResponse,
@@ -23,6 +24,9 @@ from ..models.speechgpt.prompt_format import (
     units_to_string,
 )
 from .speech_streamer import SpeechUnitStreamer, StreamEvent
+
+# Name of the thread that runs `generate` while `SpeechGPTChat.stream` reads its events.
+GENERATION_THREAD = "speechgpt-chat-generate"
 
 
 @dataclass
@@ -75,9 +79,9 @@ class SpeechGPTChat:
         model = AutoModelForCausalLM.from_pretrained(repo, **model_kwargs)
         processor = AutoProcessor.from_pretrained(repo)
         if unit_tokenizer is None and model.config.unit_tokenizer_repo:
-            unit_tokenizer = AutoModel.from_pretrained(model.config.unit_tokenizer_repo)
+            unit_tokenizer = AutoModel.from_pretrained(model.config.resolve_component_path("unit_tokenizer_repo"))
         if vocoder is None and model.config.vocoder_repo:
-            vocoder = AutoModel.from_pretrained(model.config.vocoder_repo)
+            vocoder = AutoModel.from_pretrained(model.config.resolve_component_path("vocoder_repo"))
         return cls(model, processor, unit_tokenizer=unit_tokenizer, vocoder=vocoder)
 
     def reset(self) -> None:
@@ -122,10 +126,10 @@ class SpeechGPTChat:
             raise ValueError("The audio gave no speech units (is it empty or silent?).")
         return units_to_string(units)
 
-    def _prompt_ids(self, instruction: str) -> tuple[str, Any]:
-        """The prompt with as much history as fits the context (oldest turns dropped first)."""
+    def _prompt_ids(self, instruction: str, max_new_tokens: int) -> tuple[str, Any]:
+        """The prompt with as much history as fits the context next to `max_new_tokens` (oldest turns dropped first)."""
         limit = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
-        room = None if limit is None else limit - self.generation_kwargs["max_new_tokens"]
+        room = None if limit is None else limit - max_new_tokens
         while True:
             prompt = self.processor.build_prompt(instruction, history=self.history)
             inputs = self.processor(prompt, return_tensors="pt")
@@ -141,8 +145,10 @@ class SpeechGPTChat:
 
     def _finish(self, instruction: str, prompt: str, answer_ids: list[int]) -> SpeechGPTReply:
         generated = self.processor.decode(answer_ids, skip_special_tokens=False)
-        response = self.processor.parse(answer_ids)
-        self.history.append((instruction, generated.split("<eoa>")[0].strip()))
+        response = self.processor.parse(generated)
+        # The turn kept for the next prompt ends at the answer's end, without the tokenizer's EOS.
+        answer = self.processor.decode(answer_ids, skip_special_tokens=True)
+        self.history.append((instruction, answer.split(EOA)[0].strip()))
         return SpeechGPTReply(response=response, generated_text=generated, prompt=prompt)
 
     def respond(
@@ -157,9 +163,10 @@ class SpeechGPTChat:
         import torch
 
         instruction = self.instruction(text, audio, sampling_rate, output_modality)
-        prompt, inputs = self._prompt_ids(instruction)
+        settings = {**self.generation_kwargs, **generate_kwargs}
+        prompt, inputs = self._prompt_ids(instruction, settings["max_new_tokens"])
         with torch.inference_mode():
-            output = self.model.generate(**inputs, **{**self.generation_kwargs, **generate_kwargs})
+            output = self.model.generate(**inputs, **settings)
         reply = self._finish(instruction, prompt, output[0, inputs["input_ids"].shape[1] :].tolist())
         units = reply.response.units
         if units and self.vocoder is not None:
@@ -177,32 +184,28 @@ class SpeechGPTChat:
         **generate_kwargs: Any,
     ) -> Iterator[StreamEvent | SpeechGPTReply]:
         """Yields `StreamEvent`s (text deltas, audio chunks) as the answer is generated, then the `SpeechGPTReply`
-        (`output_modality`: see `instruction`)."""
+        (`output_modality`: see `instruction`). Generation stops soon after the caller stops iterating (or closes
+        this generator)."""
         instruction = self.instruction(text, audio, sampling_rate, output_modality)
-        prompt, inputs = self._prompt_ids(instruction)
+        settings = {**self.generation_kwargs, **generate_kwargs}
+        prompt, inputs = self._prompt_ids(instruction, settings["max_new_tokens"])
         streamer = SpeechUnitStreamer(self.processor, vocoder=self.vocoder, speaker_id=self.speaker_id)
+        abandoned = threading.Event()
+        settings["stopping_criteria"] = _with_stop(settings.get("stopping_criteria"), abandoned)
         result: dict[str, Any] = {}
-
-        def generate() -> None:
-            import torch
-
-            try:
-                with torch.inference_mode():
-                    result["ids"] = self.model.generate(
-                        **inputs, streamer=streamer, **{**self.generation_kwargs, **generate_kwargs}
-                    )
-            except BaseException as error:  # re-raised in the reading thread
-                result["error"] = error
-                streamer.end()
-
-        worker = threading.Thread(target=generate, daemon=True)
+        worker = threading.Thread(
+            target=self._generate_into, args=(inputs, streamer, settings, result), name=GENERATION_THREAD, daemon=True
+        )
         worker.start()
-        audio_chunks = []
-        for event in streamer:
-            if event.audio is not None:
-                audio_chunks.append(event.audio)
-            yield event
-        worker.join()
+        try:
+            audio_chunks = []
+            for event in streamer:
+                if event.audio is not None:
+                    audio_chunks.append(event.audio)
+                yield event
+            worker.join()
+        finally:
+            abandoned.set()
         if "error" in result:
             raise result["error"]
         reply = self._finish(instruction, prompt, result["ids"][0, inputs["input_ids"].shape[1] :].tolist())
@@ -210,6 +213,29 @@ class SpeechGPTChat:
             reply.waveform = np.concatenate(audio_chunks)
             reply.sampling_rate = self.vocoder.config.sampling_rate
         yield reply
+
+    def _generate_into(self, inputs: Any, streamer: SpeechUnitStreamer, settings: dict[str, Any], result: dict) -> None:
+        """Runs `generate` in the streaming thread; an error is stored in `result` for the reading thread."""
+        import torch
+
+        try:
+            with torch.inference_mode():
+                result["ids"] = self.model.generate(**inputs, streamer=streamer, **settings)
+        except BaseException as error:  # re-raised in the reading thread
+            result["error"] = error
+            streamer.end()
+
+
+def _with_stop(criteria: Any, stop: threading.Event) -> Any:
+    """`criteria` (a StoppingCriteriaList, a list, or None) plus one that ends generation once `stop` is set."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _StopWhenSet(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([*(criteria or []), _StopWhenSet()])
 
 
 __all__ = ["SpeechGPTChat", "SpeechGPTReply"]

@@ -8,6 +8,7 @@ long before the answer is finished. Events are read by iterating the streamer fr
 from __future__ import annotations
 
 import queue
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,13 +16,100 @@ from typing import Any
 import numpy as np
 from transformers.generation.streamers import BaseStreamer
 
+# Chain-of-modality tags and the part of the answer the text after each belongs to (`[ua]`: units follow).
+_PART_TAGS = {"[tq]": "transcript", "[ta]": "answer", "[ua]": "answer"}
+_END_MARKERS = ("<eoa>", "<eos>")
+
 
 @dataclass
 class StreamEvent:
-    """One piece of a streamed answer: a text delta or a chunk of 1-D float32 audio."""
+    """One piece of a streamed answer: a text delta or a chunk of 1-D float32 audio.
+
+    `part` says which part of a chain-of-modality answer a text delta belongs to: "transcript" (after `[tq]`)
+    or "answer" (after `[ta]`, and any text before the first tag)."""
 
     text: str | None = None
     audio: np.ndarray | None = None
+    part: str | None = None
+
+
+class _IncrementalDecoder:
+    """Turns token ids into text deltas by decoding only a short window: the ids not yet shown plus the
+    last shown ones (kept so that a tokenizer's word-start spaces decode as in the whole text)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self._ids: list[int] = []
+        self._shown = 0
+
+    def push(self, token_id: int) -> str:
+        """Adds one id and returns the new text, or "" while a multi-byte character is still incomplete."""
+        self._ids.append(token_id)
+        return self._advance(final=False)
+
+    def flush(self) -> str:
+        """The text of every id pushed and not yet returned."""
+        return self._advance(final=True) if len(self._ids) > self._shown else ""
+
+    def _advance(self, final: bool) -> str:
+        text = self.tokenizer.decode(self._ids, skip_special_tokens=True)
+        if not final and text.endswith("\ufffd"):
+            return ""
+        shown = self.tokenizer.decode(self._ids[: self._shown], skip_special_tokens=True) if self._shown else ""
+        self._ids = self._ids[self._shown :]
+        self._shown = len(self._ids)
+        return text[len(shown) :]
+
+
+class _TagFilter:
+    """Removes chain-of-modality tags and end markers from streamed text and labels each piece with its part.
+    Text that may be the start of a tag (`; [t`) is held back until the next delta settles it."""
+
+    def __init__(self, end_markers: tuple[str, ...]) -> None:
+        self._markers = (*_PART_TAGS, *end_markers)
+        self._pattern = re.compile(r"\s*;?\s*(" + "|".join(re.escape(m) for m in self._markers) + ")")
+        self.part = "answer"
+        self.ended = False
+        self._held = ""
+        self._part_start = True
+
+    def feed(self, text: str) -> list[tuple[str, str]]:
+        """The clean (text, part) pieces that `text`, added to what was held back, settles."""
+        pieces: list[tuple[str, str]] = []
+        buffer = self._held + text
+        while not self.ended and (match := self._pattern.search(buffer)):
+            self._emit(buffer[: match.start()], pieces)
+            tag = match.group(1)
+            self.ended = tag not in _PART_TAGS
+            self.part, self._part_start = _PART_TAGS.get(tag, self.part), True
+            buffer = buffer[match.end() :]
+        if self.ended:
+            self._held = ""
+            return pieces
+        cut = next(i for i in range(len(buffer) + 1) if self._may_become_marker(buffer[i:]))
+        self._emit(buffer[:cut], pieces)
+        self._held = buffer[cut:]
+        return pieces
+
+    def flush(self) -> list[tuple[str, str]]:
+        """Releases held-back text (the text has stopped: a unit span or the end follows)."""
+        pieces: list[tuple[str, str]] = []
+        if not self.ended:
+            self._emit(self._held.rstrip(), pieces)
+        self._held = ""
+        return pieces
+
+    def _may_become_marker(self, tail: str) -> bool:
+        tail = tail.lstrip()
+        tail = tail[1:].lstrip() if tail.startswith(";") else tail
+        return any(marker.startswith(tail) for marker in self._markers)
+
+    def _emit(self, text: str, pieces: list[tuple[str, str]]) -> None:
+        if self._part_start:
+            text = text.lstrip()
+            self._part_start = not text
+        if text:
+            pieces.append((text, self.part))
 
 
 class SpeechUnitStreamer(BaseStreamer):
@@ -52,8 +140,10 @@ class SpeechUnitStreamer(BaseStreamer):
         self.timeout = timeout
         self._skip = skip_prompt
         self._events: queue.Queue[StreamEvent | None] = queue.Queue()
-        self._text_ids: list[int] = []
-        self._text_sent = ""
+        tokenizer = processor.tokenizer
+        self._decoder = _IncrementalDecoder(tokenizer)
+        eos = getattr(tokenizer, "eos_token", None)
+        self._tags = _TagFilter(_END_MARKERS + ((eos,) if eos else ()))
         self._synth = None
         self.units: list[int] = []
 
@@ -79,18 +169,14 @@ class SpeechUnitStreamer(BaseStreamer):
             if self._synth is not None:
                 self._emit_audio(self._synth.push(unit))
         else:
-            self._text_ids.append(token_id)
-            self._flush_text(final=False)
+            self._emit_text(self._tags.feed(self._decoder.push(token_id)))
 
-    def _flush_text(self, final: bool = True) -> None:
-        text = self.processor.tokenizer.decode(self._text_ids, skip_special_tokens=True)
-        # Hold back a trailing replacement character: a multi-byte character may be half decoded.
-        ready = text if final or not text.endswith("\ufffd") else text[:-1]
-        if len(ready) > len(self._text_sent):
-            self._events.put(StreamEvent(text=ready[len(self._text_sent) :]))
-            self._text_sent = ready
-        if final:
-            self._text_ids, self._text_sent = [], ""
+    def _emit_text(self, pieces: list[tuple[str, str]]) -> None:
+        for text, part in pieces:
+            self._events.put(StreamEvent(text=text, part=part))
+
+    def _flush_text(self) -> None:
+        self._emit_text(self._tags.feed(self._decoder.flush()) + self._tags.flush())
 
     def _emit_audio(self, chunk: Any) -> None:
         if chunk.numel():

@@ -5,11 +5,14 @@
 3. chain_of_modality: the four chain-of-modality formats, LoRA on attention (q_proj, v_proj by default).
 
 A stage is one `SpeechGPTTrainingConfig` (an `SFTConfig` with model, data and LoRA fields) and one call to
-`train_stage`; the recipes of the paper are YAML files in `speechgpt_hf/training/recipes/`.
+`train_stage`; the recipes of the paper are YAML files in `speechgpt_hf/training/recipes/`. Models load as TRL
+loads a model given by name: with `model_init_kwargs`, in float32 unless a dtype is asked for, so that full
+fine-tuning keeps fp32 master weights and bf16 enters only as mixed precision (on by default where a GPU has it).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("modality_adaptation", "cross_modal", "chain_of_modality")
 RECIPES_DIR = Path(__file__).parent / "recipes"
+_DTYPE_NAMES = ("bfloat16", "float16", "float32")
 
 
 @dataclass
@@ -64,23 +68,49 @@ class SpeechGPTTrainingConfig(SFTConfig):
             raise ValueError(f"Unknown stage {self.stage!r}: choose one of {', '.join(STAGES)}.")
         if (self.model_name_or_path is None) == (self.base_model_name_or_path is None):
             raise ValueError("Give exactly one of model_name_or_path (a SpeechGPT) or base_model_name_or_path (a text LM).")
-        if self.bf16 is None and not torch.cuda.is_available():
-            self.bf16 = False  # TRL's bf16 default needs a GPU; on a CPU train in fp32
+        if self.bf16 is None and (self.use_cpu or not (torch.cuda.is_available() and torch.cuda.is_bf16_supported())):
+            self.bf16 = False  # TRL's bf16 default needs a GPU that has bf16; elsewhere train in fp32 (or ask for fp16)
         self.dataset_config = self.dataset_config or self.stage
         super().__post_init__()
 
 
+def model_init_kwargs(config: SpeechGPTTrainingConfig) -> dict[str, Any]:
+    """The keyword arguments for `from_pretrained`, built as TRL's SFTTrainer builds them for a model given by name:
+    the user's `model_init_kwargs`, dtype float32 unless set ("auto" keeps the checkpoint's), `trust_remote_code`
+    from the config, and no device map on a CPU or under data parallelism ("auto" on a single accelerator)."""
+    import torch
+
+    kwargs = dict(config.model_init_kwargs or {})
+    dtype = kwargs.pop("torch_dtype", kwargs.pop("dtype", "float32"))
+    if isinstance(dtype, str) and dtype in _DTYPE_NAMES:
+        dtype = getattr(torch, dtype)
+    elif not (dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype)):
+        raise ValueError(
+            f"model_init_kwargs has dtype={dtype!r}: use 'auto' (the checkpoint's dtype) "
+            f"or one of {', '.join(_DTYPE_NAMES)}."
+        )
+    kwargs["dtype"] = dtype
+    kwargs.setdefault("trust_remote_code", config.trust_remote_code)
+    device = config.device  # sets up the distributed state on first use
+    if config.distributed_state is not None and config.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
+        kwargs["device_map"] = None  # every data-parallel process holds the whole model
+    kwargs.setdefault("device_map", None if device.type in ("cpu", "mps") else "auto")
+    return kwargs
+
+
 def load_model_and_processor(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
-    """The SpeechGPT to train and its processor: loaded, or made by expanding a base LM."""
+    """The SpeechGPT to train and its processor: loaded, or made by expanding a base LM, with `model_init_kwargs`."""
     from transformers import AutoModelForCausalLM, AutoProcessor, AutoTokenizer
 
     from ..models.speechgpt import SpeechGPTProcessor, add_speech_units
 
+    kwargs = model_init_kwargs(config)
+    hub = {"revision": kwargs.get("revision"), "trust_remote_code": kwargs["trust_remote_code"]}
     if config.model_name_or_path is not None:
-        model = AutoModelForCausalLM.from_pretrained(config.model_name_or_path)
-        return model, AutoProcessor.from_pretrained(config.model_name_or_path)
-    base = AutoModelForCausalLM.from_pretrained(config.base_model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model_name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(config.model_name_or_path, **kwargs)
+        return model, AutoProcessor.from_pretrained(config.model_name_or_path, **hub)
+    base = AutoModelForCausalLM.from_pretrained(config.base_model_name_or_path, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model_name_or_path, **hub)
     model, tokenizer = add_speech_units(
         base,
         tokenizer,
@@ -110,17 +140,30 @@ def load_stage_dataset(config: SpeechGPTTrainingConfig) -> Any:
     return dataset.select_columns(columns)
 
 
+def speech_token_ids(model: Any) -> list[int]:
+    """Token ids of the unit tokens and the SpeechGPT markers of `model` (padding rows of the matrix excluded)."""
+    return sorted({*model.config.unit_token_ids(), *model.config.special_token_ids.values()})
+
+
+def _embedding_module_names(model: Any) -> list[str]:
+    """Names of the input embedding module and, unless it shares the input's weight, the output embedding module."""
+    names = {id(module): name for name, module in model.named_modules()}
+    embeddings = [model.get_input_embeddings()]
+    output = model.get_output_embeddings()
+    if output is not None and output.weight is not embeddings[0].weight:
+        embeddings.append(output)
+    return [names[id(module)] for module in embeddings]
+
+
 def lora_config(config: SpeechGPTTrainingConfig, model: Any) -> Any:
-    """The PEFT LoRA of the stage; the unit and marker rows join it when `train_unit_embeddings` is set."""
+    """The PEFT LoRA of the stage. With `train_unit_embeddings`, the unit and marker rows of the input embeddings
+    (and of an untied output layer; a tied one follows its input rows) train too, as PEFT trainable tokens."""
     from peft import LoraConfig
 
     extra: dict[str, Any] = {}
     if config.train_unit_embeddings:
-        first = model.config.unit_token_offset
-        extra = dict(
-            trainable_token_indices={"embed_tokens": list(range(first, model.config.vocab_size))},
-            modules_to_save=["lm_head"],
-        )
+        rows = speech_token_ids(model)
+        extra["trainable_token_indices"] = {name: rows for name in _embedding_module_names(model)}
     return LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -144,21 +187,41 @@ def _check_rows_kept(config: SpeechGPTTrainingConfig, rows: int, prepared: Any) 
     logger.warning(message)
 
 
-def train_stage(config: SpeechGPTTrainingConfig) -> Path:
-    """Runs one stage and saves the trained SpeechGPT (LoRA merged unless `merge_lora=False`), its processor,
-    and the training metrics and loss history (train_results.json, trainer_state.json)."""
+def _pass_head_bias_through(model: Any) -> None:
+    """TRL's fused loss reads `lm_head.weight` and `lm_head.bias`; PEFT's trainable-token wrapper of the head
+    answers `weight` (with the trained rows) but not `bias`, so hand it the wrapped layer's bias."""
+    head = model.get_output_embeddings()
+    if head is None or hasattr(head, "bias"):
+        return
+    # a plain attribute, not a registered parameter: the bias stays the wrapped layer's, saved and merged with it
+    object.__setattr__(head, "bias", head.original_module.bias)
+
+
+def build_trainer(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
+    """The stage's `SFTTrainer`, ready to train, and the processor to save beside the model."""
     from trl import SFTTrainer
 
     model, processor = load_model_and_processor(config)
     dataset = load_stage_dataset(config)
+    args = copy.copy(config)
+    args.model_init_kwargs = None  # applied by load_model_and_processor; TRL would warn that they were ignored
     trainer = SFTTrainer(
         model=model,
-        args=config,
+        args=args,
         train_dataset=dataset,
         processing_class=processor.tokenizer,
         peft_config=lora_config(config, model) if config.use_lora else None,
     )
+    if config.use_lora and config.train_unit_embeddings:
+        _pass_head_bias_through(trainer.model)
     _check_rows_kept(config, len(dataset), trainer.train_dataset)
+    return trainer, processor
+
+
+def train_stage(config: SpeechGPTTrainingConfig) -> Path:
+    """Runs one stage and saves the trained SpeechGPT (LoRA merged unless `merge_lora=False`), its processor,
+    and the training metrics and loss history (train_results.json, trainer_state.json)."""
+    trainer, processor = build_trainer(config)
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()  # trainer_state.json: the loss history
@@ -176,4 +239,15 @@ def train_stage(config: SpeechGPTTrainingConfig) -> Path:
     return output_dir
 
 
-__all__ = ["RECIPES_DIR", "STAGES", "SpeechGPTTrainingConfig", "load_model_and_processor", "load_stage_dataset", "train_stage"]
+__all__ = [
+    "RECIPES_DIR",
+    "STAGES",
+    "SpeechGPTTrainingConfig",
+    "build_trainer",
+    "load_model_and_processor",
+    "load_stage_dataset",
+    "lora_config",
+    "model_init_kwargs",
+    "speech_token_ids",
+    "train_stage",
+]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
@@ -19,6 +21,40 @@ SPEECHGPT_SPECIAL_TOKENS: dict[str, str] = {
 }
 
 
+# Config fields that name the other repos of a SpeechGPT system (a Hub id, or a local folder).
+COMPONENT_FIELDS = ("unit_tokenizer_repo", "vocoder_repo")
+# How far above the model folder a component may sit and still be stored relative to it.
+_LEVELS_UP = 2
+
+
+def _is_model_relative(value: str) -> bool:
+    return value.startswith(("./", "../"))
+
+
+def _model_folder(name_or_path: str) -> Path | None:
+    """The local folder of a model: the path itself, or the cached snapshot of a Hub repo."""
+    if not name_or_path:
+        return None
+    if os.path.isdir(name_or_path):
+        return Path(name_or_path)
+    from transformers.utils import CONFIG_NAME, cached_file
+
+    config_file = cached_file(name_or_path, CONFIG_NAME, _raise_exceptions_for_missing_entries=False)
+    return None if config_file is None else Path(config_file).parent
+
+
+def _portable_path(path: Path, folder: Path) -> str:
+    """`path` as a config stores it: relative to `folder` when inside it or at most `_LEVELS_UP` folders above
+    it (beside it, or beside its parent, as in one folder holding a whole system), absolute otherwise."""
+    relative = Path(os.path.relpath(path.resolve(), folder.resolve()))
+    ups = relative.parts.count("..")
+    if ups == 0:
+        return f"./{relative.as_posix()}"
+    if ups <= _LEVELS_UP and relative.parts[:ups] == ("..",) * ups:
+        return relative.as_posix()
+    return str(path.resolve())
+
+
 class SpeechGPTConfig(PretrainedConfig):
     """Configuration for [`SpeechGPTForCausalLM`].
 
@@ -31,6 +67,9 @@ class SpeechGPTConfig(PretrainedConfig):
             (a marker the vocabulary lacks, e.g. `<eoa>` in the original release, is left out).
         unit_tokenizer_repo: repo id or path of the SpeechUnitTokenizer whose units this model reads.
         vocoder_repo: repo id or path of the UnitHiFiGANVocoder that turns this model's units into speech.
+
+    A local folder inside or near the model folder (`./units`, `../vocoder`, `../../vocoder`) is saved relative to
+    it, so a saved system can be moved or copied as a whole; `resolve_component_path` turns it back into a path.
     """
 
     model_type = "speechgpt"
@@ -81,5 +120,46 @@ class SpeechGPTConfig(PretrainedConfig):
             )
         return range(self.unit_token_offset, self.unit_token_offset + self.num_units)
 
+    def resolve_component_path(self, name: str, model_dir: str | os.PathLike | None = None) -> str | None:
+        """The repo id or folder that `name` ("unit_tokenizer_repo" or "vocoder_repo") names, with a path
+        relative to the model folder (`model_dir`, by default where this config was loaded from) resolved
+        against it. Hub ids and absolute paths are returned as they are."""
+        if name not in COMPONENT_FIELDS:
+            raise ValueError(f"{name!r} is not a component of a SpeechGPT system; use one of {COMPONENT_FIELDS}.")
+        value = getattr(self, name)
+        if not value or not _is_model_relative(value):
+            return value
+        folder = Path(model_dir) if model_dir is not None else _model_folder(self.name_or_path)
+        if folder is None:
+            raise ValueError(
+                f"`{name}` is {value!r}, a path relative to the model folder, but this config does not know its "
+                "folder: load the model with from_pretrained(folder) or pass model_dir=."
+            )
+        path = (folder / value).resolve()
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"`{name}` is {value!r} relative to the model folder {folder}, but {path} does not exist: move the "
+                f"component along with the model, or set `{name}` to its repo id or folder."
+            )
+        return str(path)
 
-__all__ = ["SpeechGPTConfig", "SPEECHGPT_SPECIAL_TOKENS"]
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> None:
+        """Saves the config, storing local component folders inside or beside `save_directory` relative to it."""
+        originals = {name: getattr(self, name) for name in COMPONENT_FIELDS}
+        for name in COMPONENT_FIELDS:
+            setattr(self, name, self._stored_component(name, Path(save_directory)))
+        try:
+            super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        finally:
+            for name, value in originals.items():
+                setattr(self, name, value)
+
+    def _stored_component(self, name: str, folder: Path) -> str | None:
+        try:
+            local = self.resolve_component_path(name)
+        except (ValueError, OSError):  # a relative path whose model folder is unknown here: keep it as it is
+            return getattr(self, name)
+        return _portable_path(Path(local), folder) if local and os.path.isdir(local) else local
+
+
+__all__ = ["COMPONENT_FIELDS", "SpeechGPTConfig", "SPEECHGPT_SPECIAL_TOKENS"]

@@ -16,6 +16,8 @@ from transformers import BatchEncoding, ProcessorMixin
 from .configuration_speechgpt import SPEECHGPT_SPECIAL_TOKENS
 from .prompt_format import (
     DEFAULT_SYSTEM_PROMPT,
+    EOSP,
+    SOSP,
     Modality,
     SpeechGPTResponse,
     format_chain_of_modality_instruction,
@@ -93,19 +95,29 @@ class SpeechGPTProcessor(ProcessorMixin):
         return [int(t) - offset for t in token_ids if offset <= int(t) < offset + k]
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        """Token ids of one prompt; its unit spans are mapped directly, the rest goes to the tokenizer."""
+        """Token ids of one prompt, equal to string tokenisation of the whole prompt: unit spans are mapped
+        directly, and each text piece is tokenised between the markers that surround it in the prompt."""
         ids = list(self._prefix_ids) if add_special_tokens else []
-        position = 0
-        for match in _UNIT_SPAN.finditer(text):
-            ids += self._encode_text(text[position : match.start()])
-            units = [int(u) for u in _UNIT.findall(match.group(1))]
-            ids += self.units_to_ids(units)
-            position = match.end()
-        ids += self._encode_text(text[position:])
-        return ids
+        spans = list(_UNIT_SPAN.finditer(text))
+        starts = [0] + [span.end() for span in spans]
+        ends = [span.start() for span in spans] + [len(text)]
+        pieces = self._encode_pieces([text[start:end] for start, end in zip(starts, ends, strict=True)])
+        for piece_ids, span in zip(pieces, spans, strict=False):
+            ids += piece_ids + self.units_to_ids(int(u) for u in _UNIT.findall(span.group(1)))
+        return ids + pieces[-1]
 
-    def _encode_text(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+    def _encode_pieces(self, pieces: list[str]) -> list[list[int]]:
+        """Token ids of the text between unit spans. Tokenisers treat text next to an added token differently
+        from text at the start of a string (a Metaspace prefix `▁`, whitespace stripped around added tokens),
+        so each piece is tokenised with its neighbouring `<eosp>` / `<sosp>` and their ids are dropped."""
+        last = len(pieces) - 1
+        wrapped = [(EOSP if i else "") + piece + (SOSP if i < last else "") for i, piece in enumerate(pieces)]
+        present = [i for i, piece in enumerate(pieces) if piece]
+        encoded = self.tokenizer([wrapped[i] for i in present], add_special_tokens=False)["input_ids"] if present else []
+        result: list[list[int]] = [[] for _ in pieces]
+        for i, piece_ids in zip(present, encoded, strict=True):
+            result[i] = list(piece_ids[1 if i else 0 : len(piece_ids) - 1 if i < last else None])
+        return result
 
     # Prompts ---------------------------------------------------------------------------------------
 

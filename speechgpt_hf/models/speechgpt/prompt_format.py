@@ -186,6 +186,8 @@ def _split_units(section: str, num_units: int | None, problems: list[str]) -> tu
         return [], False
     units = [int(u) for u in _UNIT.findall(match.group(1))]
     closed = match.group(2) is not None
+    if _UNIT.search(section[match.end() :]):
+        problems.append("Unit tokens after <eosp> are outside the unit span; dropped them.")
     if not closed:
         problems.append(f"The unit span is not closed by <eosp>; kept the {len(units)} units before the end.")
     if num_units is not None:
@@ -194,6 +196,14 @@ def _split_units(section: str, num_units: int | None, problems: list[str]) -> tu
             problems.append(f"Dropped unit ids outside 0..{num_units - 1}: {bad[:10]}.")
             units = [u for u in units if u < num_units]
     return units, closed
+
+
+def _without_stray_units(text: str | None, part: str, problems: list[str]) -> str | None:
+    """`text` with unit tokens that stand outside a `<sosp>…<eosp>` span removed (and reported)."""
+    if text is None or not _UNIT.search(text):
+        return text
+    problems.append(f"Unit tokens in the {part}, outside the spoken answer's unit span; removed them from the text.")
+    return re.sub(r"[ \t]{2,}", " ", _UNIT.sub("", text)).strip() or None
 
 
 def parse_response(
@@ -228,6 +238,8 @@ def parse_response(
         response.text = body[text_tag.end() :].strip()
     else:
         response.text = body.strip() or None
+    response.transcript = _without_stray_units(response.transcript, "transcript", problems)
+    response.text = _without_stray_units(response.text, "text answer", problems)
     response.complete = complete
     response.problems = problems
     if strict and problems:

@@ -45,7 +45,7 @@ def _initialise_new_rows(
     embedding of their seed words."""
     old = embeddings[: new_ids.start].float()
     mean, std = old.mean(0), old.std(0)
-    noise = torch.randn(len(new_ids), old.shape[1], generator=generator) * std * 0.1
+    noise = torch.randn(len(new_ids), old.shape[1], generator=generator).to(old.device) * std * 0.1
     embeddings[new_ids.start : new_ids.stop] = (mean + noise).to(embeddings.dtype)
     for token_id, seed_ids in seeds.items():
         if seed_ids:

@@ -10,21 +10,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ...audio import AudioInputError, load_audio
+
 logger = logging.getLogger(__name__)
 
 
-def _audio_array(item: Any, sampling_rate: int) -> np.ndarray:
-    """A datasets Audio value (dict or torchcodec AudioDecoder) or a bare array -> mono float32 at `sampling_rate`."""
-    if isinstance(item, np.ndarray):
-        return item.astype(np.float32)
-    array, rate = np.asarray(item["array"], dtype=np.float32), int(item["sampling_rate"])
-    if array.ndim == 2:
-        array = array.mean(axis=0)
-    if rate != sampling_rate:
-        import torchaudio
-
-        array = torchaudio.functional.resample(torch.from_numpy(array), rate, sampling_rate).numpy()
-    return array
+class UnusableRow(ValueError):
+    """A row whose units cannot train the vocoder (none, or durations that do not match them)."""
 
 
 class VocoderDataset(torch.utils.data.Dataset):
@@ -51,16 +43,20 @@ def prepare_vocoder_dataset(
 ) -> VocoderDataset:
     """Runs every row's audio through `unit_tokenizer` (or reads existing `units`/`durations` columns).
 
-    Rows that cannot be read or yield no units are skipped and counted in a warning. `speakers` fixes the
-    speaker-name -> id order (new names are appended), so a fine-tuning run can keep a vocoder's ids.
+    Rows whose audio is refused (`speechgpt_hf.audio.AudioInputError`) or that yield no units (`UnusableRow`)
+    are skipped and counted in a warning; any other error (a missing column or decoding library) stops the run.
+    `speakers` fixes the speaker-name -> id order (new names are appended), so a fine-tuning run can keep a
+    vocoder's ids.
     """
     speakers = list(speakers or [])
     examples, skipped = [], 0
     for index in tqdm(range(len(dataset)), desc="vocoder data"):
         row = dataset[index]
+        if index == 0:
+            _check_columns(row, audio_column, unit_tokenizer is not None)
         try:
             example = _prepare_row(row, unit_tokenizer, audio_column, hop_length, sampling_rate)
-        except (ValueError, RuntimeError, KeyError, OSError) as error:
+        except (AudioInputError, UnusableRow) as error:
             skipped += 1
             logger.warning(f"Skipped row {index}: {error}")
             continue
@@ -77,16 +73,27 @@ def prepare_vocoder_dataset(
     return VocoderDataset(examples, speakers, hop_length)
 
 
+def _check_columns(row: dict[str, Any], audio_column: str, has_tokenizer: bool) -> None:
+    """Raises KeyError naming the columns the rows lack (every row would fail the same way)."""
+    needed = [audio_column] if has_tokenizer else [audio_column, "units", "durations"]
+    missing = [column for column in needed if column not in row]
+    if missing:
+        raise KeyError(
+            f"The vocoder data lacks the column(s) {missing} (it has {sorted(row)}): pass audio_column=…, or a "
+            "unit_tokenizer when there are no units/durations columns."
+        )
+
+
 def _prepare_row(row: dict[str, Any], tokenizer: Any, audio_column: str, hop: int, rate: int) -> dict[str, Any]:
     if tokenizer is not None:
         audio = tokenizer.load_audio(row[audio_column])
         sequence = tokenizer.encode(audio, sampling_rate=tokenizer.config.sampling_rate)
         units, durations = list(sequence.units), list(sequence.durations)
     else:
-        audio = _audio_array(row[audio_column], rate)
+        audio = load_audio(row[audio_column], rate, target_rate=rate, min_samples=1)
         units, durations = list(row["units"]), list(row["durations"])
     if not units or len(units) != len(durations) or min(durations) < 1:
-        raise ValueError("no units, or durations that do not match the units")
+        raise UnusableRow("no units, or durations that do not match the units")
     frames = sum(durations)
     audio = np.asarray(audio, dtype=np.float32)[: frames * hop]
     audio = np.pad(audio, (0, frames * hop - len(audio)))
@@ -135,4 +142,4 @@ class VocoderCollator:
         return out
 
 
-__all__ = ["VocoderCollator", "VocoderDataset", "prepare_vocoder_dataset"]
+__all__ = ["UnusableRow", "VocoderCollator", "VocoderDataset", "prepare_vocoder_dataset"]
