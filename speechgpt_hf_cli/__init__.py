@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "train-vocoder": "train_vocoder",
     "build-speechinstruct": "build_speechinstruct",
     "evaluate": "evaluate",
+    "reproduce": "reproduce",
 }
 
 

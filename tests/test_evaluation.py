@@ -109,10 +109,8 @@ def _dataset() -> Dataset:
 
 
 def _run(system, judge, tmp_path, **overrides):
-    config = EvaluationConfig(
-        dataset=_dataset(), qa_tts=speak, max_questions=6, latency_items=2, progress=False,
-        output_dir=str(tmp_path), **overrides,
-    )  # fmt: skip
+    settings = dict(dataset=_dataset(), qa_tts=speak, max_questions=6, latency_items=2, progress=False)
+    config = EvaluationConfig(output_dir=str(tmp_path), **{**settings, **overrides})
     return evaluate_speechgpt(system, config, judges=Judges(judge, ConstantMOS()))
 
 

@@ -73,13 +73,14 @@ class EvaluationReport:
     output_dir: Path | None = None
 
 
-def load_system(model: Any, generation_kwargs: dict[str, Any] | None = None) -> Any:
-    """A `SpeechGPTChat` from a repo id or folder (a chat or a stand-in system is returned as it is)."""
+def load_system(model: Any, generation_kwargs: dict[str, Any] | None = None, constrain_units: bool = True) -> Any:
+    """A `SpeechGPTChat` from a repo id or folder (a chat or a stand-in system is returned as it is);
+    `constrain_units` keeps unit tokens inside `<sosp>…<eosp>` spans while decoding."""
     if not isinstance(model, (str, Path)):
         return model
     from ..inference.chat import SpeechGPTChat
 
-    chat = SpeechGPTChat.from_pretrained(str(model))
+    chat = SpeechGPTChat.from_pretrained(str(model), constrain_units=constrain_units)
     chat.generation_kwargs.update(generation_kwargs or {})
     return chat
 
