@@ -2,7 +2,10 @@
 
 import argparse
 
-HELP = "Fit the k-means codebook of a SpeechUnitTokenizer on audio (MFCC features, or a speech encoder's layer)."
+HELP = (
+    "Fit the k-means codebook of a SpeechUnitTokenizer on audio (MFCC features, or a layer of a speech encoder: "
+    "HuBERT, Wav2Vec2, WavLM or Whisper)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -10,12 +13,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", required=True, help="where the fitted SpeechUnitTokenizer is saved")
     parser.add_argument("--num-units", type=int, default=1000, help="number K of units (k-means clusters)")
     parser.add_argument(
-        "--encoder", default=None, help="a HuBERT/Wav2Vec2/WavLM repo or folder; MFCC features when omitted"
+        "--encoder",
+        default=None,
+        help="a HuBERT/Wav2Vec2/WavLM or Whisper repo or folder (of a Whisper model only the encoder is kept); "
+        "MFCC features when omitted",
     )
     parser.add_argument(
         "--tokenizer", default=None, help="re-fit the codebook of an existing SpeechUnitTokenizer instead"
     )
-    parser.add_argument("--layer", type=int, default=11, help="encoder layer whose output is clustered (1-based)")
+    parser.add_argument(
+        "--layer",
+        type=int,
+        default=11,
+        help="encoder layer whose output is clustered (1-based; 11 is SpeechGPT's mHuBERT layer, Whisper tiny has 4)",
+    )
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument(
         "--max-frames",
@@ -45,6 +56,7 @@ def run(args: argparse.Namespace) -> None:
     if args.tokenizer:
         tokenizer = SpeechUnitTokenizer.from_pretrained(args.tokenizer)
     elif args.encoder:
+        _check_layer(args)
         tokenizer = SpeechUnitTokenizer.from_encoder(args.encoder, layer=args.layer, num_units=args.num_units)
     else:
         tokenizer = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=args.num_units))
@@ -68,3 +80,12 @@ def run(args: argparse.Namespace) -> None:
         f"({result.inertia_per_frame:.4g} a frame) after {result.iterations} passes ({stop}) "
         f"over a sample of {result.num_frames} of {result.frames_seen} frames. Saved to {args.output_dir}"
     )
+
+
+def _check_layer(args: argparse.Namespace) -> None:
+    """Ends the command before any weights load when `--layer` is not a layer of `--encoder`, naming its depth."""
+    from transformers import AutoConfig
+
+    depth = AutoConfig.from_pretrained(args.encoder).num_hidden_layers
+    if not 1 <= args.layer <= depth:
+        raise SystemExit(f"--layer {args.layer}: {args.encoder} has {depth} encoder layers; pass --layer 1 to {depth}.")

@@ -1,4 +1,4 @@
-"""SpeechUnitTokenizer: speech -> discrete units (SSL encoder layer L or MFCC features, then nearest k-means centroid).
+"""SpeechUnitTokenizer: speech -> discrete units (SSL or Whisper encoder layer L, or MFCC, then nearest k-means centroid).
 
 This is SpeechGPT's unit extractor (mHuBERT layer 11 + k-means 1000) as a transformers model: the
 encoder and the centroids are one safetensors checkpoint, `encode` takes paths, arrays or datasets
@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput, logging
 
 from .audio import AudioInputError, load_audio
 from .configuration_unit_tokenizer import SpeechUnitTokenizerConfig
-from .features import encoder_features, mfcc_features
+from .features import encoder_features, mfcc_features, whisper_encoder_features, whisper_utterance_features
 from .kmeans import KMeansResult, ReservoirSampler, assign_units, fit_kmeans
 
 logger = logging.get_logger(__name__)
@@ -94,6 +94,14 @@ class SpeechUnitTokenizer(PreTrainedModel):
 
     `encode` is the user-facing entry point; `forward` works on an already padded batch at 16 kHz.
     Until a codebook is fitted (`fit`) or converted, the centroids are random with `config.seed`.
+
+    With a Whisper encoder, features are Whisper's log-mel (`WhisperFeatureExtractor`'s, computed in torch on the
+    model's device) through the encoder's first `config.layer` layers, 50 frames a second, exactly ⌊N / 320⌋ of
+    them for N samples; longer audio is cut into independent 30-s chunks. By default (`whisper_window=
+    "utterance"`) each chunk runs at its own length with attention masked to it: about 0.1 s for a 3-s utterance
+    with Whisper tiny.en (4 layers, float32) on one core of a shared 2-core CPU. With `"30s"` every chunk is
+    zero-padded to the 30-s window as Whisper was trained (its mel past the audio at the silence floor): every
+    chunk, however short, then costs a full window, about 1 s on the same core.
     """
 
     config_class = SpeechUnitTokenizerConfig
@@ -103,7 +111,7 @@ class SpeechUnitTokenizer(PreTrainedModel):
 
     def __init__(self, config: SpeechUnitTokenizerConfig) -> None:
         super().__init__(config)
-        self.encoder = AutoModel.from_config(config.encoder_config) if config.feature_type == "encoder" else None
+        self.encoder = _build_encoder(config) if config.feature_type == "encoder" else None
         # Fitted by k-means, never by gradients (a parameter so that MFCC tokenizers, which have no other weights,
         # still save and load like every model).
         self.centroids = nn.Parameter(torch.empty(config.num_units, config.feature_dim), requires_grad=False)
@@ -120,10 +128,13 @@ class SpeechUnitTokenizer(PreTrainedModel):
     def from_encoder(
         cls, encoder: str | PreTrainedModel, layer: int = 11, num_units: int = 1000, **config_kwargs: Any
     ) -> SpeechUnitTokenizer:
-        """A tokenizer around a pretrained speech encoder (a HubertModel/Wav2Vec2Model/WavLMModel or its repo),
-        truncated after `layer` layers, with random centroids until `fit` (or a converted codebook)."""
-        if isinstance(encoder, str):
-            encoder = AutoModel.from_pretrained(encoder)
+        """A tokenizer around a pretrained speech encoder, truncated after `layer` layers, with random centroids
+        until `fit` (or a converted codebook).
+
+        `encoder` is a HubertModel/Wav2Vec2Model/WavLMModel, a WhisperModel/WhisperForConditionalGeneration/
+        WhisperEncoder (only the encoder is kept), or the repo or folder of any of them.
+        """
+        encoder = _speech_encoder(AutoModel.from_pretrained(encoder) if isinstance(encoder, str) else encoder)
         config = SpeechUnitTokenizerConfig(
             encoder_config=encoder.config, layer=layer, num_units=num_units, **config_kwargs
         )
@@ -161,6 +172,11 @@ class SpeechUnitTokenizer(PreTrainedModel):
             mean = (input_values * mask).sum(1, keepdim=True) / lengths[:, None]
             var = (((input_values - mean) * mask) ** 2).sum(1, keepdim=True) / lengths[:, None]
             input_values = (input_values - mean) / torch.sqrt(var + 1e-5) * mask
+        if self.config.is_whisper and self.config.whisper_window == "utterance":
+            return whisper_utterance_features(self.encoder, input_values, lengths, self.config.frame_hop)
+        if self.config.is_whisper:
+            window = self.config.encoder_window_samples
+            return whisper_encoder_features(self.encoder, input_values, lengths, window, self.config.frame_hop)
         if self.encoder is not None:
             return encoder_features(self.encoder, input_values, lengths)
         cfg = self.config
@@ -191,24 +207,31 @@ class SpeechUnitTokenizer(PreTrainedModel):
     # ---- batching -------------------------------------------------------------------------------------
 
     def _chunks(self, waves: Sequence[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
-        """(item, chunk index, samples) for every independent chunk; a last chunk under one frame adds nothing."""
+        """(item, chunk index, samples) for every independent chunk; a last chunk with no frame adds nothing."""
         size = self.config.max_chunk_samples
         chunks = []
         for item, wave in enumerate(waves):
             for index, start in enumerate(range(0, len(wave), size)):
                 piece = wave[start : start + size]
-                if len(piece) >= self.config.frame_length:
+                if self.config.num_frames(len(piece)) > 0:
                     chunks.append((item, index, piece))
         return chunks
+
+    def _padded_samples(self, samples: int) -> int:
+        """Samples a chunk of `samples` samples occupies in a batch: Whisper's 30-s mode pads every chunk to its window."""
+        return self.config.encoder_window_samples if self.config.whisper_window == "30s" else samples
 
     def _batches(
         self, chunks: list[tuple[int, int, np.ndarray]], max_batch_samples: int
     ) -> Iterable[list[tuple[int, int, np.ndarray]]]:
-        """Longest first; a batch grows while its padded size (items × longest) stays within the budget."""
+        """Longest first; a batch grows while its padded size (items × longest) stays within the budget.
+
+        In Whisper's 30-s mode a chunk is padded to the encoder's window, so there every chunk counts as one window.
+        """
         ordered = sorted(chunks, key=lambda c: len(c[2]), reverse=True)
         batch: list[tuple[int, int, np.ndarray]] = []
         for chunk in ordered:
-            if batch and len(batch[0][2]) * (len(batch) + 1) > max_batch_samples:
+            if batch and self._padded_samples(len(batch[0][2])) * (len(batch) + 1) > max_batch_samples:
                 yield batch
                 batch = []
             batch.append(chunk)
@@ -377,6 +400,28 @@ class SpeechUnitTokenizer(PreTrainedModel):
             total += len(wave)
         if group:
             yield group
+
+
+def _speech_encoder(model: PreTrainedModel) -> PreTrainedModel:
+    """The speech encoder within `model`: a Whisper model's encoder (its decoder dropped), any other model itself."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    if model.config.model_type == "whisper" and not isinstance(model, WhisperEncoder):
+        return model.get_encoder()
+    return model
+
+
+def _build_encoder(config: SpeechUnitTokenizerConfig) -> PreTrainedModel:
+    """The (truncated) encoder `config` describes; for Whisper only its encoder, the final LayerNorm kept only
+    where `config.final_layer_norm` says (so layer L's features equal the full encoder's `hidden_states[L]`)."""
+    if not config.is_whisper:
+        return AutoModel.from_config(config.encoder_config)
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    encoder = WhisperEncoder(config.encoder_config)
+    if not config.final_layer_norm:
+        encoder.layer_norm = nn.Identity()
+    return encoder
 
 
 __all__ = ["SpeechUnitTokenizer", "SpeechUnitTokenizerOutput", "UnitSequence", "merge_units"]
