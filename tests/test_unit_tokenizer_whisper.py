@@ -192,6 +192,10 @@ def test_save_load_through_auto_model_keeps_only_the_truncated_encoder(tok, tmp_
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["encoder_config"]["model_type"] == "whisper" and saved["encoder_config"]["encoder_layers"] == 1
     assert (saved["max_chunk_samples"], saved["frame_length"], saved["final_layer_norm"]) == (WINDOW, 320, False)
+    assert saved["whisper_window"] == "utterance"
+    mfcc = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=3))
+    mfcc.save_pretrained(tmp_path / "mfcc")  # a config without a Whisper window reloads too
+    assert AutoModel.from_pretrained(tmp_path / "mfcc").config.whisper_window is None
     loaded = AutoModel.from_pretrained(tmp_path)
     assert isinstance(loaded, SpeechUnitTokenizer) and loaded.config.is_whisper
     waves = [speech_like(n, seed) for seed, n in enumerate((SR, 2 * SR + 99))]

@@ -93,7 +93,7 @@ class SpeechUnitTokenizerConfig(PretrainedConfig):
         self.max_chunk_samples = max_chunk_samples
         self.seed = seed
         self.final_layer_norm = final_layer_norm if whisper else None
-        if whisper_window not in WHISPER_WINDOWS:
+        if whisper and whisper_window not in WHISPER_WINDOWS:
             raise ValueError(f"whisper_window must be one of {WHISPER_WINDOWS}, got {whisper_window!r}.")
         self.whisper_window = whisper_window if whisper else None
         if whisper:
