@@ -193,3 +193,25 @@ def test_hub_ids_and_far_away_folders_are_stored_as_they_are(chat, tmp_path):
     stored.vocoder_repo = "../gone"
     with pytest.raises(FileNotFoundError, match="vocoder_repo"):
         stored.resolve_component_path("vocoder_repo", model_dir=tmp_path)
+
+
+class FavourUnits(LogitsProcessor):
+    """Stands in for a young model that writes unit tokens everywhere."""
+
+    def __init__(self, processor) -> None:
+        self.units = slice(processor.unit_token_offset, processor.unit_token_offset + processor.num_units)
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        scores[:, self.units] += 100.0
+        return scores
+
+
+def test_unit_tokens_stay_inside_spans_unless_the_constraint_is_off(chat):
+    leaks = "outside the spoken answer's unit span"
+    favour = LogitsProcessorList([FavourUnits(chat.processor)])
+    constrained = chat.respond(text="hello there", logits_processor=favour)
+    assert chat.unit_span is not None and not [p for p in constrained.response.problems if leaks in p]
+    free = SpeechGPTChat(chat.model, chat.processor, generation_kwargs={"max_new_tokens": 40}, constrain_units=False)
+    assert free.unit_span is None
+    assert [p for p in free.respond(text="hello there", logits_processor=favour).response.problems if leaks in p]

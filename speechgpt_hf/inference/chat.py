@@ -23,6 +23,7 @@ from ..models.speechgpt.prompt_format import (
     format_chain_of_modality_instruction,
     units_to_string,
 )
+from .constrained_decoding import unit_span_logits_processor
 from .speech_streamer import SpeechUnitStreamer, StreamEvent
 
 # Name of the thread that runs `generate` while `SpeechGPTChat.stream` reads its events.
@@ -50,6 +51,8 @@ class SpeechGPTChat:
         vocoder: a UnitHiFiGANVocoder, needed for speech output.
         speaker_id: the voice of a multi-speaker vocoder.
         generation_kwargs: defaults for `generate` (the model's generation config applies otherwise).
+        constrain_units: decode with `UnitSpanLogitsProcessor` (unit tokens only inside `<sosp>…<eosp>`, no text
+            inside a span), so a young model cannot leak units into its text; False decodes freely.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class SpeechGPTChat:
         vocoder: Any | None = None,
         speaker_id: int | None = None,
         generation_kwargs: dict[str, Any] | None = None,
+        constrain_units: bool = True,
     ) -> None:
         self.model = model.eval()
         self.processor = processor
@@ -67,11 +71,17 @@ class SpeechGPTChat:
         self.vocoder = None if vocoder is None else vocoder.eval()
         self.speaker_id = speaker_id
         self.generation_kwargs = {"max_new_tokens": 512, **(generation_kwargs or {})}
+        self.unit_span = unit_span_logits_processor(processor) if constrain_units else None
         self.history: list[tuple[str, str]] = []
 
     @classmethod
     def from_pretrained(
-        cls, repo: str, unit_tokenizer: Any | None = None, vocoder: Any | None = None, **model_kwargs: Any
+        cls,
+        repo: str,
+        unit_tokenizer: Any | None = None,
+        vocoder: Any | None = None,
+        constrain_units: bool = True,
+        **model_kwargs: Any,
     ) -> SpeechGPTChat:
         """Loads the LM and processor from `repo`, and the unit tokenizer and vocoder its config names (unless given)."""
         from transformers import AutoModel, AutoModelForCausalLM, AutoProcessor
@@ -82,7 +92,7 @@ class SpeechGPTChat:
             unit_tokenizer = AutoModel.from_pretrained(model.config.resolve_component_path("unit_tokenizer_repo"))
         if vocoder is None and model.config.vocoder_repo:
             vocoder = AutoModel.from_pretrained(model.config.resolve_component_path("vocoder_repo"))
-        return cls(model, processor, unit_tokenizer=unit_tokenizer, vocoder=vocoder)
+        return cls(model, processor, unit_tokenizer=unit_tokenizer, vocoder=vocoder, constrain_units=constrain_units)
 
     def reset(self) -> None:
         """Forgets the conversation so far."""
@@ -120,7 +130,9 @@ class SpeechGPTChat:
 
     def _unit_string(self, audio: Any, sampling_rate: int | None) -> str:
         if self.unit_tokenizer is None:
-            raise ValueError("Speech input needs a unit tokenizer: pass `unit_tokenizer=` or set unit_tokenizer_repo in the config.")
+            raise ValueError(
+                "Speech input needs a unit tokenizer: pass `unit_tokenizer=` or set unit_tokenizer_repo in the config."
+            )
         units = self.unit_tokenizer.encode(audio, sampling_rate=sampling_rate).units
         if not units:
             raise ValueError("The audio gave no speech units (is it empty or silent?).")
@@ -163,7 +175,7 @@ class SpeechGPTChat:
         import torch
 
         instruction = self.instruction(text, audio, sampling_rate, output_modality)
-        settings = {**self.generation_kwargs, **generate_kwargs}
+        settings = self._generation_settings(generate_kwargs)
         prompt, inputs = self._prompt_ids(instruction, settings["max_new_tokens"])
         with torch.inference_mode():
             output = self.model.generate(**inputs, **settings)
@@ -187,7 +199,7 @@ class SpeechGPTChat:
         (`output_modality`: see `instruction`). Generation stops soon after the caller stops iterating (or closes
         this generator)."""
         instruction = self.instruction(text, audio, sampling_rate, output_modality)
-        settings = {**self.generation_kwargs, **generate_kwargs}
+        settings = self._generation_settings(generate_kwargs)
         prompt, inputs = self._prompt_ids(instruction, settings["max_new_tokens"])
         streamer = SpeechUnitStreamer(self.processor, vocoder=self.vocoder, speaker_id=self.speaker_id)
         abandoned = threading.Event()
@@ -213,6 +225,17 @@ class SpeechGPTChat:
             reply.waveform = np.concatenate(audio_chunks)
             reply.sampling_rate = self.vocoder.config.sampling_rate
         yield reply
+
+    def _generation_settings(self, generate_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The chat's defaults, then this call's; the unit-span constraint joins any given logits processors."""
+        from transformers import LogitsProcessorList
+
+        settings = {**self.generation_kwargs, **generate_kwargs}
+        if self.unit_span is not None:
+            settings["logits_processor"] = LogitsProcessorList(
+                [*(settings.get("logits_processor") or []), self.unit_span]
+            )
+        return settings
 
     def _generate_into(self, inputs: Any, streamer: SpeechUnitStreamer, settings: dict[str, Any], result: dict) -> None:
         """Runs `generate` in the streaming thread; an error is stored in `result` for the reading thread."""
