@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
 
 
-def _parse_overrides(pairs: list[str]) -> dict:
+def parse_overrides(pairs: list[str]) -> dict:
+    """`["num_train=500", "voices=[\"piper:joe\"]"]` -> settings overrides (values read as JSON where they parse)."""
     import json
 
     overrides = {}
@@ -35,6 +36,6 @@ def _parse_overrides(pairs: list[str]) -> dict:
 def run(args: argparse.Namespace) -> None:
     from speechgpt_hf.reproduction import PRESETS, run_reproduction
 
-    settings = PRESETS[args.preset].override(**_parse_overrides(args.set))
+    settings = PRESETS[args.preset].override(**parse_overrides(args.set))
     run_reproduction(args.output_dir, settings, overwrite=args.overwrite)
     print(f"Report: {args.output_dir}/report.md")

@@ -217,3 +217,15 @@ def test_tiny_real_system_runs_every_task(tiny_speechgpt, tmp_path):
     assert tasks["asr"]["items"] == len(SENTENCES) and 0.0 <= tasks["asr"]["metrics"]["wer"]
     assert tasks["resynthesis"]["metrics"]["judge_wer"] == 1.0  # a random vocoder says nothing the judge knows
     assert (tmp_path / "report.md").exists()
+
+
+def test_judges_remember_audio_they_have_heard():
+    judge = OracleJudge()
+    calls = []
+    original = judge.transcribe
+    judge.transcribe = lambda waves: calls.append(len(waves)) or original(waves)
+    judges = Judges(judge, ConstantMOS())
+    first, second = judge.register("one two"), judge.register("three four")
+    assert judges.transcribe([first, second, first]) == ["one two", "three four", "one two"]
+    assert judges.transcribe([second]) == ["three four"] and calls == [2]
+    assert judges.naturalness([first, first]) == [3.0, 3.0]

@@ -41,18 +41,35 @@ class TaskResult:
 @dataclass
 class Judges:
     """The independent scorers: an ASR judge (`transcribe(waveforms) -> texts`) and an optional naturalness
-    scorer (`score(waveforms) -> MOS`), both on 16 kHz mono float audio."""
+    scorer (`score(waveforms) -> MOS`), both on 16 kHz mono float audio.
+
+    Verdicts are remembered by audio content, so reference audio shared by several tasks (and splits) is judged
+    once: the Whisper judge costs seconds an utterance on a CPU.
+    """
 
     asr: Any
     mos: Any | None = None
+    _heard: dict[str, str] = field(default_factory=dict, repr=False)
+    _scored: dict[str, float] = field(default_factory=dict, repr=False)
 
     def transcribe(self, waveforms: Sequence[np.ndarray]) -> list[str]:
-        return list(self.asr.transcribe(list(waveforms))) if waveforms else []
+        return _remembered(self._heard, waveforms, lambda todo: [str(t) for t in self.asr.transcribe(todo)])
 
     def naturalness(self, waveforms: Sequence[np.ndarray]) -> list[float] | None:
         if self.mos is None or not waveforms:
             return None
-        return [float(score) for score in self.mos.score(list(waveforms))]
+        return _remembered(self._scored, waveforms, lambda todo: [float(s) for s in self.mos.score(todo)])
+
+
+def _remembered(memory: dict[str, Any], waveforms: Sequence[np.ndarray], judge: Callable[[list], list]) -> list[Any]:
+    """`judge` applied to the waveforms not seen before (in one call); earlier verdicts reused."""
+    import hashlib
+
+    keys = [hashlib.sha1(np.ascontiguousarray(w, dtype=np.float32).tobytes()).hexdigest() for w in waveforms]
+    todo = {key: wave for key, wave in zip(keys, waveforms) if key not in memory}
+    if todo:
+        memory.update(zip(todo, judge(list(todo.values()))))
+    return [memory[key] for key in keys]
 
 
 def _to_16k(waveform: np.ndarray | None, rate: int) -> np.ndarray | None:

@@ -220,10 +220,12 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
         if stage == STAGES[0]
         else dict(model_name_or_path=str(output / "lm" / STAGES[STAGES.index(stage) - 1]))
     )  # fmt: skip
-    lora = dict(use_lora=True, train_unit_embeddings=True, learning_rate=10 * settings.learning_rate) if stage == STAGES[2] else {}
+    # Stage 3 trains a LoRA (and the unit rows): a few hundred steps need a larger rate than full fine-tuning.
+    lora = dict(use_lora=True, train_unit_embeddings=True) if stage == STAGES[2] else {}
+    learning_rate = settings.learning_rate * (10 if lora else 1)
     config = SpeechGPTTrainingConfig(
         stage=stage, dataset_name=str(output / "speechinstruct"), output_dir=str(folder), max_steps=steps,
-        per_device_train_batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+        per_device_train_batch_size=settings.batch_size, learning_rate=learning_rate,
         lr_scheduler_type="cosine", warmup_steps=0.05, logging_steps=max(1, steps // 50), save_steps=max(50, steps // 5),
         save_total_limit=1, report_to="none", use_cpu=True, seed=settings.seed, max_length=1024,
         resume_from_checkpoint=_latest_checkpoint(folder), disable_tqdm=False, **{**source, **lora},
@@ -280,7 +282,7 @@ def evaluate_held_out(output: Path, settings: ReproductionSettings, corpus: Any)
     from ..evaluation.harness import EvaluationConfig, evaluate_speechgpt, load_judges, load_system
 
     model = assemble(output)
-    base = EvaluationConfig(judge="whisper-tiny.en", max_items=settings.eval_items, progress=True,
+    base = EvaluationConfig(judge=settings.judge, naturalness=settings.naturalness, max_items=settings.eval_items,
                             max_questions=settings.eval_questions, latency_items=3)  # fmt: skip
     judges = load_judges(base)
     system = load_system(str(model), base.generation_kwargs, constrain_units=settings.constrained_decoding)

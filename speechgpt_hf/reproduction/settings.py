@@ -20,7 +20,8 @@ class ReproductionSettings:
     LM: a Llama of `lm_hidden` width and `lm_layers` layers from scratch, with a BPE tokenizer of
     `text_vocab_size` trained on the training text; `stage_steps` optimiser steps per stage at `batch_size`.
     Vocoder: `vocoder_steps` GAN steps (generator-only warm-up for the first `vocoder_warmup_steps`).
-    Evaluation: `eval_items` held-out utterances per split, `eval_questions` spoken questions.
+    Evaluation: `eval_items` held-out utterances per split, `eval_questions` spoken questions, judged by `judge`
+    (an ASR judge name for `speechgpt_hf.evaluation.judges.load_asr_judge`) and DNSMOS when `naturalness`.
     """
 
     num_train: int = 2000
@@ -49,6 +50,8 @@ class ReproductionSettings:
     vocoder_channels: int = 128
     eval_items: int = 60
     eval_questions: int = 20
+    judge: str = "whisper-tiny.en"
+    naturalness: bool = True
     constrained_decoding: bool = True
     seed: int = 0
 
