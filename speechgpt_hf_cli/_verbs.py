@@ -1,13 +1,33 @@
-"""Builds argparse sub-commands from a table of verb modules.
+"""Builds argparse sub-commands from a table of verb modules, and the checks and errors verbs share.
 
 A verb module defines HELP and add_arguments(parser), and run(args) unless its own sub-verbs run instead.
-A module with PASSTHROUGH = True receives the options it does not declare itself in `args.extra`.
+A module with PASSTHROUGH = True receives the options it does not declare itself in `args.extra`; one with
+its own `--help` sets OWN_HELP = True.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
+from pathlib import Path
+
+
+class UsageError(ValueError):
+    """A mistake in how a command was called; the message names it and the way out."""
+
+
+# Errors that mean bad input or a missing resource rather than a bug: printed as one line, exit code 2.
+USER_ERRORS = (ValueError, OSError, ImportError)
+
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (whitespace collapsed; a KeyError's message without its quotes)."""
+    message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(message.split()) or type(error).__name__
 
 
 def add_verbs(parser: argparse.ArgumentParser, verbs: dict[str, str], dest: str) -> None:
@@ -15,7 +35,44 @@ def add_verbs(parser: argparse.ArgumentParser, verbs: dict[str, str], dest: str)
     subparsers = parser.add_subparsers(dest=dest, metavar=f"<{dest}>", required=True)
     for verb, module_name in verbs.items():
         module = importlib.import_module(f"speechgpt_hf_cli.{module_name}")
-        sub = subparsers.add_parser(verb, help=module.HELP, description=module.HELP)
+        own_help = getattr(module, "OWN_HELP", False)
+        sub = subparsers.add_parser(verb, help=module.HELP, description=module.HELP, add_help=not own_help)
+        sub.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on failure"
+        )
         module.add_arguments(sub)
         if hasattr(module, "run"):
             sub.set_defaults(_run=module.run, _passthrough=getattr(module, "PASSTHROUGH", False))
+
+
+def existing_path(value: str) -> Path:
+    """argparse type: a file or folder that exists (else a usage error naming it)."""
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{value}: no such file or folder")
+    return path
+
+
+def check_pretrained(value: str, option: str, repo_type: str = "model") -> str:
+    """`value` unchanged when it is a local folder or a Hub repo id that can be reached; else a UsageError.
+
+    A missing folder, or a model repo id with no cached copy while offline (HF_HUB_OFFLINE=1), is named with the
+    way out.
+    """
+    if Path(value).is_dir():
+        return value
+    if not _REPO_ID.match(value):
+        raise UsageError(f"{option} {value}: no such folder (and not a Hub repo id like org/name).")
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    if offline and repo_type == "model":
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(value, "config.json"), str):
+            raise UsageError(
+                f"{option} {value}: not a local folder, and no cached copy of that Hub repo while offline "
+                "(HF_HUB_OFFLINE=1): download it first (hf download REPO) or pass a folder."
+            )
+    return value
+
+
+__all__ = ["USER_ERRORS", "UsageError", "add_verbs", "check_pretrained", "existing_path", "one_line"]

@@ -2,6 +2,8 @@
 
 import argparse
 
+from ._verbs import UsageError
+
 HELP = "Build SpeechInstruct (modality adaptation, cross-modal, chain-of-modality) into a Hub-ready folder."
 
 _CONFIGS = ("modality_adaptation", "cross_modal", "chain_of_modality")
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> None:
 
     configs = args.configs or (list(_CONFIGS) if args.audio else ["chain_of_modality"])
     if not args.audio and set(configs) - {"chain_of_modality"}:
-        raise SystemExit("modality_adaptation and cross_modal need speech: pass --audio FOLDER_OR_HUB_ID.")
+        raise UsageError("modality_adaptation and cross_modal need speech: pass --audio FOLDER_OR_HUB_ID.")
     summaries = build_speechinstruct_folder(
         args.output_dir,
         configs,
@@ -77,6 +79,9 @@ def run(args: argparse.Namespace) -> None:
             skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.skipped.items())) or "none"
             reused = f", {summary.reused_shards} of {summary.shards} shards reused" if summary.reused_shards else ""
             print(f"{config}/{split}: {summary.rows} rows from {summary.items} items{reused}; skipped {skipped}")
-    print(f"Wrote {args.output_dir} (load with datasets.load_dataset({args.output_dir!r}, '<config>'))")
+    print(
+        f"Wrote {args.output_dir} (read a configuration with "
+        f"speechgpt_hf.data.loading.load_speechinstruct({args.output_dir!r}, '<config>'))"
+    )
     if args.push_to_hub:
         print(f"Pushed to {push_folder(args.output_dir, args.push_to_hub, private=args.private)}")

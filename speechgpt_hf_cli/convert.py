@@ -4,13 +4,14 @@ import argparse
 
 from ._verbs import add_verbs
 
-HELP = "Convert a checkpoint of the original SpeechGPT release (no fairseq needed)."
+HELP = "Convert a checkpoint of the original SpeechGPT release, or a CTranslate2 Whisper judge (no fairseq needed)."
 
 # What can be converted -> module in this package defining HELP, add_arguments and run.
 CONVERTERS: dict[str, str] = {
     "speechgpt": "convert_speechgpt",
     "vocoder": "convert_vocoder",
     "unit-tokenizer": "convert_unit_tokenizer",
+    "whisper-ct2": "convert_whisper_ct2",
 }
 
 

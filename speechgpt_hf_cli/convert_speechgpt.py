@@ -1,25 +1,30 @@
 """`speechgpt-hf convert speechgpt`: the original SpeechGPT-7B (+ its LoRA adapter) -> a speechgpt repo."""
 
 import argparse
-from pathlib import Path
+
+from ._verbs import existing_path
 
 HELP = "Convert a Llama-format SpeechGPT checkpoint (and optionally its stage-3 LoRA adapter) into a speechgpt repo."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="folder of the original model (config.json, weights, tokenizer)")
+    parser.add_argument(
+        "checkpoint", type=existing_path, help="folder of the original model (config.json, weights, tokenizer)"
+    )
     parser.add_argument("output", help="folder to write the converted repo to")
-    parser.add_argument("--adapter", help="folder of the PEFT LoRA adapter to merge (e.g. SpeechGPT-7B-com)")
+    parser.add_argument(
+        "--adapter", type=existing_path, help="folder of the PEFT LoRA adapter to merge (e.g. SpeechGPT-7B-com)"
+    )
     parser.add_argument("--num-units", type=int, default=1000, help="size K of the unit vocabulary (default 1000)")
     prompt = parser.add_mutually_exclusive_group()
     prompt.add_argument(
         "--system-prompt-from",
-        type=Path,
+        type=existing_path,
         metavar="JSONL",
         help="a SpeechInstruct .jsonl of the release: the `prefix` of its first record that has one becomes the "
         "system prompt, as the model was trained with (recommended)",
     )
-    prompt.add_argument("--system-prompt-file", type=Path, help="text file with the system prompt to use")
+    prompt.add_argument("--system-prompt-file", type=existing_path, help="text file with the system prompt to use")
     parser.add_argument("--unit-tokenizer-repo", help="repo of the unit tokenizer to record in the config")
     parser.add_argument("--vocoder-repo", help="repo of the vocoder to record in the config")
     parser.add_argument("--dtype", default="auto", help="weights dtype: auto (as stored), float16, bfloat16, float32")

@@ -2,12 +2,16 @@
 
 import argparse
 
+from ._verbs import existing_path
+
 HELP = "Convert a fairseq CodeHiFiGAN generator file (g_XXXXXXXX / vocoder.pt) and its config.json into a vocoder repo."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="the generator file: a torch dict {'generator': state_dict}")
-    parser.add_argument("config", help="the vocoder's config.json")
+    parser.add_argument(
+        "checkpoint", type=existing_path, help="the generator file: a torch dict {'generator': state_dict}"
+    )
+    parser.add_argument("config", type=existing_path, help="the vocoder's config.json")
     parser.add_argument("output", help="folder to write the converted repo to (config.json + model.safetensors)")
 
 

@@ -2,6 +2,8 @@
 
 import argparse
 
+from ._verbs import UsageError, check_pretrained, existing_path
+
 HELP = (
     "Fit the k-means codebook of a SpeechUnitTokenizer on audio (MFCC features, or a layer of a speech encoder: "
     "HuBERT, Wav2Vec2, WavLM or Whisper)."
@@ -9,7 +11,9 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("audio", nargs="+", help="audio files or folders, parquet files, or a saved dataset folder")
+    parser.add_argument(
+        "audio", nargs="+", type=existing_path, help="audio files or folders, parquet files, or a saved dataset folder"
+    )
     parser.add_argument("--output-dir", required=True, help="where the fitted SpeechUnitTokenizer is saved")
     parser.add_argument("--num-units", type=int, default=1000, help="number K of units (k-means clusters)")
     parser.add_argument(
@@ -50,19 +54,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     import torch
 
-    from speechgpt_hf.data.unit_extraction import audio_dataset
+    from speechgpt_hf.data.unit_extraction import audio_dataset, skipped_summary, undecoded
     from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 
     if args.tokenizer:
-        tokenizer = SpeechUnitTokenizer.from_pretrained(args.tokenizer)
+        tokenizer = SpeechUnitTokenizer.from_pretrained(check_pretrained(args.tokenizer, "--tokenizer"))
     elif args.encoder:
+        check_pretrained(args.encoder, "--encoder")
         _check_layer(args)
         tokenizer = SpeechUnitTokenizer.from_encoder(args.encoder, layer=args.layer, num_units=args.num_units)
     else:
         tokenizer = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=args.num_units))
     if torch.cuda.is_available():
         tokenizer.to("cuda")
-    dataset = audio_dataset(args.audio if len(args.audio) > 1 else args.audio[0], args.audio_column)
+    dataset = undecoded(audio_dataset([str(path) for path in args.audio], args.audio_column), args.audio_column)
     result = tokenizer.eval().fit(
         dataset[args.audio_column],
         max_frames=args.max_frames,
@@ -80,6 +85,7 @@ def run(args: argparse.Namespace) -> None:
         f"({result.inertia_per_frame:.4g} a frame) after {result.iterations} passes ({stop}) "
         f"over a sample of {result.num_frames} of {result.frames_seen} frames. Saved to {args.output_dir}"
     )
+    print(skipped_summary(result.skipped, len(dataset)))
 
 
 def _check_layer(args: argparse.Namespace) -> None:
@@ -88,4 +94,4 @@ def _check_layer(args: argparse.Namespace) -> None:
 
     depth = AutoConfig.from_pretrained(args.encoder).num_hidden_layers
     if not 1 <= args.layer <= depth:
-        raise SystemExit(f"--layer {args.layer}: {args.encoder} has {depth} encoder layers; pass --layer 1 to {depth}.")
+        raise UsageError(f"--layer {args.layer}: {args.encoder} has {depth} encoder layers; pass --layer 1 to {depth}.")

@@ -2,7 +2,13 @@
 
 import argparse
 
-HELP = "Train a UnitHiFiGANVocoder (MPD+MSD GAN, mel and duration losses) on a datasets audio dataset."
+from ._verbs import check_pretrained
+
+HELP = (
+    "Train a UnitHiFiGANVocoder (MPD+MSD GAN, mel and duration losses) on a datasets audio dataset; rows whose audio "
+    "cannot be read are skipped and named. It prints the expected time a step after a few steps: the default model "
+    "is sized for a GPU (on a CPU pass a small one with --config, see the README)."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +42,8 @@ def _load_rows(path: str, split: str):  # noqa: ANN202 (a datasets.Dataset; data
     import datasets
 
     folder = Path(path)
+    if not folder.exists():
+        check_pretrained(path, "dataset", repo_type="dataset")
     if (folder / "dataset_info.json").exists() or (folder / "state.json").exists():
         rows = datasets.load_from_disk(str(folder))
         return rows[split] if isinstance(rows, datasets.DatasetDict) else rows
@@ -58,7 +66,7 @@ def run(args: argparse.Namespace) -> None:
     if args.unit_tokenizer:
         from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer
 
-        tokenizer = SpeechUnitTokenizer.from_pretrained(args.unit_tokenizer)
+        tokenizer = SpeechUnitTokenizer.from_pretrained(check_pretrained(args.unit_tokenizer, "--unit-tokenizer"))
         num_units = tokenizer.config.num_units
     rows = _load_rows(args.dataset, args.split)
     held_out = min(args.eval_size, max(0, len(rows) - 1))
@@ -69,5 +77,15 @@ def run(args: argparse.Namespace) -> None:
         evaluation = prepare_vocoder_dataset(
             rows.select(range(len(rows) - held_out, len(rows))), speakers=train.speakers, **kwargs
         )
+    _print_skipped(train, evaluation, len(rows))
     train_vocoder(config, train, evaluation, num_units=num_units)
     print(f"Wrote {config.output_dir}")
+
+
+def _print_skipped(train, evaluation, total: int) -> None:  # noqa: ANN001 (VocoderDatasets; torch imported lazily)
+    """The rows left out of the training and validation data, by their index in the input, with why."""
+    from speechgpt_hf.data.unit_extraction import skipped_summary
+
+    offset = len(train) + len(train.skipped)
+    skipped = train.skipped + [(offset + index, reason) for index, reason in getattr(evaluation, "skipped", [])]
+    print(skipped_summary(skipped, total, "row"))

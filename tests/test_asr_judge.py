@@ -1,4 +1,4 @@
-"""The offline ASR judge: text normalisation, WER, and a real transcription of Piper speech by pocketsphinx."""
+"""The light pocketsphinx judge: a real transcription of Piper speech, noise rejected, bad audio refused."""
 
 import numpy as np
 import pytest
@@ -7,15 +7,9 @@ from speechgpt_hf.audio import AudioInputError
 from speechgpt_hf.evaluation.asr_judge import PocketsphinxJudge, normalize_text, word_error_rate
 
 
-def test_normalize_text():
-    assert normalize_text("  Hello, World!  It's 5 o'clock.") == "hello world it's 5 o'clock"
-
-
-def test_word_error_rate():
-    assert word_error_rate(["the cat sat"], ["The cat, sat."]) == 0.0
+def test_metric_names_still_import_from_asr_judge():
+    assert normalize_text("  Hello, World!  It's 5 o'clock.") == "hello world it's five o'clock"
     assert word_error_rate(["the cat sat", "a dog"], ["the sat", ""]) == pytest.approx(3 / 5)
-    with pytest.raises(ValueError, match="2 references but 1"):
-        word_error_rate(["a", "b"], ["a"])
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +24,17 @@ def test_judge_reads_natural_speech_and_not_noise(judge):
     audio, rate = PiperTTS()(text)
     result = judge.judge([audio], [text], sampling_rate=rate)
     assert result.wer <= 0.2, result.transcripts
+    assert result.cer is not None and result.cer <= result.wer + 0.1
     noise = np.random.default_rng(0).normal(0, 0.05, 16000 * 2).astype(np.float32)
     assert judge.judge([noise], [text]).wer >= 0.8
 
 
 def test_judge_refuses_bad_audio(judge):
-    with pytest.raises(AudioInputError, match="empty"):
-        judge.transcribe(np.zeros(0, dtype=np.float32))
+    with pytest.raises(AudioInputError, match="too short"):
+        judge.transcribe([np.zeros(100, dtype=np.float32)])
     with pytest.raises(AudioInputError, match="NaN"):
-        judge.transcribe(np.full(1600, np.nan, dtype=np.float32))
+        judge.transcribe([np.full(1600, np.nan, dtype=np.float32)])
+    with pytest.raises(TypeError, match="list of waveforms"):
+        judge.transcribe(np.zeros(1600, dtype=np.float32))
     with pytest.raises(ValueError, match="1 waveforms but 2"):
         judge.judge([np.zeros(1600, dtype=np.float32)], ["a", "b"])

@@ -112,7 +112,7 @@ def test_the_judge_and_the_space_write_int16_the_same_way():
     audio = stereo_int16()
     judge = object.__new__(PocketsphinxJudge)
     judge.decoder = _RecordingDecoder()
-    assert judge.transcribe(audio, SR) == ""
+    assert judge.transcribe([audio], SR) == [""]
     np.testing.assert_array_equal(judge.decoder.samples, to_int16(read_audio(audio, SR)[0]))
     mono = stereo_int16()[0]
     assert np.array_equal(to_int16(app._to_float((SR, mono))[0]), mono)  # the Space's round trip is exact

@@ -12,6 +12,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -184,7 +185,41 @@ def build_speechinstruct_folder(
     shards side by side (a streamed source is read by one). `repo_id` is only used in the card's examples.
     """
     folder = Path(output_dir)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        summaries = _build_configs(folder, configs, num_proc, overwrite, common)
+    except BaseException:
+        if created and not any(folder.glob("*/*.parquet")):  # nothing worth resuming: leave no stray folder
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    write_readme(folder, repo_id=repo_id)
+    return summaries
+
+
+_EMPTY_HINTS = {
+    "missing transcript": "give transcripts: a metadata.csv (file_name + transcription columns) or metadata.jsonl "
+    "beside the audio, as datasets' audiofolder reads them, a .txt file beside each recording, or "
+    "--transcript-column for a Hub corpus",
+    "corrupt audio": "check that the files decode (ffmpeg -i FILE)",
+    "too long": "raise --max-audio-seconds",
+}
+
+
+def _warn_if_empty(name: str, split: str, summary: SplitSummary) -> None:
+    """A warning saying why a configuration came out with no rows, and how to fix it."""
+    if summary.rows:
+        return
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in summary.skipped.most_common()) or "no source items"
+    hints = "; ".join(_EMPTY_HINTS[reason] for reason in summary.skipped if reason in _EMPTY_HINTS)
+    logger.warning(f"{name}/{split} has 0 rows from {summary.items} items (skipped {reasons}). {hints}".strip())
+
+
+def _build_configs(
+    folder: Path, configs: Mapping[str, Mapping[str, Any]] | Sequence[str], num_proc: int, overwrite: bool,
+    common: Mapping[str, Any],
+) -> dict[str, dict[str, SplitSummary]]:  # fmt: skip
+    """Builds each configuration into `folder` (see `build_speechinstruct_folder`) and records its description."""
     configs = {name: {} for name in configs} if not isinstance(configs, Mapping) else configs
     summaries: dict[str, dict[str, SplitSummary]] = {}
     descriptions = _read_descriptions(folder)
@@ -199,8 +234,8 @@ def build_speechinstruct_folder(
         for split, summary in summaries[name].items():
             logger.info("%s/%s: %d rows from %d items; skipped %s", name, split, summary.rows, summary.items,
                         dict(summary.skipped) or "nothing")  # fmt: skip
+            _warn_if_empty(name, split, summary)
     (folder / STATE_DIR / "descriptions.json").write_text(json.dumps(descriptions, indent=1))
-    write_readme(folder, repo_id=repo_id)
     return summaries
 
 

@@ -31,11 +31,25 @@ class ExtractionReport:
         return len(self.failures)
 
     def summary(self) -> str:
-        lines = [f"{self.encoded}/{self.total} rows encoded, {self.failed} skipped."]
-        lines += [f"  row {index}: {reason}" for index, reason in self.failures[:20]]
-        if self.failed > 20:
-            lines.append(f"  … and {self.failed - 20} more (see the unit_error column).")
-        return "\n".join(lines)
+        """`N/M rows encoded, k skipped.`, then one line a skipped row with why (each names its file)."""
+        header = f"{self.encoded}/{self.total} rows encoded, {self.failed} skipped."
+        return "\n".join([header, *_skipped_lines(self.failures, "row")])
+
+
+def skipped_summary(skipped: list[tuple[int, str]], total: int, what: str = "item") -> str:
+    """`Skipped k of n items that could not be read (left out):` and one line `item i: reason` each."""
+    if not skipped:
+        return f"Skipped none of {total} {what}s."
+    header = f"Skipped {len(skipped)} of {total} {what}s that could not be read (left out):"
+    return "\n".join([header, *_skipped_lines(skipped, what)])
+
+
+def _skipped_lines(skipped: list[tuple[int, str]], what: str, shown: int = 20) -> list[str]:
+    """`  item i: reason` for the first `shown` skipped items, then how many more there are."""
+    lines = [f"  {what} {index}: {reason}" for index, reason in skipped[:shown]]
+    if len(skipped) > shown:
+        lines.append(f"  … and {len(skipped) - shown} more.")
+    return lines
 
 
 def _tokenizer(path: str, threads: int | None) -> Any:
@@ -69,13 +83,30 @@ def _encode_batch(
             waves.append(tokenizer.load_audio(item))
             rows.append(row)
         except AudioInputError as error:  # bad audio fails its row; a missing decoder library stops the run
-            errors[row] = f"{type(error).__name__}: {error}"
+            errors[row] = _named(error, item)
     units: list[list[int]] = [[] for _ in errors]
     durations: list[list[int]] = [[] for _ in errors]
     for row, frame_units in zip(rows, tokenizer.frame_units(waves, precision=precision), strict=True):
         sequence = merge_units(frame_units.tolist()) if merge else UnitSequence(frame_units.tolist())
         units[row], durations[row] = sequence.units, sequence.durations
     return {"units": units, "durations": durations, "unit_error": errors}
+
+
+def _named(error: Exception, item: Any) -> str:
+    """The error as a row's reason, starting with the item's file name when the message does not name it."""
+    reason = f"{type(error).__name__}: {error}"
+    path = item.get("path") if isinstance(item, dict) else None
+    return f"{path}: {reason}" if path and str(path) not in reason else reason
+
+
+def undecoded(dataset: Any, audio_column: str = "audio") -> Any:
+    """`dataset` with its Audio column read as undecoded {"bytes", "path"} values, so that each item is decoded by
+    `load_audio` on its own and a corrupt file raises `AudioInputError` for that item instead of failing the read."""
+    from datasets import Audio
+
+    if isinstance(dataset.features.get(audio_column), Audio):
+        return dataset.cast_column(audio_column, Audio(decode=False))
+    return dataset
 
 
 def _tokenizer_path(tokenizer: Any, scratch: str) -> str:
@@ -94,6 +125,7 @@ def add_unit_columns(
     merge: bool = True,
     precision: str = "float32",
     progress: bool = True,
+    keep_failed: bool = True,
 ) -> tuple[Any, ExtractionReport]:
     """`dataset` with `units`, `durations` and `unit_error` columns added, and a report of what failed.
 
@@ -101,14 +133,15 @@ def add_unit_columns(
     is read undecoded and decoded per row, so audio refused with `speechgpt_hf.audio.AudioInputError` (corrupt,
     empty, too short) fails only its row: its units are empty and `unit_error` says why. Any other error (a
     missing soundfile, torchcodec or FFmpeg) stops the run. With `num_proc`, the CPU threads are split between workers.
+    `keep_failed=False` leaves the failed rows out of the returned dataset (the report still lists them, by their
+    index in the input), so that everything saved from it reads back.
     """
     from datasets import Audio, Features, List, Value
 
     if audio_column not in dataset.column_names:
         raise ValueError(f"No column {audio_column!r} in the dataset (columns: {dataset.column_names}).")
     original_feature = dataset.features[audio_column]
-    if isinstance(original_feature, Audio):
-        dataset = dataset.cast_column(audio_column, Audio(decode=False))
+    dataset = undecoded(dataset, audio_column)
     features = Features(
         {
             **dataset.features,
@@ -139,15 +172,28 @@ def add_unit_columns(
         _TOKENIZERS.pop(path, None)  # loaded per run: a later run may find different weights at that path
     if isinstance(original_feature, Audio):
         encoded = encoded.cast_column(audio_column, original_feature)
-    errors = encoded["unit_error"]
+    report = _report(encoded["unit_error"])
+    return (encoded if keep_failed else _without_failures(encoded, report)), report
+
+
+def _without_failures(encoded: Any, report: ExtractionReport) -> Any:
+    """`encoded` less the rows the report lists as failed."""
+    if not report.failed:
+        return encoded
+    return encoded.filter(lambda error: error is None, input_columns="unit_error", desc="Leaving out failed rows")
+
+
+def _report(errors: list[str | None]) -> ExtractionReport:
+    """The report of a run whose rows ended with these `unit_error` values."""
     failures = [(index, error) for index, error in enumerate(errors) if error is not None]
-    return encoded, ExtractionReport(total=len(errors), encoded=len(errors) - len(failures), failures=failures)
+    return ExtractionReport(total=len(errors), encoded=len(errors) - len(failures), failures=failures)
 
 
 def add_unit_columns_distributed(
     dataset: Any, tokenizer: Any, output_dir: str | Path, **kwargs: Any
 ) -> tuple[Any, ExtractionReport]:
-    """`add_unit_columns` across accelerate processes: rank r encodes contiguous shard r, every rank returns the whole.
+    """`add_unit_columns` across accelerate processes: rank r encodes contiguous shard r, every rank returns the whole
+    (less the failed rows with `keep_failed=False`).
 
     Shards go through `output_dir/shard-r` (save_to_disk); after a barrier each process concatenates them
     in rank order, so row order is kept. Works on one process too.
@@ -156,6 +202,7 @@ def add_unit_columns_distributed(
     from datasets import concatenate_datasets, load_from_disk
 
     state = PartialState()
+    keep_failed = kwargs.pop("keep_failed", True)
     shard = dataset.shard(num_shards=state.num_processes, index=state.process_index, contiguous=True)
     encoded, _ = add_unit_columns(shard, tokenizer, **kwargs)
     output_dir = Path(output_dir)
@@ -164,9 +211,8 @@ def add_unit_columns_distributed(
     merged = concatenate_datasets(
         [load_from_disk(str(output_dir / f"shard-{rank:05d}")) for rank in range(state.num_processes)]
     )
-    errors = merged["unit_error"]
-    failures = [(index, error) for index, error in enumerate(errors) if error is not None]
-    return merged, ExtractionReport(total=len(errors), encoded=len(errors) - len(failures), failures=failures)
+    report = _report(merged["unit_error"])
+    return (merged if keep_failed else _without_failures(merged, report)), report
 
 
 def audio_dataset(source: str | Path | list[str], audio_column: str = "audio") -> Any:
@@ -190,4 +236,4 @@ def audio_dataset(source: str | Path | list[str], audio_column: str = "audio") -
     return Dataset.from_dict({"path": files, audio_column: files}).cast_column(audio_column, Audio())
 
 
-__all__ = ["ExtractionReport", "add_unit_columns", "add_unit_columns_distributed", "audio_dataset"]
+__all__ = ["ExtractionReport", "add_unit_columns", "add_unit_columns_distributed", "audio_dataset", "skipped_summary", "undecoded"]

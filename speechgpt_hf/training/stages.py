@@ -197,8 +197,9 @@ def _pass_head_bias_through(model: Any) -> None:
     object.__setattr__(head, "bias", head.original_module.bias)
 
 
-def build_trainer(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
-    """The stage's `SFTTrainer`, ready to train, and the processor to save beside the model."""
+def build_trainer(config: SpeechGPTTrainingConfig, callbacks: list[Any] | None = None) -> tuple[Any, Any]:
+    """The stage's `SFTTrainer` (with these transformers `TrainerCallback`s), ready to train, and the processor to
+    save beside the model."""
     from trl import SFTTrainer
 
     model, processor = load_model_and_processor(config)
@@ -211,6 +212,7 @@ def build_trainer(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
         train_dataset=dataset,
         processing_class=processor.tokenizer,
         peft_config=lora_config(config, model) if config.use_lora else None,
+        callbacks=callbacks,
     )
     if config.use_lora and config.train_unit_embeddings:
         _pass_head_bias_through(trainer.model)
@@ -218,10 +220,11 @@ def build_trainer(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
     return trainer, processor
 
 
-def train_stage(config: SpeechGPTTrainingConfig) -> Path:
-    """Runs one stage and saves the trained SpeechGPT (LoRA merged unless `merge_lora=False`), its processor,
-    and the training metrics and loss history (train_results.json, trainer_state.json)."""
-    trainer, processor = build_trainer(config)
+def train_stage(config: SpeechGPTTrainingConfig, callbacks: list[Any] | None = None) -> Path:
+    """Runs one stage (with these transformers `TrainerCallback`s) and saves the trained SpeechGPT (LoRA merged
+    unless `merge_lora=False`), its processor, and the training metrics and loss history (train_results.json,
+    trainer_state.json)."""
+    trainer, processor = build_trainer(config, callbacks)
     result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()  # trainer_state.json: the loss history

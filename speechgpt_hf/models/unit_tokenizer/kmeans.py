@@ -8,7 +8,7 @@ many stream past, so memory does not grow with the corpus.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
@@ -99,7 +99,8 @@ class KMeansResult:
     features to their centroids (`inertia_per_frame` divides it by `num_frames`). `inertia_history` holds the
     inertia of each of the `iterations` passes over the features (the last one is `inertia`); `converged`
     tells whether the tolerance, not the pass limit, ended the fit; `frames_seen` counts the frames the
-    features were sampled from (`num_frames` when k-means ran on given features)."""
+    features were sampled from (`num_frames` when k-means ran on given features); `skipped` lists
+    `(item index, reason)` for every input that could not be read (its reason names the file)."""
 
     centroids: torch.Tensor
     inertia: float
@@ -109,6 +110,7 @@ class KMeansResult:
     converged: bool
     num_frames: int
     frames_seen: int
+    skipped: list[tuple[int, str]] = field(default_factory=list)
 
 
 def kmeans_plus_plus(features: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:

@@ -93,7 +93,8 @@ class SpeechUnitTokenizer(PreTrainedModel):
     each frame mapped to its nearest of `config.num_units` k-means centroids.
 
     `encode` is the user-facing entry point; `forward` works on an already padded batch at 16 kHz.
-    Until a codebook is fitted (`fit`) or converted, the centroids are random with `config.seed`.
+    Until a codebook is fitted (`fit`) or converted, the centroids are random with `config.seed`, and encoding
+    warns that its units are not trained (`config.codebook_fitted`, saved with the model, records the fit).
 
     With a Whisper encoder, features are Whisper's log-mel (`WhisperFeatureExtractor`'s, computed in torch on the
     model's device) through the encoder's first `config.layer` layers, 50 frames a second, exactly ⌊N / 320⌋ of
@@ -153,7 +154,8 @@ class SpeechUnitTokenizer(PreTrainedModel):
             self.encoder._init_weights(module)
 
     def set_codebook(self, centroids: torch.Tensor | np.ndarray) -> None:
-        """Replaces the k-means centroids ([num_units, feature_dim]), e.g. after fitting or converting."""
+        """Replaces the k-means centroids ([num_units, feature_dim]), e.g. after fitting or converting; the
+        tokenizer then counts as fitted (`config.codebook_fitted`)."""
         centroids = centroids if isinstance(centroids, torch.Tensor) else torch.from_numpy(np.array(centroids))
         if tuple(centroids.shape) != tuple(self.centroids.shape):
             raise ValueError(
@@ -162,6 +164,12 @@ class SpeechUnitTokenizer(PreTrainedModel):
             )
         with torch.no_grad():
             self.centroids.copy_(centroids.to(self.centroids))
+        self.config.codebook_fitted = True
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the codebook was fitted or converted (else its centroids are random and its units mean nothing)."""
+        return bool(getattr(self.config, "codebook_fitted", False))
 
     # ---- features -------------------------------------------------------------------------------------
 
@@ -253,6 +261,12 @@ class SpeechUnitTokenizer(PreTrainedModel):
         most `max_batch_samples` padded samples. `precision="bfloat16"` runs the encoder under autocast
         (faster on CPUs and GPUs with bf16 matrix units; units may differ on a few frames).
         """
+        if not return_features and not self.is_fitted and not getattr(self, "_warned_unfitted", False):
+            self._warned_unfitted = True  # once per tokenizer
+            logger.warning(
+                "This SpeechUnitTokenizer's codebook was never fitted: its units come from random centroids and "
+                "carry little meaning. Fit it first (`speechgpt-hf fit-units` or `tokenizer.fit(audio)`)."
+            )
         dtype = _PRECISIONS[precision] if isinstance(precision, str) else precision
         device = self.centroids.device
         autocast = (
@@ -357,15 +371,16 @@ class SpeechUnitTokenizer(PreTrainedModel):
         and streamed through a reservoir that keeps a uniform random sample of at most `max_frames` frames,
         so memory stays bounded however long the corpus. k-means (`fit_kmeans`: k-means++ then Lloyd passes,
         at most `max_iter`, stopping once a pass gains less than `tolerance`) runs on that sample on this
-        model's device. Unreadable items are skipped with a warning. Returns the result with the inertia of
+        model's device. Unreadable items are skipped with a warning and listed in the result's `skipped`. Returns the result with the inertia of
         every pass and the number of frames seen; `seed` makes the sample and the fit reproducible.
         """
         sample = ReservoirSampler(max_frames, seed=seed)
-        for waves in self._readable_wave_groups(audio, sampling_rate, max_batch_samples, progress):
+        skipped: list[tuple[int, str]] = []
+        for waves in self._readable_wave_groups(audio, sampling_rate, max_batch_samples, progress, skipped):
             for features in self.frame_units(waves, max_batch_samples=max_batch_samples, return_features=True):
                 sample.add(features)
         if not sample.seen:
-            raise ValueError("No readable audio to fit the codebook on.")
+            raise ValueError(f"No readable audio to fit the codebook on ({len(skipped)} items could not be read).")
         logger.info(f"Fitting {self.config.num_units} units on a sample of {sample.size} of {sample.seen} frames.")
         result = fit_kmeans(
             sample.sample().to(self.centroids.device),
@@ -377,14 +392,20 @@ class SpeechUnitTokenizer(PreTrainedModel):
             tolerance=tolerance,
         )
         self.set_codebook(result.centroids)
-        result.frames_seen = sample.seen
+        result.frames_seen, result.skipped = sample.seen, skipped
         return result
 
     def _readable_wave_groups(
-        self, audio: Iterable[Any], sampling_rate: int | None, max_samples: int, progress: bool
+        self,
+        audio: Iterable[Any],
+        sampling_rate: int | None,
+        max_samples: int,
+        progress: bool,
+        skipped: list[tuple[int, str]],
     ) -> Iterable[list[np.ndarray]]:
         """Waveforms of the readable items of `audio`, read one by one and grouped while their total length
-        stays within `max_samples` (an item longer than that is a group of its own)."""
+        stays within `max_samples` (an item longer than that is a group of its own); unreadable items are
+        appended to `skipped` as (index, reason)."""
         group: list[np.ndarray] = []
         total = 0
         for index, item in enumerate(tqdm(audio, desc="features", unit="utterance", disable=not progress)):
@@ -392,6 +413,7 @@ class SpeechUnitTokenizer(PreTrainedModel):
                 wave = self.load_audio(item, sampling_rate)
             except AudioInputError as error:
                 logger.warning(f"Skipped item {index} while fitting: {error}")
+                skipped.append((index, str(error)))
                 continue
             if group and total + len(wave) > max_samples:
                 yield group

