@@ -215,3 +215,23 @@ def test_unit_tokens_stay_inside_spans_unless_the_constraint_is_off(chat):
     free = SpeechGPTChat(chat.model, chat.processor, generation_kwargs={"max_new_tokens": 40}, constrain_units=False)
     assert free.unit_span is None
     assert [p for p in free.respond(text="hello there", logits_processor=favour).response.problems if leaks in p]
+
+
+def test_a_multi_speaker_vocoder_speaks_with_its_first_voice_unless_told(chat):
+    torch.manual_seed(0)
+    voices = UnitHiFiGANVocoder(UnitHiFiGANConfig(
+        num_units=NUM_UNITS, num_speakers=2, speaker_embed_dim=8, unit_embed_dim=16, duration_predictor_hidden_dim=16,
+        upsample_initial_channel=32, upsample_rates=[5, 4, 4, 4], upsample_kernel_sizes=[11, 8, 8, 8],
+        resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
+    )).eval()  # fmt: skip
+    voices.config.speaker_names = ["piper:joe", "espeak:en-us"]
+    assert SpeechGPTChat(chat.model, chat.processor, vocoder=voices).speaker_id == 0
+    assert SpeechGPTChat(chat.model, chat.processor, vocoder=voices, speaker_id="espeak:en-us").speaker_id == 1
+    with pytest.raises(ValueError, match="no voice 'nobody'; its voices are"):
+        SpeechGPTChat(chat.model, chat.processor, vocoder=voices, speaker_id="nobody")
+    with pytest.raises(ValueError, match="outside 0..1"):
+        SpeechGPTChat(chat.model, chat.processor, vocoder=voices, speaker_id=2)
+    with pytest.raises(ValueError, match="single voice"):
+        SpeechGPTChat(chat.model, chat.processor, vocoder=chat.vocoder, speaker_id=0)
+    reply = SpeechGPTChat(chat.model, chat.processor, vocoder=voices).respond(text="hi", logits_processor=_scripted(chat))
+    assert reply.waveform is not None and len(reply.waveform) > 0

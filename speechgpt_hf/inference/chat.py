@@ -49,7 +49,8 @@ class SpeechGPTChat:
         processor: its SpeechGPTProcessor.
         unit_tokenizer: a SpeechUnitTokenizer, needed for speech input.
         vocoder: a UnitHiFiGANVocoder, needed for speech output.
-        speaker_id: the voice of a multi-speaker vocoder.
+        speaker_id: the voice of a multi-speaker vocoder: its index, or its name in the vocoder's `speaker_names`
+            (the first voice when omitted).
         generation_kwargs: defaults for `generate` (the model's generation config applies otherwise).
         constrain_units: decode with `UnitSpanLogitsProcessor` (unit tokens only inside `<sosp>…<eosp>`, no text
             inside a span), so a young model cannot leak units into its text; False decodes freely.
@@ -61,7 +62,7 @@ class SpeechGPTChat:
         processor: Any,
         unit_tokenizer: Any | None = None,
         vocoder: Any | None = None,
-        speaker_id: int | None = None,
+        speaker_id: int | str | None = None,
         generation_kwargs: dict[str, Any] | None = None,
         constrain_units: bool = True,
     ) -> None:
@@ -69,7 +70,7 @@ class SpeechGPTChat:
         self.processor = processor
         self.unit_tokenizer = unit_tokenizer
         self.vocoder = None if vocoder is None else vocoder.eval()
-        self.speaker_id = speaker_id
+        self.speaker_id = _speaker_index(self.vocoder, speaker_id)
         self.generation_kwargs = {"max_new_tokens": 512, **(generation_kwargs or {})}
         self.unit_span = unit_span_logits_processor(processor) if constrain_units else None
         self.history: list[tuple[str, str]] = []
@@ -81,6 +82,7 @@ class SpeechGPTChat:
         unit_tokenizer: Any | None = None,
         vocoder: Any | None = None,
         constrain_units: bool = True,
+        speaker_id: int | str | None = None,
         **model_kwargs: Any,
     ) -> SpeechGPTChat:
         """Loads the LM and processor from `repo`, and the unit tokenizer and vocoder its config names (unless given)."""
@@ -92,7 +94,10 @@ class SpeechGPTChat:
             unit_tokenizer = AutoModel.from_pretrained(model.config.resolve_component_path("unit_tokenizer_repo"))
         if vocoder is None and model.config.vocoder_repo:
             vocoder = AutoModel.from_pretrained(model.config.resolve_component_path("vocoder_repo"))
-        return cls(model, processor, unit_tokenizer=unit_tokenizer, vocoder=vocoder, constrain_units=constrain_units)
+        return cls(
+            model, processor, unit_tokenizer=unit_tokenizer, vocoder=vocoder, constrain_units=constrain_units,
+            speaker_id=speaker_id,
+        )  # fmt: skip
 
     def reset(self) -> None:
         """Forgets the conversation so far."""
@@ -247,6 +252,25 @@ class SpeechGPTChat:
         except BaseException as error:  # re-raised in the reading thread
             result["error"] = error
             streamer.end()
+
+
+def _speaker_index(vocoder: Any | None, speaker: int | str | None) -> int | None:
+    """The speaker id to voice answers with: a multi-speaker vocoder speaks with its first voice unless told."""
+    voices = getattr(vocoder.config, "num_speakers", 0) if vocoder is not None else 0
+    if not voices:
+        if speaker is not None and vocoder is not None:
+            raise ValueError(f"This vocoder has a single voice: leave speaker_id unset (got {speaker!r}).")
+        return None
+    names = list(getattr(vocoder.config, "speaker_names", None) or [])
+    if speaker is None:
+        return 0
+    if isinstance(speaker, str):
+        if speaker not in names:
+            raise ValueError(f"The vocoder has no voice {speaker!r}; its voices are {names}.")
+        return names.index(speaker)
+    if not 0 <= int(speaker) < voices:
+        raise ValueError(f"speaker_id {speaker} is outside 0..{voices - 1} (this vocoder's voices).")
+    return int(speaker)
 
 
 def _with_stop(criteria: Any, stop: threading.Event) -> Any:
