@@ -15,7 +15,7 @@ TINY = [
     "num_train=24", "num_test=3", 'voices=["espeak:en-us", "espeak:en-gb"]', "unit_encoder=mfcc", "num_units=24",
     "unit_fit_frames=5000", "text_vocab_size=400", "lm_hidden=32", "lm_layers=1", "lm_heads=2",
     'stage_steps={"modality_adaptation": 2, "cross_modal": 3, "chain_of_modality": 2}', "batch_size=2",
-    "com_pairs=2", "vocoder_steps=2", "vocoder_warmup_steps=1", "vocoder_channels=16", "eval_items=2",
+    "com_pairs=2", "vocoder_steps=2", "vocoder_warmup_steps=1", "vocoder_channels=32", "eval_items=2",
     "eval_questions=2", "judge=pocketsphinx", "naturalness=false",
 ]  # fmt: skip
 
@@ -41,7 +41,7 @@ def test_quickstart_reproduces_at_a_tiny_size_and_resumes(tmp_path, capsys):
     assert not set(corpus["test_voice"]["speaker"]) & set(corpus["train"]["speaker"])
     for config in ("modality_adaptation", "cross_modal"):
         rows = load_speechinstruct(tmp_path / "speechinstruct", config)
-        trained = {normalise(text) for text in rows["input_text"] + rows["output_text"] if text}
+        trained = {normalise(text) for text in [*rows["input_text"], *rows["output_text"]] if text}
         assert not trained & held_out, config
 
     model = AutoModelForCausalLM.from_pretrained(summary["repos"]["speechgpt"])

@@ -78,7 +78,8 @@ def _plot_spectrograms(report: Any, path: Path) -> bool:
         return False
     fig, axes = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True)
     for ax, waveform, title in zip(axes, example, (f"{task.task}: spoken answer", "reference")):
-        ax.specgram(waveform, NFFT=512, Fs=16000, noverlap=384, cmap="magma")
+        with np.errstate(divide="ignore"):  # digital silence has no level in dB
+            ax.specgram(waveform, NFFT=512, Fs=16000, noverlap=384, cmap="magma")
         ax.set_ylabel("Hz")
         ax.set_title(title)
     axes[-1].set_xlabel("time (s)")
