@@ -26,9 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="ASR judge: whisper-tiny.en (offline), pocketsphinx, or a transformers ASR model id or folder",
     )  # fmt: skip
     parser.add_argument("--no-naturalness", action="store_true", help="skip DNSMOS")
-    parser.add_argument("--questions", default=None, help="a jsonl of {id, question, answers} (the shipped set when omitted)")
+    parser.add_argument(
+        "--questions", default=None, help="a jsonl of {id, question, answers} (the shipped set when omitted)"
+    )
     parser.add_argument("--max-questions", type=int, default=None, help="spoken QA questions used (all when omitted)")
-    parser.add_argument("--question-voice", default="piper", help="offline TTS voicing the questions: piper or espeak-ng")
+    parser.add_argument(
+        "--question-voice", default="piper", help="offline TTS voicing the questions: piper or espeak-ng"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=512)
 
 
@@ -52,6 +56,8 @@ def run(args: argparse.Namespace) -> None:
     )
     report = evaluate_speechgpt(args.model, config)
     for name, task in report.results["tasks"].items():
-        shown = task["not_run"] or ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in task["metrics"].items())
+        shown = task["not_run"] or ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in task["metrics"].items()
+        )
         print(f"{name}: {shown}")
     print(f"Report: {report.output_dir / 'report.md'}")

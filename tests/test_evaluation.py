@@ -103,7 +103,10 @@ class StandIn:
 
 
 def _dataset() -> Dataset:
-    rows = [{"audio": {"array": speak(s)[0], "sampling_rate": 16000}, "text": s, "id": f"u{i}"} for i, s in enumerate(SENTENCES)]
+    rows = [
+        {"audio": {"array": speak(s)[0], "sampling_rate": 16000}, "text": s, "id": f"u{i}"}
+        for i, s in enumerate(SENTENCES)
+    ]
     rows.append({"audio": {"array": speak("no words")[0], "sampling_rate": 16000}, "text": "", "id": "blank"})
     return Dataset.from_list(rows)
 

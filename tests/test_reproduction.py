@@ -48,7 +48,10 @@ def test_quickstart_reproduces_at_a_tiny_size_and_resumes(tmp_path, capsys):
     assert model.config.num_units == 24 and model.config.vocoder_repo.startswith("../")
     assert AutoModel.from_pretrained(summary["repos"]["vocoder"]).config.num_units == 24
 
-    assert speechgpt_hf_cli.main(["reproduce", "--output-dir", str(tmp_path), "--preset", "quickstart", "--set", *TINY]) == 0
+    assert (
+        speechgpt_hf_cli.main(["reproduce", "--output-dir", str(tmp_path), "--preset", "quickstart", "--set", *TINY])
+        == 0
+    )
     rerun = capsys.readouterr().out
     assert rerun.count("done in an earlier run") == 9  # every step reused: nothing trained twice
     assert Path(tmp_path / "report.md").exists()

@@ -113,8 +113,12 @@ def _run_tasks(system: Any, config: EvaluationConfig, judges: Judges, skipped: C
         spoken, voice_skips = voice_questions(questions, config.qa_tts)
         skipped.update({f"questions: {reason}": count for reason, count in voice_skips.items()})
     runners = {
-        "asr": lambda: evaluate_asr(system, items, judges, _description(config.asr_description, "asr"), config.progress),
-        "tts": lambda: evaluate_tts(system, items, judges, _description(config.tts_description, "tts"), config.progress),
+        "asr": lambda: evaluate_asr(
+            system, items, judges, _description(config.asr_description, "asr"), config.progress
+        ),
+        "tts": lambda: evaluate_tts(
+            system, items, judges, _description(config.tts_description, "tts"), config.progress
+        ),
         "resynthesis": lambda: evaluate_resynthesis(system, items, judges, config.progress),
         "spoken_qa": lambda: evaluate_spoken_qa(system, questions, spoken, judges, config.progress),
         "latency": lambda: evaluate_latency(system, spoken[: config.latency_items], config.progress),
@@ -156,12 +160,19 @@ def evaluate_speechgpt(
         "machine": _machine(),
         "skipped_inputs": dict(skipped),
         "tasks": {
-            name: {"metrics": r.metrics, "skipped": dict(r.skipped), "not_run": r.not_run, "items": len(r.items),
-                   "seconds": r.seconds}
+            name: {
+                "metrics": r.metrics,
+                "skipped": dict(r.skipped),
+                "not_run": r.not_run,
+                "items": len(r.items),
+                "seconds": r.seconds,
+            }
             for name, r in tasks.items()
         },  # fmt: skip
         "config": {k: v for k, v in asdict(config).items() if k not in ("dataset", "qa_tts", "output_dir")}
-        | {"dataset": str(config.dataset) if isinstance(config.dataset, (str, Path)) else type(config.dataset).__name__},
+        | {
+            "dataset": str(config.dataset) if isinstance(config.dataset, (str, Path)) else type(config.dataset).__name__
+        },
     }
     report = EvaluationReport(results, tasks)
     if config.output_dir is not None:

@@ -77,7 +77,7 @@ def _plot_spectrograms(report: Any, path: Path) -> bool:
     if example is None:
         return False
     fig, axes = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True)
-    for ax, waveform, title in zip(axes, example, (f"{task.task}: spoken answer", "reference")):
+    for ax, waveform, title in zip(axes, example, (f"{task.task}: spoken answer", "reference"), strict=True):
         with np.errstate(divide="ignore"):  # digital silence has no level in dB
             ax.specgram(waveform, NFFT=512, Fs=16000, noverlap=384, cmap="magma")
         ax.set_ylabel("Hz")
@@ -109,7 +109,10 @@ def _markdown(results: dict[str, Any], plots: list[str]) -> str:
                 continue
             floor = metrics.get(reference.get(metric, ""), "")
             lines.append(f"| {name} | {metric} | {_fmt(value)} | {_fmt(floor)} |")
-    skipped = {**results["skipped_inputs"], **{f"{n}: {r}": c for n, t in results["tasks"].items() for r, c in t["skipped"].items()}}
+    skipped = {
+        **results["skipped_inputs"],
+        **{f"{n}: {r}": c for n, t in results["tasks"].items() for r, c in t["skipped"].items()},
+    }
     if skipped:
         lines += ["", "Skipped:", *(f"- {reason}: {count}" for reason, count in skipped.items())]
     lines += ["", *(f"![{plot}]({plot})" for plot in plots)]

@@ -66,9 +66,9 @@ def _remembered(memory: dict[str, Any], waveforms: Sequence[np.ndarray], judge: 
     import hashlib
 
     keys = [hashlib.sha1(np.ascontiguousarray(w, dtype=np.float32).tobytes()).hexdigest() for w in waveforms]
-    todo = {key: wave for key, wave in zip(keys, waveforms) if key not in memory}
+    todo = {key: wave for key, wave in zip(keys, waveforms, strict=True) if key not in memory}
     if todo:
-        memory.update(zip(todo, judge(list(todo.values()))))
+        memory.update(zip(todo, judge(list(todo.values())), strict=True))
     return [memory[key] for key in keys]
 
 
@@ -99,14 +99,14 @@ def _judged_speech(
     references = [item.text for item in items]
     spoken = [(i, w) for i, w in enumerate(outputs) if w is not None]
     heard = [""] * len(outputs)
-    for (index, _), text in zip(spoken, judges.transcribe([w for _, w in spoken])):
+    for (index, _), text in zip(spoken, judges.transcribe([w for _, w in spoken]), strict=True):
         heard[index] = text
     scores = error_rates(references, heard)
     result.metrics.update(judge_wer=scores["wer"], judge_cer=scores["cer"], silent_answers=len(outputs) - len(spoken))
     mos = judges.naturalness([w for _, w in spoken])
     if mos:
         result.metrics["dnsmos"] = float(np.mean(mos))
-    mos_by_index = dict(zip((i for i, _ in spoken), mos or []))
+    mos_by_index = dict(zip((i for i, _ in spoken), mos or [], strict=False))
     for index, record in enumerate(result.items):
         record.update(heard=heard[index], judge_wer=scores["item_wer"][index], dnsmos=mos_by_index.get(index))
     reference_audio = [item.audio for item in items]
@@ -114,7 +114,7 @@ def _judged_speech(
     reference_mos = judges.naturalness(reference_audio)
     if reference_mos:
         result.metrics["reference_dnsmos"] = float(np.mean(reference_mos))
-    result.examples = list(zip(outputs, reference_audio))
+    result.examples = list(zip(outputs, reference_audio, strict=True))
 
 
 def evaluate_asr(
@@ -134,7 +134,7 @@ def evaluate_asr(
     result.items = [
         {"id": item.id, "reference": item.text, "hypothesis": hypothesis, "wer": wer, "seconds": item.seconds,
          "problems": reply.response.problems}
-        for item, hypothesis, wer, reply in zip(items, hypotheses, scores["item_wer"], replies)
+        for item, hypothesis, wer, reply in zip(items, hypotheses, scores["item_wer"], replies, strict=True)
     ]  # fmt: skip
     if judges is not None:  # what the independent judge hears in the same audio: an ASR reference point
         result.metrics["reference_judge_wer"] = error_rates(
@@ -160,7 +160,7 @@ def evaluate_tts(
     result.items = [
         {"id": item.id, "reference": item.text, "units": len(reply.response.units or []),
          "speech_seconds": 0.0 if out is None else len(out) / SAMPLING_RATE, "problems": reply.response.problems}
-        for item, reply, out in zip(items, replies, outputs)
+        for item, reply, out in zip(items, replies, outputs, strict=True)
     ]  # fmt: skip
     _judged_speech(result, outputs, items, judges)
     return result
@@ -184,7 +184,8 @@ def evaluate_resynthesis(system: Any, items: Sequence[SpeechItem], judges: Judge
             waveform = vocoder.synthesize(units, **speaker).float().cpu().numpy() if units else None
         outputs.append(_to_16k(waveform, vocoder.config.sampling_rate))
     result.items = [
-        {"id": item.id, "reference": item.text, "units_per_second": rate} for item, rate in zip(items, units_per_second)
+        {"id": item.id, "reference": item.text, "units_per_second": rate}
+        for item, rate in zip(items, units_per_second, strict=True)
     ]
     _judged_speech(result, outputs, items, judges)
     result.metrics["merged_units_per_second"] = float(np.mean(units_per_second)) if units_per_second else 0.0
@@ -215,19 +216,21 @@ def evaluate_spoken_qa(
     result.items = [
         {"id": item.id, "question": item.text, "transcript": reply.response.transcript, "answer": answer,
          "accepted": by_id[item.id].answers, "correct": correct, "problems": reply.response.problems}
-        for item, reply, answer, correct in zip(spoken, replies, answers, scored["correct"])
+        for item, reply, answer, correct in zip(spoken, replies, answers, scored["correct"], strict=True)
     ]  # fmt: skip
     if judges is None or getattr(system, "vocoder", None) is None:
         result.skipped["consistency not measured: " + (NO_VOCODER if judges else "no judge")] = len(spoken)
         return result
-    pairs = [(i, _to_16k(r.waveform, r.sampling_rate)) for i, r in enumerate(replies) if (r.response.text or "").strip()]
+    pairs = [
+        (i, _to_16k(r.waveform, r.sampling_rate)) for i, r in enumerate(replies) if (r.response.text or "").strip()
+    ]
     spoken_answers = [(i, w) for i, w in pairs if w is not None]
     result.skipped["no text answer to compare the speech with"] = len(replies) - len(pairs)
     if spoken_answers:
         heard = judges.transcribe([w for _, w in spoken_answers])
         consistency = error_rates([answers[i] for i, _ in spoken_answers], heard)
         result.metrics["speech_text_consistency_wer"] = consistency["wer"]
-        for (index, _), text in zip(spoken_answers, heard):
+        for (index, _), text in zip(spoken_answers, heard, strict=True):
             result.items[index]["heard_answer"] = text
     result.metrics["spoken_answers"] = len(spoken_answers)
     return result
@@ -257,7 +260,9 @@ def evaluate_latency(system: Any, items: Sequence[SpeechItem], progress: bool = 
         first_audio.append(first)
         factors.append(elapsed / speech)
     if first_audio:
-        result.metrics.update(first_audio_seconds=float(np.median(first_audio)), real_time_factor=float(np.median(factors)))
+        result.metrics.update(
+            first_audio_seconds=float(np.median(first_audio)), real_time_factor=float(np.median(factors))
+        )
     return result
 
 

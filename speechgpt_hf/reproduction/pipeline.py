@@ -125,7 +125,9 @@ def _new_unit_tokenizer(settings: ReproductionSettings) -> Any:
         return SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=settings.num_units))
     from ..convert.convert_whisper_ct2 import whisper_tiny_en
 
-    return SpeechUnitTokenizer.from_encoder(str(whisper_tiny_en()), layer=settings.unit_layer, num_units=settings.num_units)
+    return SpeechUnitTokenizer.from_encoder(
+        str(whisper_tiny_en()), layer=settings.unit_layer, num_units=settings.num_units
+    )
 
 
 def fit_units(output: Path, settings: ReproductionSettings, corpus: Any) -> dict[str, Any]:
@@ -154,7 +156,10 @@ def encode_split(tokenizer: Any, split: Any) -> dict[str, dict[str, list[int]]]:
     """`{audio key: {"units", "durations"}}` of every utterance of a split, encoded in length-sorted batches."""
     arrays = [(np.asarray(row["audio"]["array"], dtype=np.float32), row["audio"]["sampling_rate"]) for row in split]
     sequences = tokenizer.encode([a for a, _ in arrays], sampling_rate=16000, progress=True)
-    return {audio_key(a, r): {"units": s.units, "durations": s.durations} for (a, r), s in zip(arrays, sequences)}
+    return {
+        audio_key(a, r): {"units": s.units, "durations": s.durations}
+        for (a, r), s in zip(arrays, sequences, strict=True)
+    }
 
 
 def load_units(output: Path) -> tuple[Any, dict[str, dict[str, list[int]]]]:
@@ -286,7 +291,9 @@ def evaluate_held_out(output: Path, settings: ReproductionSettings, corpus: Any)
                             max_questions=settings.eval_questions, latency_items=3)  # fmt: skip
     judges = load_judges(base)
     system = load_system(str(model), base.generation_kwargs, constrain_units=settings.constrained_decoding)
-    probe = corpus["train"].shuffle(seed=settings.seed).select(range(min(settings.eval_items, 20, len(corpus["train"]))))
+    probe = (
+        corpus["train"].shuffle(seed=settings.seed).select(range(min(settings.eval_items, 20, len(corpus["train"]))))
+    )
     plan = {
         "test": (corpus["test"], ["asr", "tts", "resynthesis", "spoken_qa", "latency"]),
         "test_voice": (corpus["test_voice"], ["asr", "resynthesis"]),
@@ -294,7 +301,9 @@ def evaluate_held_out(output: Path, settings: ReproductionSettings, corpus: Any)
     }
     results = {}
     for name, (split, tasks) in plan.items():
-        config = EvaluationConfig(**{**base.__dict__, "dataset": split, "tasks": tasks, "output_dir": str(output / "evaluation" / name)})
+        config = EvaluationConfig(
+            **{**base.__dict__, "dataset": split, "tasks": tasks, "output_dir": str(output / "evaluation" / name)}
+        )
         report = evaluate_speechgpt(system, config, judges=judges)
         results[name] = report.results["tasks"]
         if "asr" in report.tasks and "kind" in split.column_names:
@@ -305,7 +314,7 @@ def evaluate_held_out(output: Path, settings: ReproductionSettings, corpus: Any)
 def _wer_by_kind(items: list[dict[str, Any]], split: Any) -> dict[str, float]:
     from ..evaluation.scoring import error_rates
 
-    kinds = dict(zip(split["id"], split["kind"]))
+    kinds = dict(zip(split["id"], split["kind"], strict=True))
     grouped: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         grouped.setdefault(kinds.get(item["id"], "unknown"), []).append(item)

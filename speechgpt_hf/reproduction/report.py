@@ -19,7 +19,7 @@ GOALS = (
 def _losses(trainer_state: Path) -> tuple[list[int], list[float]]:
     history = json.loads(trainer_state.read_text())["log_history"]
     points = [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
-    return [s for s, _ in points], [l for _, l in points]
+    return [step for step, _ in points], [loss for _, loss in points]
 
 
 def plot_learning_curves(output: Path) -> Path | None:
@@ -31,12 +31,14 @@ def plot_learning_curves(output: Path) -> Path | None:
 
     panels = [(STAGE_TITLES[s], output / "lm" / s / "trainer_state.json") for s in STAGE_TITLES]
     panels = [(title, path) for title, path in panels if path.exists()]
-    checkpoints = sorted((output / "vocoder").glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]))
+    checkpoints = sorted(
+        (output / "vocoder").glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1])
+    )
     vocoder = checkpoints[-1] if checkpoints else output / "vocoder" / "trainer_state.json"
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels) + vocoder.exists(), figsize=(4 * (len(panels) + 1), 3.2))
-    for ax, (title, path) in zip(axes, panels):
+    for ax, (title, path) in zip(axes, panels, strict=False):  # the last axis is the vocoder's
         steps, losses = _losses(path)
         ax.plot(steps, losses)
         ax.set_title(f"{title}: LM loss")
@@ -47,7 +49,7 @@ def plot_learning_curves(output: Path) -> Path | None:
         for key in ("mel_l1", "duration"):
             points = [(e["step"], e[key]) for e in history if key in e]
             if points:
-                ax.plot(*zip(*points), label=key)
+                ax.plot(*zip(*points, strict=True), label=key)
         ax.set_title("vocoder losses")
         ax.set_xlabel("step")
         ax.legend()
@@ -93,7 +95,11 @@ def write_reproduction_report(output: Path, summary: dict[str, Any]) -> Path:
                 if metric.startswith("reference_") or not isinstance(value, float):
                     continue
                 percent = "wer" in metric or "cer" in metric or metric == "accuracy"
-                floor = metrics.get("reference_dnsmos" if metric == "dnsmos" else "reference_judge_wer") if metric in ("wer", "judge_wer", "dnsmos") else None
+                floor = (
+                    metrics.get("reference_dnsmos" if metric == "dnsmos" else "reference_judge_wer")
+                    if metric in ("wer", "judge_wer", "dnsmos")
+                    else None
+                )
                 lines.append(f"| {split} | {task} | {metric} | {_fmt(value, percent)} | {_fmt(floor, percent)} |")
             for kind, wer in result.get("wer_by_kind", {}).items():
                 lines.append(f"| {split} | {task} | wer ({kind}) | {_fmt(wer, True)} | |")
@@ -103,7 +109,9 @@ def write_reproduction_report(output: Path, summary: dict[str, Any]) -> Path:
         reached = value is not None and (value >= bound if higher else value <= bound)
         sign = ">=" if higher else "<="
         percent = "wer" in metric
-        lines.append(f"| {task} {metric} {sign} {_fmt(bound, percent)} | {'yes' if reached else 'no'} | {_fmt(value, percent)} |")
+        lines.append(
+            f"| {task} {metric} {sign} {_fmt(bound, percent)} | {'yes' if reached else 'no'} | {_fmt(value, percent)} |"
+        )
     lines += ["", "## Where the time went", "", "| step | seconds |", "| --- | --- |"]
     lines += [f"| {name} | {seconds:.0f} |" for name, seconds in summary.get("seconds", {}).items()]
     if curves is not None:

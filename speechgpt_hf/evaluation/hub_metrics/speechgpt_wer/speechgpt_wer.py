@@ -6,6 +6,7 @@ Load it offline by path: `evaluate.load(speechgpt_hf.evaluation.scoring.metric_p
 import datasets
 import evaluate
 import jiwer
+
 from speechgpt_hf.evaluation.normalize import normalize_text
 
 _DESCRIPTION = (
@@ -43,9 +44,7 @@ class SpeechgptWer(evaluate.Metric):
             raise ValueError("Every reference needs at least one word after normalisation.")
         hyps = [normalize_text(text or "") for text in predictions]
         words = jiwer.process_words(refs, hyps)
-        errors = [
-            jiwer.process_words(ref, hyp) for ref, hyp in zip(refs, hyps)
-        ]
+        errors = [jiwer.process_words(ref, hyp) for ref, hyp in zip(refs, hyps, strict=True)]
         return {
             "wer": float(words.wer),
             "cer": float(jiwer.cer(refs, hyps)),

@@ -7,6 +7,7 @@ whole words after speechgpt-hf's text normalisation, so "Paris." and "It is Pari
 
 import datasets
 import evaluate
+
 from speechgpt_hf.evaluation.normalize import normalize_text
 
 _DESCRIPTION = "Fraction of answers that contain one of the accepted answers as whole words, after normalisation."
@@ -41,6 +42,6 @@ class SpokenQaAccuracy(evaluate.Metric):
     def _compute(self, predictions, references):
         correct = [
             any(_contains(normalize_text(prediction or ""), normalize_text(answer)) for answer in accepted)
-            for prediction, accepted in zip(predictions, references)
+            for prediction, accepted in zip(predictions, references, strict=True)
         ]
         return {"accuracy": sum(correct) / len(correct) if correct else 0.0, "correct": correct}
