@@ -301,3 +301,16 @@ def test_lora_trains_only_the_unit_and_marker_rows(tmp_path, model_type, bf16_ch
 
     reloaded = PeftModel.from_pretrained(before, output / "adapter").merge_and_unload().state_dict()
     assert all(torch.equal(reloaded[key], value) for key, value in merged.state_dict().items())
+
+
+def test_an_expanded_model_keeps_the_system_prompt_of_its_data(tmp_path, speechinstruct_folder, base_model_folder):
+    from speechgpt_hf.models.speechgpt.prompt_format import DEFAULT_SYSTEM_PROMPT
+    from speechgpt_hf.training.stages import load_model_and_processor
+
+    settings = dict(base_model_name_or_path=str(base_model_folder), num_units=NUM_UNITS,
+                    dataset_name=str(speechinstruct_folder))  # fmt: skip
+    _, processor = load_model_and_processor(_common(tmp_path, "modality_adaptation", system_prompt="Be brief.\n", **settings))
+    assert processor.system_prompt == "Be brief.\n"
+    assert processor.build_prompt("hi").startswith("Be brief.\n[Human]: hi")
+    _, default = load_model_and_processor(_common(tmp_path, "modality_adaptation", **settings))
+    assert default.system_prompt == DEFAULT_SYSTEM_PROMPT

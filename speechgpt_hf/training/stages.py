@@ -45,6 +45,10 @@ class SpeechGPTTrainingConfig(SFTConfig):
     num_units: int = field(default=1000, metadata={"help": "Unit vocabulary size K when expanding a base model."})
     unit_tokenizer_repo: str | None = field(default=None, metadata={"help": "Unit tokenizer repo to record when expanding."})
     vocoder_repo: str | None = field(default=None, metadata={"help": "Vocoder repo to record when expanding."})
+    system_prompt: str | None = field(
+        default=None,
+        metadata={"help": "System prompt of the expanded model's processor (default: the package's); match the data's."},
+    )
     dataset_name: str | None = field(default=None, metadata={"help": "SpeechInstruct folder or Hub repo id."})
     dataset_config: str | None = field(default=None, metadata={"help": "Dataset config; defaults to the stage's name."})
     dataset_split: str = field(default="train", metadata={"help": "Split to train on."})
@@ -120,7 +124,8 @@ def load_model_and_processor(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, SpeechGPTProcessor(tokenizer, num_units=config.num_units)
+    prompt = {} if config.system_prompt is None else {"system_prompt": config.system_prompt}
+    return model, SpeechGPTProcessor(tokenizer, num_units=config.num_units, **prompt)
 
 
 def load_stage_dataset(config: SpeechGPTTrainingConfig) -> Any:
