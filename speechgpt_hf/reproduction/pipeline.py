@@ -137,8 +137,9 @@ def fit_units(output: Path, settings: ReproductionSettings, corpus: Any) -> dict
     torch.manual_seed(settings.seed)
     tokenizer = _new_unit_tokenizer(settings).eval()
     train = corpus["train"]
+    fit_on = train.select(range(min(settings.unit_fit_utterances, len(train))))
     result = tokenizer.fit(
-        (row["audio"] for row in train), max_frames=settings.unit_fit_frames, seed=settings.seed, progress=True
+        (row["audio"] for row in fit_on), max_frames=settings.unit_fit_frames, seed=settings.seed, progress=True
     )
     tokenizer.save_pretrained(output / "unit-tokenizer")
     units = encode_split(tokenizer, train)
@@ -181,6 +182,7 @@ def build_data(output: Path, settings: ReproductionSettings, corpus: Any) -> dic
         unit_tokenizer=PrecomputedUnits(tokenizer, {k: v["units"] for k, v in table.items()}),
         tts="piper",
         instructions=load_instruction_pairs(None)[: settings.com_pairs],
+        system_prompt=settings.system_prompt,
         seed=settings.seed,
     )
     return {name: {split: s.rows for split, s in splits.items()} for name, splits in summaries.items()}
@@ -190,12 +192,11 @@ def build_base_lm(output: Path, settings: ReproductionSettings, corpus: Any) -> 
     """A BPE tokenizer trained on the training text (sentences, instructions, task descriptions) and a Llama
     of the configured size, from scratch: no pretrained text LM installs offline."""
     from ..data.sources import load_instruction_pairs, load_task_descriptions
-    from ..models.speechgpt.prompt_format import DEFAULT_SYSTEM_PROMPT
     from ..testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
 
     pairs = load_instruction_pairs(None)[: settings.com_pairs]
     texts = [*corpus["train"]["text"], *(p["instruction"] for p in pairs), *(p["response"] for p in pairs),
-             *load_task_descriptions(None, "asr"), *load_task_descriptions(None, "tts"), DEFAULT_SYSTEM_PROMPT]  # fmt: skip
+             *load_task_descriptions(None, "asr"), *load_task_descriptions(None, "tts"), settings.system_prompt]  # fmt: skip
     tokenizer = build_tiny_tokenizer(texts, vocab_size=settings.text_vocab_size)
     model = build_tiny_causal_lm(
         "llama", vocab_size=len(tokenizer), hidden_size=settings.lm_hidden, intermediate_size=4 * settings.lm_hidden,
@@ -226,7 +227,7 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
     folder = output / "lm" / stage
     source = (
         dict(base_model_name_or_path=str(output / "base-lm"), num_units=settings.num_units,
-             unit_tokenizer_repo=str(output / "unit-tokenizer"), packing=False)
+             unit_tokenizer_repo=str(output / "unit-tokenizer"), system_prompt=settings.system_prompt, packing=False)
         if stage == STAGES[0]
         else dict(model_name_or_path=str(output / "lm" / STAGES[STAGES.index(stage) - 1]))
     )  # fmt: skip
@@ -238,7 +239,8 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
         per_device_train_batch_size=settings.batch_size, learning_rate=learning_rate,
         lr_scheduler_type="cosine", warmup_steps=0.05, logging_steps=max(1, steps // 50), save_steps=max(50, steps // 5),
         save_total_limit=1, report_to="none", use_cpu=True, seed=settings.seed, max_length=1024,
-        resume_from_checkpoint=_latest_checkpoint(folder), disable_tqdm=False, **{**source, **lora},
+        resume_from_checkpoint=_latest_checkpoint(folder), disable_tqdm=False, gradient_checkpointing=False,
+        **{**source, **lora},
     )  # fmt: skip
     run_stage(config)
     history = json.loads((folder / "trainer_state.json").read_text())["log_history"]

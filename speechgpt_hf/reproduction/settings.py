@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 UNIT_ENCODERS = ("whisper-tiny.en", "mfcc")
+# A one-line system prompt: the package's three-line one is over half of every stage-2 row for a small BPE
+# vocabulary, compute that a small model trained from scratch spends on a constant prefix.
+SHORT_SYSTEM_PROMPT = "You are SpeechGPT. You hear and speak through speech units.\n"
 
 
 @dataclass(frozen=True)
@@ -16,9 +19,11 @@ class ReproductionSettings:
 
     Corpus: `num_train`/`num_test` sentences (the test sentences and `held_out_voices` are never trained on).
     Units: `unit_encoder` ("whisper-tiny.en": the bundled pretrained encoder, layer `unit_layer`; or "mfcc"),
-    k-means with `num_units` clusters on at most `unit_fit_frames` frames.
+    k-means with `num_units` clusters on a sample of at most `unit_fit_frames` frames of the first
+    `unit_fit_utterances` training utterances (the corpus takes its voices in turn, so they span every voice).
     LM: a Llama of `lm_hidden` width and `lm_layers` layers from scratch, with a BPE tokenizer of
-    `text_vocab_size` trained on the training text; `stage_steps` optimiser steps per stage at `batch_size`.
+    `text_vocab_size` trained on the training text; `stage_steps` optimiser steps per stage at `batch_size`;
+    `system_prompt` is the one the data is built with and the model keeps.
     Vocoder: `vocoder_steps` GAN steps (generator-only warm-up for the first `vocoder_warmup_steps`).
     Evaluation: `eval_items` held-out utterances per split, `eval_questions` spoken questions, judged by `judge`
     (an ASR judge name for `speechgpt_hf.evaluation.judges.load_asr_judge`) and DNSMOS when `naturalness`.
@@ -35,6 +40,7 @@ class ReproductionSettings:
     unit_layer: int = 4
     num_units: int = 200
     unit_fit_frames: int = 200_000
+    unit_fit_utterances: int = 800
     text_vocab_size: int = 1000
     lm_hidden: int = 256
     lm_layers: int = 4
@@ -45,6 +51,7 @@ class ReproductionSettings:
     batch_size: int = 16
     learning_rate: float = 1e-3
     com_pairs: int = 100
+    system_prompt: str = SHORT_SYSTEM_PROMPT
     vocoder_steps: int = 3000
     vocoder_warmup_steps: int = 2000
     vocoder_channels: int = 128
@@ -75,23 +82,24 @@ class ReproductionSettings:
 PRESETS: dict[str, ReproductionSettings] = {
     "hour": ReproductionSettings(),
     "quickstart": ReproductionSettings(
-        num_train=300,
+        num_train=240,
         num_test=20,
         voices=("piper:joe", "piper:joe-fast", "espeak:en-us", "espeak:en-gb"),
         num_units=64,
-        unit_fit_frames=50_000,
+        unit_fit_frames=20_000,
+        unit_fit_utterances=100,
         text_vocab_size=600,
         lm_hidden=128,
         lm_layers=2,
-        stage_steps={"modality_adaptation": 60, "cross_modal": 400, "chain_of_modality": 60},
+        stage_steps={"modality_adaptation": 40, "cross_modal": 250, "chain_of_modality": 40},
         batch_size=8,
         learning_rate=2e-3,
         com_pairs=12,
-        vocoder_steps=150,
-        vocoder_warmup_steps=150,
+        vocoder_steps=120,
+        vocoder_warmup_steps=120,
         vocoder_channels=64,
-        eval_items=15,
-        eval_questions=5,
+        eval_items=8,
+        eval_questions=4,
     ),
 }
 
