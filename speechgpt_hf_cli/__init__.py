@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "train-vocoder": "train_vocoder",
     "build-speechinstruct": "build_speechinstruct",
+    "evaluate": "evaluate",
+    "reproduce": "reproduce",
 }
 
 

@@ -1,24 +1,27 @@
-"""`speechgpt-hf quickstart`: the recipe in miniature, offline."""
+"""`speechgpt-hf quickstart`: the recipe in miniature, offline, ending with held-out numbers."""
 
 import argparse
 
+from .reproduce import parse_overrides
+
 HELP = (
-    "Run the whole recipe in miniature (voices, units, SpeechInstruct, 3 LM stages, vocoder, a spoken chat), offline."
+    "Run the whole recipe in miniature (held-out corpus, Whisper units, SpeechInstruct, 3 LM stages, vocoder, "
+    "held-out evaluation, a spoken exchange), offline; a rerun resumes."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="quickstart_output", help="where every artefact is written")
-    parser.add_argument("--num-units", type=int, default=64, help="size K of the unit vocabulary")
-    parser.add_argument("--lm-steps", type=int, default=200, help="training steps of each LM stage")
-    parser.add_argument("--vocoder-steps", type=int, default=100, help="GAN steps of the vocoder")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="FIELD=VALUE",
+        help="override the quickstart preset's settings, e.g. --set num_units=64 unit_encoder=mfcc",
+    )  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
 
 
 def run(args: argparse.Namespace) -> None:
-    from speechgpt_hf.quickstart import QuickstartSettings, run_quickstart
+    from speechgpt_hf.quickstart import run_quickstart
+    from speechgpt_hf.reproduction import PRESETS
 
-    settings = QuickstartSettings(
-        num_units=args.num_units, lm_steps=args.lm_steps, vocoder_steps=args.vocoder_steps, seed=args.seed
-    )
-    run_quickstart(args.output_dir, settings)
+    settings = PRESETS["quickstart"].override(**parse_overrides(args.set))
+    run_quickstart(args.output_dir, settings, overwrite=args.overwrite)

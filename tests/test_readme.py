@@ -9,8 +9,8 @@ The convention, for whoever edits the README:
 - a block preceded by `<!-- docs-check: skip (reason) -->` (on the line right before its fence) is not run: use it
   for what needs the network, a GPU, the original release's files, or more than a few seconds, and give the reason;
 - snippets run in a folder holding what the README says they come from: `quickstart_output/` laid out as
-  `speechgpt-hf quickstart` writes it (lm/chain_of_modality, lm/base-lm, unit-tokenizer, vocoder, with K=64 units
-  and a single-voice vocoder), an `audio/` folder of recordings with a metadata.csv of transcripts (datasets'
+  `speechgpt-hf quickstart` writes it (lm/chain_of_modality, base-lm, unit-tokenizer, vocoder, with K=64 units
+  and a vocoder with one voice per training voice), an `audio/` folder of recordings with a metadata.csv of transcripts (datasets'
   audiofolder convention), and `question.wav` / `speech.wav`.
 New sections are picked up on their own; `test_the_snippets_found` lists them.
 """
@@ -31,8 +31,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 SKIP = re.compile(r"<!--\s*docs-check:\s*skip\b")
 FENCE = re.compile(r"^```(\w*)\s*$")
 NUM_UNITS = 64
+VOICES = ("piper:joe", "piper:joe-fast", "espeak:en-us", "espeak:en-gb")  # the quickstart vocoder's voices
 TINY_VOCODER = dict(
-    unit_embed_dim=16, duration_predictor_hidden_dim=16, upsample_initial_channel=16, upsample_rates=[5, 4, 4, 4],
+    unit_embed_dim=16, speaker_embed_dim=8, duration_predictor_hidden_dim=16, upsample_initial_channel=16, upsample_rates=[5, 4, 4, 4],
     upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
 )  # fmt: skip
 
@@ -90,7 +91,7 @@ def _write_audio(root: Path) -> None:
 
 
 def _write_system(output: Path, audio: Path) -> None:
-    """A tiny SpeechGPT, fitted MFCC unit tokenizer and single-voice vocoder, as the quickstart lays them out."""
+    """A tiny SpeechGPT, fitted MFCC unit tokenizer and four-voice vocoder, as the quickstart lays them out."""
     import torch
 
     from speechgpt_hf import SpeechGPTProcessor, add_speech_units
@@ -102,13 +103,14 @@ def _write_system(output: Path, audio: Path) -> None:
     units.fit(sorted(str(p) for p in audio.glob("*.wav")), max_iter=5, progress=False)
     units.save_pretrained(output / "unit-tokenizer")
     torch.manual_seed(0)
-    vocoder = UnitHiFiGANVocoder(UnitHiFiGANConfig(num_units=NUM_UNITS, **TINY_VOCODER))
+    vocoder = UnitHiFiGANVocoder(UnitHiFiGANConfig(num_units=NUM_UNITS, num_speakers=len(VOICES), **TINY_VOCODER))
+    vocoder.config.speaker_names = list(VOICES)
     fan_in_init_(vocoder)
     vocoder.save_pretrained(output / "vocoder")
     tokenizer = build_tiny_tokenizer()
     base = build_tiny_causal_lm("llama", vocab_size=len(tokenizer))
-    base.save_pretrained(output / "lm" / "base-lm")
-    tokenizer.save_pretrained(output / "lm" / "base-lm")
+    base.save_pretrained(output / "base-lm")
+    tokenizer.save_pretrained(output / "base-lm")
     model, tokenizer = add_speech_units(
         base, tokenizer, num_units=NUM_UNITS, unit_tokenizer_repo=str(output / "unit-tokenizer"),
         vocoder_repo=str(output / "vocoder"),

@@ -1,0 +1,134 @@
+"""What an evaluation runs on: speech items with transcripts, and the spoken question set.
+
+Speech comes from any source the SpeechInstruct builder reads (a datasets Dataset, a Hub id, an audio folder
+with a metadata file or sidecar transcripts); every item is decoded to 16 kHz mono once. Items that cannot be
+used are counted by reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SAMPLING_RATE = 16000
+SPOKEN_QA_FILE = Path(__file__).parent / "data" / "spoken_qa.jsonl"
+
+
+@dataclass
+class SpeechItem:
+    """One utterance to evaluate on: its id, its reference transcript and its 16 kHz mono waveform."""
+
+    id: str
+    text: str
+    audio: np.ndarray
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / SAMPLING_RATE
+
+
+@dataclass
+class SpokenQuestion:
+    """A short factual question with the answers accepted for it (lower case, any one suffices)."""
+
+    id: str
+    question: str
+    answers: list[str]
+
+
+def load_speech_items(
+    source: Any,
+    split: str | None = None,
+    text_column: str | None = None,
+    audio_column: str = "audio",
+    limit: int | None = None,
+) -> tuple[list[SpeechItem], Counter]:
+    """Up to `limit` usable items of `source`, and a Counter of the items skipped by reason."""
+    from ..data.sources import (
+        ID_COLUMNS,
+        MISSING_TRANSCRIPT,
+        TRANSCRIPT_COLUMNS,
+        SkipItem,
+        decode_audio,
+        find_column,
+        load_speech_source,
+        normalize_transcript,
+    )
+    from ..models.unit_tokenizer import AudioInputError, load_audio
+
+    splits = load_speech_source(source, split=split)
+    name, dataset = next(iter(splits.items()))
+    columns = list(dataset.column_names or [])
+    if audio_column not in columns:
+        raise ValueError(f"The {name} split has no {audio_column!r} column (columns: {columns}); pass audio_column=.")
+    text_key = find_column(columns, text_column, TRANSCRIPT_COLUMNS, "transcript")
+    id_key = find_column(columns, None, ID_COLUMNS, "id")
+    items: list[SpeechItem] = []
+    skipped: Counter = Counter()
+    for index, row in enumerate(dataset):
+        if limit is not None and len(items) >= limit:
+            break
+        text = normalize_transcript(row.get(text_key)) if text_key else ""
+        if not text:
+            skipped[MISSING_TRANSCRIPT] += 1
+            continue
+        try:
+            array, rate = decode_audio(row[audio_column])
+            audio = load_audio(array, sampling_rate=rate, target_rate=SAMPLING_RATE)
+        except SkipItem as error:
+            skipped[error.reason] += 1
+            continue
+        except AudioInputError:
+            skipped["unusable audio"] += 1
+            continue
+        items.append(SpeechItem(str(row[id_key]) if id_key else f"{name}-{index}", text, audio))
+    return items, skipped
+
+
+def load_spoken_questions(path: str | Path | None = None, limit: int | None = None) -> list[SpokenQuestion]:
+    """The shipped question set (or a jsonl file of `{"id", "question", "answers"}` records)."""
+    lines = Path(path or SPOKEN_QA_FILE).read_text(encoding="utf-8").splitlines()
+    questions = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if not record.get("question") or not record.get("answers"):
+            raise ValueError(f"{path or SPOKEN_QA_FILE}, line {number}: a question needs `question` and `answers`.")
+        questions.append(SpokenQuestion(str(record.get("id", number)), record["question"], list(record["answers"])))
+    return questions[:limit]
+
+
+def voice_questions(
+    questions: Sequence[SpokenQuestion], tts: Any, speaker: str | None = None
+) -> tuple[list[SpeechItem], Counter]:
+    """The questions spoken by an offline TTS engine, as speech items whose transcript is the question."""
+    from ..data.tts_engines import resolve_tts
+    from ..models.unit_tokenizer import load_audio
+
+    engine = resolve_tts(tts)
+    items, skipped = [], Counter()
+    for question in questions:
+        try:
+            waveform, rate = engine(question.question, speaker=speaker)
+            items.append(SpeechItem(question.id, question.question, load_audio(waveform, sampling_rate=rate)))
+        except (ValueError, RuntimeError):  # the engine could not speak it (AudioInputError is a ValueError)
+            skipped["TTS failed"] += 1
+    return items, skipped
+
+
+__all__ = [
+    "SAMPLING_RATE",
+    "SPOKEN_QA_FILE",
+    "SpeechItem",
+    "SpokenQuestion",
+    "load_speech_items",
+    "load_spoken_questions",
+    "voice_questions",
+]

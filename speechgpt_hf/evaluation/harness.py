@@ -1,0 +1,185 @@
+"""`evaluate_speechgpt`: runs the evaluation tasks on a SpeechGPT system and writes the results and report.
+
+```python
+from speechgpt_hf.evaluation import EvaluationConfig, evaluate_speechgpt
+report = evaluate_speechgpt("me/speechgpt", EvaluationConfig(dataset="my-audio/", output_dir="eval"))
+report.results["tasks"]["asr"]["metrics"]["wer"]
+```
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .tasks import (
+    Judges,
+    TaskResult,
+    evaluate_asr,
+    evaluate_latency,
+    evaluate_resynthesis,
+    evaluate_spoken_qa,
+    evaluate_tts,
+)
+
+TASKS = ("asr", "tts", "resynthesis", "spoken_qa", "latency")
+NO_DATASET = "no speech dataset given (pass `dataset=`)"
+
+
+@dataclass
+class EvaluationConfig:
+    """What to evaluate on and with which judges.
+
+    Data: `dataset` is a datasets Dataset, a Hub id or an audio folder with transcripts (ASR, TTS and
+    resynthesis use it; spoken QA uses the shipped question set, voiced by `qa_tts`). Judges: `judge` is
+    "whisper-tiny.en" (converted offline from a bundled model), "pocketsphinx", or any transformers ASR model
+    id or folder; `naturalness` adds DNSMOS. Generation is greedy unless `generation_kwargs` says otherwise.
+    """
+
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    dataset: Any = None
+    split: str | None = None
+    text_column: str | None = None
+    audio_column: str = "audio"
+    max_items: int | None = 50
+    qa_questions: str | None = None
+    max_questions: int | None = None
+    qa_tts: Any = "piper"
+    latency_items: int = 3
+    judge: str = "whisper-tiny.en"
+    naturalness: bool = True
+    asr_description: str | None = None
+    tts_description: str | None = None
+    generation_kwargs: dict[str, Any] = field(default_factory=lambda: {"do_sample": False, "max_new_tokens": 512})
+    output_dir: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.tasks) - set(TASKS))
+        if unknown:
+            raise ValueError(f"Unknown evaluation task(s) {unknown}: choose from {', '.join(TASKS)}.")
+
+
+@dataclass
+class EvaluationReport:
+    """The results (as written to results.json) and the task results they came from."""
+
+    results: dict[str, Any]
+    tasks: dict[str, TaskResult]
+    output_dir: Path | None = None
+
+
+def load_system(model: Any, generation_kwargs: dict[str, Any] | None = None, constrain_units: bool = True) -> Any:
+    """A `SpeechGPTChat` from a repo id or folder (a chat or a stand-in system is returned as it is);
+    `constrain_units` keeps unit tokens inside `<sosp>…<eosp>` spans while decoding."""
+    if not isinstance(model, (str, Path)):
+        return model
+    from ..inference.chat import SpeechGPTChat
+
+    chat = SpeechGPTChat.from_pretrained(str(model), constrain_units=constrain_units)
+    chat.generation_kwargs.update(generation_kwargs or {})
+    return chat
+
+
+def load_judges(config: EvaluationConfig) -> Judges:
+    """The ASR judge (and DNSMOS when `naturalness`) that the config names."""
+    from .judges import DNSMOSScorer, load_asr_judge
+
+    return Judges(asr=load_asr_judge(config.judge), mos=DNSMOSScorer() if config.naturalness else None)
+
+
+def _description(given: str | None, task: str) -> str:
+    from ..data.sources import load_task_descriptions
+
+    return given or load_task_descriptions(None, task)[0]
+
+
+def _run_tasks(system: Any, config: EvaluationConfig, judges: Judges, skipped: Counter) -> dict[str, TaskResult]:
+    from .eval_data import load_speech_items, load_spoken_questions, voice_questions
+
+    items = []
+    if config.dataset is not None and {"asr", "tts", "resynthesis"} & set(config.tasks):
+        items, item_skips = load_speech_items(
+            config.dataset, config.split, config.text_column, config.audio_column, config.max_items
+        )
+        skipped.update({f"dataset: {reason}": count for reason, count in item_skips.items()})
+    questions, spoken = [], []
+    if {"spoken_qa", "latency"} & set(config.tasks):
+        questions = load_spoken_questions(config.qa_questions, config.max_questions)
+        spoken, voice_skips = voice_questions(questions, config.qa_tts)
+        skipped.update({f"questions: {reason}": count for reason, count in voice_skips.items()})
+    runners = {
+        "asr": lambda: evaluate_asr(
+            system, items, judges, _description(config.asr_description, "asr"), config.progress
+        ),
+        "tts": lambda: evaluate_tts(
+            system, items, judges, _description(config.tts_description, "tts"), config.progress
+        ),
+        "resynthesis": lambda: evaluate_resynthesis(system, items, judges, config.progress),
+        "spoken_qa": lambda: evaluate_spoken_qa(system, questions, spoken, judges, config.progress),
+        "latency": lambda: evaluate_latency(system, spoken[: config.latency_items], config.progress),
+    }
+    results = {}
+    for name in config.tasks:
+        start = time.perf_counter()
+        needs_dataset = name in ("asr", "tts", "resynthesis")
+        if needs_dataset and not items:
+            results[name] = TaskResult(name, not_run=NO_DATASET if config.dataset is None else "no usable items")
+        else:
+            results[name] = runners[name]()
+        results[name].seconds = round(time.perf_counter() - start, 2)
+    return results
+
+
+def _machine() -> str:
+    import os
+
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    return f"{platform.machine()} {device}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def evaluate_speechgpt(
+    model: Any, config: EvaluationConfig | None = None, judges: Judges | None = None
+) -> EvaluationReport:
+    """Runs the configured tasks on `model` (a repo id or folder, a SpeechGPTChat, or a stand-in system),
+    and writes results.json, items.jsonl and report.md (with plots) to `config.output_dir` when it is set."""
+    config = config or EvaluationConfig()
+    system = load_system(model, config.generation_kwargs)
+    judges = judges or load_judges(config)
+    skipped: Counter = Counter()
+    tasks = _run_tasks(system, config, judges, skipped)
+    results = {
+        "model": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
+        "judge": config.judge,
+        "machine": _machine(),
+        "skipped_inputs": dict(skipped),
+        "tasks": {
+            name: {
+                "metrics": r.metrics,
+                "skipped": dict(r.skipped),
+                "not_run": r.not_run,
+                "items": len(r.items),
+                "seconds": r.seconds,
+            }
+            for name, r in tasks.items()
+        },  # fmt: skip
+        "config": {k: v for k, v in asdict(config).items() if k not in ("dataset", "qa_tts", "output_dir")}
+        | {
+            "dataset": str(config.dataset) if isinstance(config.dataset, (str, Path)) else type(config.dataset).__name__
+        },
+    }
+    report = EvaluationReport(results, tasks)
+    if config.output_dir is not None:
+        from .report import write_report
+
+        report.output_dir = write_report(report, config.output_dir)
+    return report
+
+
+__all__ = ["TASKS", "EvaluationConfig", "EvaluationReport", "evaluate_speechgpt", "load_judges", "load_system"]

@@ -1,0 +1,150 @@
+"""Writes an evaluation: results.json, items.jsonl (one record per item and task), report.md with plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Metrics where lower is better, shown as a system bar beside the judge's reference bar.
+_ERROR_METRICS = {"asr": "wer", "tts": "judge_wer", "resynthesis": "judge_wer"}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def _plot_error_rates(report: Any, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(name, report.tasks[name].metrics) for name in _ERROR_METRICS if name in report.tasks]
+    rows = [(name, metrics) for name, metrics in rows if _ERROR_METRICS[name] in metrics]
+    if not rows:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    x = np.arange(len(rows))
+    system = [100 * m[_ERROR_METRICS[n]] for n, m in rows]
+    reference = [100 * m.get("reference_judge_wer", np.nan) for _, m in rows]
+    ax.bar(x - 0.2, system, 0.4, label="this system")
+    ax.bar(x + 0.2, reference, 0.4, label="judge on the reference audio")
+    ax.set_xticks(x, [name for name, _ in rows])
+    ax.set_ylabel("WER (%)")
+    ax.legend()
+    ax.set_title("Word error rate by task")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _plot_wer_by_length(report: Any, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    asr = report.tasks.get("asr")
+    if asr is None or not asr.items:
+        return False
+    seconds = np.array([item["seconds"] for item in asr.items])
+    wer = np.array([100 * item["wer"] for item in asr.items])
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.scatter(seconds, wer, s=12, alpha=0.7)
+    ax.set_xlabel("utterance length (s)")
+    ax.set_ylabel("ASR WER (%)")
+    ax.set_title("ASR word error rate by utterance length")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _plot_spectrograms(report: Any, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    task = report.tasks.get("tts") or report.tasks.get("resynthesis")
+    example = next(((out, ref) for out, ref in (task.examples if task else []) if out is not None), None)
+    if example is None:
+        return False
+    fig, axes = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True)
+    for ax, waveform, title in zip(axes, example, (f"{task.task}: spoken answer", "reference"), strict=True):
+        with np.errstate(divide="ignore"):  # digital silence has no level in dB
+            ax.specgram(waveform, NFFT=512, Fs=16000, noverlap=384, cmap="magma")
+        ax.set_ylabel("Hz")
+        ax.set_title(title)
+    axes[-1].set_xlabel("time (s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _markdown(results: dict[str, Any], plots: list[str]) -> str:
+    lines = [
+        f"# Evaluation of {results['model']}",
+        "",
+        f"Judge: {results['judge']}. Machine: {results['machine']}.",
+        "",
+        "| task | metric | value | judge on the reference audio |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, task in results["tasks"].items():
+        if task["not_run"]:
+            lines.append(f"| {name} | not run | {task['not_run']} | |")
+            continue
+        metrics = task["metrics"]
+        reference = {"judge_wer": "reference_judge_wer", "wer": "reference_judge_wer", "dnsmos": "reference_dnsmos"}
+        for metric, value in metrics.items():
+            if metric.startswith("reference_"):
+                continue
+            floor = metrics.get(reference.get(metric, ""), "")
+            lines.append(f"| {name} | {metric} | {_fmt(value)} | {_fmt(floor)} |")
+    skipped = {
+        **results["skipped_inputs"],
+        **{f"{n}: {r}": c for n, t in results["tasks"].items() for r, c in t["skipped"].items()},
+    }
+    if skipped:
+        lines += ["", "Skipped:", *(f"- {reason}: {count}" for reason, count in skipped.items())]
+    lines += ["", *(f"![{plot}]({plot})" for plot in plots)]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def write_report(report: Any, output_dir: str | Path) -> Path:
+    """Writes the report's files into `output_dir` and returns it."""
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.json").write_text(json.dumps(report.results, indent=1, default=_json_default))
+    with open(output / "items.jsonl", "w", encoding="utf-8") as handle:
+        for name, task in report.tasks.items():
+            for item in task.items:
+                handle.write(json.dumps({"task": name, **item}, default=_json_default) + "\n")
+    plots = [
+        name
+        for name, draw in (
+            ("error_rates.png", _plot_error_rates),
+            ("wer_by_length.png", _plot_wer_by_length),
+            ("spectrogram.png", _plot_spectrograms),
+        )
+        if draw(report, output / name)
+    ]
+    (output / "report.md").write_text(_markdown(report.results, plots), encoding="utf-8")
+    return output
+
+
+__all__ = ["write_report"]

@@ -1,0 +1,277 @@
+"""The evaluation tasks: what the assembled system hears (ASR), says (TTS, spoken QA), and its units allow.
+
+Each task talks to a *system*: a `SpeechGPTChat` or anything with the same `respond`/`stream`/`reset` methods
+and `unit_tokenizer`/`vocoder` attributes (tests pass stand-ins that answer perfectly or badly). Speech the
+system writes is transcribed by an independent ASR judge; every judged WER comes with the judge's WER on the
+reference audio of the same items, so the floor the judge sets is visible.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..models.speechgpt.prompt_format import INPUT_MARKER, format_cross_modal_instruction
+from .eval_data import SAMPLING_RATE, SpeechItem, SpokenQuestion
+from .scoring import error_rates, qa_accuracy
+
+NO_VOCODER = "the system has no vocoder"
+NO_UNIT_TOKENIZER = "the system has no unit tokenizer"
+
+
+@dataclass
+class TaskResult:
+    """One task's scores, its per-item records, and what was skipped (by reason) or not run (and why)."""
+
+    task: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    items: list[dict[str, Any]] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+    not_run: str | None = None
+    seconds: float = 0.0
+    examples: list[tuple[np.ndarray | None, np.ndarray]] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class Judges:
+    """The independent scorers: an ASR judge (`transcribe(waveforms) -> texts`) and an optional naturalness
+    scorer (`score(waveforms) -> MOS`), both on 16 kHz mono float audio.
+
+    Verdicts are remembered by audio content, so reference audio shared by several tasks (and splits) is judged
+    once: the Whisper judge costs seconds an utterance on a CPU.
+    """
+
+    asr: Any
+    mos: Any | None = None
+    _heard: dict[str, str] = field(default_factory=dict, repr=False)
+    _scored: dict[str, float] = field(default_factory=dict, repr=False)
+
+    def transcribe(self, waveforms: Sequence[np.ndarray]) -> list[str]:
+        return _remembered(self._heard, waveforms, lambda todo: [str(t) for t in self.asr.transcribe(todo)])
+
+    def naturalness(self, waveforms: Sequence[np.ndarray]) -> list[float] | None:
+        if self.mos is None or not waveforms:
+            return None
+        return _remembered(self._scored, waveforms, lambda todo: [float(s) for s in self.mos.score(todo)])
+
+
+def _remembered(memory: dict[str, Any], waveforms: Sequence[np.ndarray], judge: Callable[[list], list]) -> list[Any]:
+    """`judge` applied to the waveforms not seen before (in one call); earlier verdicts reused."""
+    import hashlib
+
+    keys = [hashlib.sha1(np.ascontiguousarray(w, dtype=np.float32).tobytes()).hexdigest() for w in waveforms]
+    todo = {key: wave for key, wave in zip(keys, waveforms, strict=True) if key not in memory}
+    if todo:
+        memory.update(zip(todo, judge(list(todo.values())), strict=True))
+    return [memory[key] for key in keys]
+
+
+def _to_16k(waveform: np.ndarray | None, rate: int) -> np.ndarray | None:
+    from ..models.unit_tokenizer import AudioInputError, load_audio
+
+    if waveform is None or len(waveform) == 0:
+        return None
+    try:
+        return load_audio(np.asarray(waveform, dtype=np.float32), sampling_rate=rate, target_rate=SAMPLING_RATE)
+    except AudioInputError:  # shorter than one analysis frame: no usable speech
+        return None
+
+
+def _ask(system: Any, progress: bool, items: Sequence[Any], task: str, ask: Callable[[Any], Any]) -> list[Any]:
+    """Asks the system about every item, each as a fresh conversation."""
+    replies = []
+    for item in tqdm(items, desc=task, disable=not progress, unit="item"):
+        system.reset()
+        replies.append(ask(item))
+    return replies
+
+
+def _judged_speech(
+    result: TaskResult, outputs: Sequence[np.ndarray | None], items: Sequence[SpeechItem], judges: Judges
+) -> None:
+    """Judge WER (and DNSMOS) of spoken outputs; a missing output counts as silence, i.e. every word deleted."""
+    references = [item.text for item in items]
+    spoken = [(i, w) for i, w in enumerate(outputs) if w is not None]
+    heard = [""] * len(outputs)
+    for (index, _), text in zip(spoken, judges.transcribe([w for _, w in spoken]), strict=True):
+        heard[index] = text
+    scores = error_rates(references, heard)
+    result.metrics.update(judge_wer=scores["wer"], judge_cer=scores["cer"], silent_answers=len(outputs) - len(spoken))
+    mos = judges.naturalness([w for _, w in spoken])
+    if mos:
+        result.metrics["dnsmos"] = float(np.mean(mos))
+    mos_by_index = dict(zip((i for i, _ in spoken), mos or [], strict=False))
+    for index, record in enumerate(result.items):
+        record.update(heard=heard[index], judge_wer=scores["item_wer"][index], dnsmos=mos_by_index.get(index))
+    reference_audio = [item.audio for item in items]
+    result.metrics["reference_judge_wer"] = error_rates(references, judges.transcribe(reference_audio))["wer"]
+    reference_mos = judges.naturalness(reference_audio)
+    if reference_mos:
+        result.metrics["reference_dnsmos"] = float(np.mean(reference_mos))
+    result.examples = list(zip(outputs, reference_audio, strict=True))
+
+
+def evaluate_asr(
+    system: Any, items: Sequence[SpeechItem], judges: Judges | None, description: str, progress: bool = True
+) -> TaskResult:
+    """Speech in, transcript out through the cross-modal prompt: WER and CER against the references."""
+    result = TaskResult("asr")
+    prompt = f"{description.strip()} {INPUT_MARKER}"
+
+    def ask(item: SpeechItem) -> Any:
+        return system.respond(text=prompt, audio=item.audio, sampling_rate=SAMPLING_RATE)
+
+    replies = _ask(system, progress, items, "asr", ask)
+    hypotheses = [reply.response.text or "" for reply in replies]
+    scores = error_rates([item.text for item in items], hypotheses)
+    result.metrics.update(wer=scores["wer"], cer=scores["cer"])
+    result.items = [
+        {"id": item.id, "reference": item.text, "hypothesis": hypothesis, "wer": wer, "seconds": item.seconds,
+         "problems": reply.response.problems}
+        for item, hypothesis, wer, reply in zip(items, hypotheses, scores["item_wer"], replies, strict=True)
+    ]  # fmt: skip
+    if judges is not None:  # what the independent judge hears in the same audio: an ASR reference point
+        result.metrics["reference_judge_wer"] = error_rates(
+            [item.text for item in items], judges.transcribe([item.audio for item in items])
+        )["wer"]
+    return result
+
+
+def evaluate_tts(
+    system: Any, items: Sequence[SpeechItem], judges: Judges, description: str, progress: bool = True
+) -> TaskResult:
+    """Text in, units out, voiced by the vocoder and transcribed by the judge: judge WER and DNSMOS."""
+    result = TaskResult("tts")
+    if getattr(system, "vocoder", None) is None:
+        result.not_run = NO_VOCODER
+        return result
+
+    def ask(item: SpeechItem) -> Any:
+        return system.respond(text=format_cross_modal_instruction(description, item.text))
+
+    replies = _ask(system, progress, items, "tts", ask)
+    outputs = [_to_16k(reply.waveform, reply.sampling_rate) for reply in replies]
+    result.items = [
+        {"id": item.id, "reference": item.text, "units": len(reply.response.units or []),
+         "speech_seconds": 0.0 if out is None else len(out) / SAMPLING_RATE, "problems": reply.response.problems}
+        for item, reply, out in zip(items, replies, outputs, strict=True)
+    ]  # fmt: skip
+    _judged_speech(result, outputs, items, judges)
+    return result
+
+
+def evaluate_resynthesis(system: Any, items: Sequence[SpeechItem], judges: Judges, progress: bool = True) -> TaskResult:
+    """Speech -> units -> vocoder -> judge: the ceiling the unit tokenizer and vocoder set for TTS."""
+    result = TaskResult("resynthesis")
+    unit_tokenizer, vocoder = getattr(system, "unit_tokenizer", None), getattr(system, "vocoder", None)
+    if unit_tokenizer is None or vocoder is None:
+        result.not_run = NO_UNIT_TOKENIZER if unit_tokenizer is None else NO_VOCODER
+        return result
+    import torch
+
+    speaker = {} if getattr(system, "speaker_id", None) is None else {"speaker_id": system.speaker_id}
+    outputs, units_per_second = [], []
+    for item in tqdm(items, desc="resynthesis", disable=not progress, unit="item"):
+        units = unit_tokenizer.encode(item.audio, sampling_rate=SAMPLING_RATE).units
+        units_per_second.append(len(units) / item.seconds)
+        with torch.inference_mode():
+            waveform = vocoder.synthesize(units, **speaker).float().cpu().numpy() if units else None
+        outputs.append(_to_16k(waveform, vocoder.config.sampling_rate))
+    result.items = [
+        {"id": item.id, "reference": item.text, "units_per_second": rate}
+        for item, rate in zip(items, units_per_second, strict=True)
+    ]
+    _judged_speech(result, outputs, items, judges)
+    result.metrics["merged_units_per_second"] = float(np.mean(units_per_second)) if units_per_second else 0.0
+    return result
+
+
+def evaluate_spoken_qa(
+    system: Any,
+    questions: Sequence[SpokenQuestion],
+    spoken: Sequence[SpeechItem],
+    judges: Judges | None,
+    progress: bool = True,
+) -> TaskResult:
+    """Spoken questions, answered in speech: accuracy of the text answer (an accepted answer appears in it),
+    and the judge WER between the spoken answer and the model's own text answer (their consistency)."""
+    result = TaskResult("spoken_qa")
+    by_id = {question.id: question for question in questions}
+
+    def ask(item: SpeechItem) -> Any:
+        return system.respond(audio=item.audio, sampling_rate=SAMPLING_RATE, output_modality="speech")
+
+    replies = _ask(system, progress, spoken, "spoken_qa", ask)
+    answers = [reply.response.text or "" for reply in replies]
+    scored = qa_accuracy(answers, [by_id[item.id].answers for item in spoken])
+    result.metrics["accuracy"] = scored["accuracy"]
+    transcripts = error_rates([item.text for item in spoken], [r.response.transcript or "" for r in replies])
+    result.metrics["question_transcript_wer"] = transcripts["wer"]
+    result.items = [
+        {"id": item.id, "question": item.text, "transcript": reply.response.transcript, "answer": answer,
+         "accepted": by_id[item.id].answers, "correct": correct, "problems": reply.response.problems}
+        for item, reply, answer, correct in zip(spoken, replies, answers, scored["correct"], strict=True)
+    ]  # fmt: skip
+    if judges is None or getattr(system, "vocoder", None) is None:
+        result.skipped["consistency not measured: " + (NO_VOCODER if judges else "no judge")] = len(spoken)
+        return result
+    pairs = [
+        (i, _to_16k(r.waveform, r.sampling_rate)) for i, r in enumerate(replies) if (r.response.text or "").strip()
+    ]
+    spoken_answers = [(i, w) for i, w in pairs if w is not None]
+    result.skipped["no text answer to compare the speech with"] = len(replies) - len(pairs)
+    if spoken_answers:
+        heard = judges.transcribe([w for _, w in spoken_answers])
+        consistency = error_rates([answers[i] for i, _ in spoken_answers], heard)
+        result.metrics["speech_text_consistency_wer"] = consistency["wer"]
+        for (index, _), text in zip(spoken_answers, heard, strict=True):
+            result.items[index]["heard_answer"] = text
+    result.metrics["spoken_answers"] = len(spoken_answers)
+    return result
+
+
+def evaluate_latency(system: Any, items: Sequence[SpeechItem], progress: bool = True) -> TaskResult:
+    """Spoken answers to spoken input, streamed: time to first audio and real-time factor (compute / speech)."""
+    result = TaskResult("latency")
+    if getattr(system, "vocoder", None) is None:
+        result.not_run = NO_VOCODER
+        return result
+    first_audio, factors = [], []
+    for item in tqdm(items, desc="latency", disable=not progress, unit="item"):
+        system.reset()
+        start, first, reply = time.perf_counter(), None, None
+        for event in system.stream(audio=item.audio, sampling_rate=SAMPLING_RATE, output_modality="speech"):
+            if getattr(event, "audio", None) is not None and first is None:
+                first = time.perf_counter() - start
+            reply = event
+        elapsed = time.perf_counter() - start
+        speech = 0.0 if reply is None or reply.waveform is None else len(reply.waveform) / reply.sampling_rate
+        record = {"id": item.id, "first_audio_seconds": first, "seconds": elapsed, "speech_seconds": speech}
+        result.items.append(record)
+        if first is None or speech == 0.0:
+            result.skipped["no speech in the answer"] += 1
+            continue
+        first_audio.append(first)
+        factors.append(elapsed / speech)
+    if first_audio:
+        result.metrics.update(
+            first_audio_seconds=float(np.median(first_audio)), real_time_factor=float(np.median(factors))
+        )
+    return result
+
+
+__all__ = [
+    "Judges",
+    "TaskResult",
+    "evaluate_asr",
+    "evaluate_latency",
+    "evaluate_resynthesis",
+    "evaluate_spoken_qa",
+    "evaluate_tts",
+]

@@ -1,0 +1,124 @@
+"""The reproduction's report: learning curves and a Markdown summary of where the time went and what was reached."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+STAGE_TITLES = {"modality_adaptation": "stage 1", "cross_modal": "stage 2", "chain_of_modality": "stage 3"}
+# The goals of the reproduction: (split, task, metric, bound, higher is better).
+GOALS = (
+    ("test", "asr", "wer", 0.20, False),
+    ("test", "resynthesis", "judge_wer", 0.25, False),
+    ("test", "resynthesis", "dnsmos", 2.5, True),
+    ("test", "tts", "judge_wer", 0.40, False),
+)
+
+
+def _losses(trainer_state: Path) -> tuple[list[int], list[float]]:
+    history = json.loads(trainer_state.read_text())["log_history"]
+    points = [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
+    return [step for step, _ in points], [loss for _, loss in points]
+
+
+def plot_learning_curves(output: Path) -> Path | None:
+    """One panel a stage (LM loss by step) and one for the vocoder (its losses), in learning_curves.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(STAGE_TITLES[s], output / "lm" / s / "trainer_state.json") for s in STAGE_TITLES]
+    panels = [(title, path) for title, path in panels if path.exists()]
+    checkpoints = sorted(
+        (output / "vocoder").glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1])
+    )
+    vocoder = checkpoints[-1] if checkpoints else output / "vocoder" / "trainer_state.json"
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels) + vocoder.exists(), figsize=(4 * (len(panels) + 1), 3.2))
+    for ax, (title, path) in zip(axes, panels, strict=False):  # the last axis is the vocoder's
+        steps, losses = _losses(path)
+        ax.plot(steps, losses)
+        ax.set_title(f"{title}: LM loss")
+        ax.set_xlabel("step")
+    if vocoder.exists():
+        history = json.loads(vocoder.read_text()).get("history", [])
+        ax = axes[-1]
+        for key in ("mel_l1", "duration"):
+            points = [(e["step"], e[key]) for e in history if key in e]
+            if points:
+                ax.plot(*zip(*points, strict=True), label=key)
+        ax.set_title("vocoder losses")
+        ax.set_xlabel("step")
+        ax.legend()
+    fig.tight_layout()
+    path = output / "learning_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _metric(summary: dict[str, Any], split: str, task: str, metric: str) -> Any:
+    return summary.get("evaluation", {}).get(split, {}).get(task, {}).get("metrics", {}).get(metric)
+
+
+def _fmt(value: Any, percent: bool) -> str:
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f}%" if percent else f"{value:.2f}"
+
+
+def write_reproduction_report(output: Path, summary: dict[str, Any]) -> Path:
+    """report.md: settings, time per step, held-out numbers against the goals, and the learning curves."""
+    curves = plot_learning_curves(output)
+    settings = summary["settings"]
+    lines = [
+        "# SpeechGPT reproduction at small scale",
+        "",
+        f"Units: {settings['unit_encoder']} (K={settings['num_units']}); LM: Llama {settings['lm_layers']} layers x "
+        f"{settings['lm_hidden']} from scratch ({summary.get('base_lm', {}).get('parameters', 0) / 1e6:.1f} M parameters); "
+        f"{settings['num_train']} training and {settings['num_test']} held-out sentences.",
+        "",
+        "## Held-out results",
+        "",
+        "| split | task | metric | value | judge on the reference audio |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for split, tasks in summary.get("evaluation", {}).items():
+        for task, result in tasks.items():
+            if result.get("not_run"):
+                continue
+            metrics = result["metrics"]
+            for metric, value in metrics.items():
+                if metric.startswith("reference_") or not isinstance(value, float):
+                    continue
+                percent = "wer" in metric or "cer" in metric or metric == "accuracy"
+                floor = (
+                    metrics.get("reference_dnsmos" if metric == "dnsmos" else "reference_judge_wer")
+                    if metric in ("wer", "judge_wer", "dnsmos")
+                    else None
+                )
+                lines.append(f"| {split} | {task} | {metric} | {_fmt(value, percent)} | {_fmt(floor, percent)} |")
+            for kind, wer in result.get("wer_by_kind", {}).items():
+                lines.append(f"| {split} | {task} | wer ({kind}) | {_fmt(wer, True)} | |")
+    lines += ["", "## Goals", "", "| goal | reached | value |", "| --- | --- | --- |"]
+    for split, task, metric, bound, higher in GOALS:
+        value = _metric(summary, split, task, metric)
+        reached = value is not None and (value >= bound if higher else value <= bound)
+        sign = ">=" if higher else "<="
+        percent = "wer" in metric
+        lines.append(
+            f"| {task} {metric} {sign} {_fmt(bound, percent)} | {'yes' if reached else 'no'} | {_fmt(value, percent)} |"
+        )
+    lines += ["", "## Where the time went", "", "| step | seconds |", "| --- | --- |"]
+    lines += [f"| {name} | {seconds:.0f} |" for name, seconds in summary.get("seconds", {}).items()]
+    if curves is not None:
+        lines += ["", f"![learning curves]({curves.name})"]
+    path = output / "report.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+__all__ = ["GOALS", "plot_learning_curves", "write_reproduction_report"]

@@ -1,0 +1,107 @@
+"""Sizes of a small-scale SpeechGPT reproduction: the corpus, the units, the LM, the stages, the vocoder, the
+evaluation. Two presets: `quickstart` (minutes, the README's main job) and `hour` (about an hour on two CPU
+cores). Every field can be overridden; a rerun with the same settings resumes where it stopped."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+UNIT_ENCODERS = ("whisper-tiny.en", "mfcc")
+# A one-line system prompt: the package's three-line one is over half of every stage-2 row for a small BPE
+# vocabulary, compute that a small model trained from scratch spends on a constant prefix.
+SHORT_SYSTEM_PROMPT = "You are SpeechGPT. You hear and speak through speech units.\n"
+
+
+@dataclass(frozen=True)
+class ReproductionSettings:
+    """One reproduction run.
+
+    Corpus: `num_train`/`num_test` sentences (the test sentences and `held_out_voices` are never trained on).
+    Units: `unit_encoder` ("whisper-tiny.en": the bundled pretrained encoder, layer `unit_layer`; or "mfcc"),
+    k-means with `num_units` clusters on a sample of at most `unit_fit_frames` frames of the first
+    `unit_fit_utterances` training utterances (the corpus takes its voices in turn, so they span every voice).
+    LM: a Llama of `lm_hidden` width and `lm_layers` layers from scratch, with a BPE tokenizer of
+    `text_vocab_size` trained on the training text; `stage_steps` optimiser steps per stage at `batch_size`;
+    `system_prompt` is the one the data is built with and the model keeps.
+    Vocoder: `vocoder_steps` GAN steps (generator-only warm-up for the first `vocoder_warmup_steps`).
+    Evaluation: `eval_items` held-out utterances per split, `eval_questions` spoken questions, judged by `judge`
+    (an ASR judge name for `speechgpt_hf.evaluation.judges.load_asr_judge`) and DNSMOS when `naturalness`.
+    """
+
+    num_train: int = 2000
+    num_test: int = 100
+    voices: tuple[str, ...] = (
+        "piper:joe", "piper:joe-slow", "piper:joe-fast", "espeak:en-us", "espeak:en-gb", "espeak:en-us+m3",
+        "espeak:en-us+f2", "espeak:en-gb-x-rp+f4",
+    )  # fmt: skip
+    held_out_voices: tuple[str, ...] = ("espeak:en-gb-scotland+m4",)
+    unit_encoder: str = "whisper-tiny.en"
+    unit_layer: int = 4
+    num_units: int = 200
+    unit_fit_frames: int = 200_000
+    unit_fit_utterances: int = 800
+    text_vocab_size: int = 1000
+    lm_hidden: int = 256
+    lm_layers: int = 4
+    lm_heads: int = 4
+    stage_steps: dict[str, int] = field(
+        default_factory=lambda: {"modality_adaptation": 400, "cross_modal": 2500, "chain_of_modality": 300}
+    )
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    com_pairs: int = 100
+    system_prompt: str = SHORT_SYSTEM_PROMPT
+    vocoder_steps: int = 1500
+    vocoder_warmup_steps: int = 1000
+    vocoder_channels: int = 96
+    eval_items: int = 30
+    eval_questions: int = 20
+    judge: str = "whisper-tiny.en"
+    naturalness: bool = True
+    constrained_decoding: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.unit_encoder not in UNIT_ENCODERS:
+            raise ValueError(f"unit_encoder must be one of {UNIT_ENCODERS}, got {self.unit_encoder!r}.")
+        if self.num_train < 10 or self.num_test < 1:
+            raise ValueError("A reproduction needs at least 10 training and 1 test sentence.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def override(self, **changes: Any) -> ReproductionSettings:
+        """These settings with some fields changed (unknown names are refused)."""
+        unknown = sorted(set(changes) - set(self.to_dict()))
+        if unknown:
+            raise ValueError(f"Unknown reproduction setting(s) {unknown}; known: {sorted(self.to_dict())}.")
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, ReproductionSettings] = {
+    "hour": ReproductionSettings(),
+    "quickstart": ReproductionSettings(
+        num_train=240,
+        num_test=20,
+        voices=("piper:joe", "piper:joe-fast", "espeak:en-us", "espeak:en-gb"),
+        num_units=64,
+        unit_fit_frames=20_000,
+        unit_fit_utterances=100,
+        text_vocab_size=600,
+        lm_hidden=128,
+        lm_layers=3,
+        stage_steps={"modality_adaptation": 60, "cross_modal": 1000, "chain_of_modality": 60},
+        batch_size=8,
+        learning_rate=2e-3,
+        com_pairs=12,
+        vocoder_steps=400,
+        vocoder_warmup_steps=400,
+        vocoder_channels=64,
+        eval_items=8,
+        eval_questions=4,
+    ),
+}
+
+
+__all__ = ["PRESETS", "UNIT_ENCODERS", "ReproductionSettings"]

@@ -1,0 +1,234 @@
+"""The evaluation harness: every task runs end to end; a perfect stand-in scores perfectly, a broken one badly."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+from speechgpt_hf.evaluation.eval_data import load_speech_items, load_spoken_questions
+from speechgpt_hf.evaluation.harness import EvaluationConfig, evaluate_speechgpt
+from speechgpt_hf.evaluation.scoring import error_rates, qa_accuracy
+from speechgpt_hf.evaluation.tasks import Judges
+from speechgpt_hf.inference.chat import SpeechGPTReply
+from speechgpt_hf.inference.speech_streamer import StreamEvent
+from speechgpt_hf.models.speechgpt.prompt_format import INPUT_MARKER, SpeechGPTResponse
+
+SENTENCES = ["the cat sat on the mat", "open the window please", "rain falls in the spring"]
+
+
+def speak(text: str, speaker: str | None = None) -> tuple[np.ndarray, int]:
+    """A deterministic stand-in voice: a tone whose pitch and length depend on the text."""
+    seed = int(hashlib.sha1(text.encode()).hexdigest()[:8], 16)
+    t = np.arange(int(16000 * (0.4 + 0.02 * len(text)))) / 16000
+    return (0.3 * np.sin(2 * np.pi * (150 + seed % 300) * t)).astype(np.float32), 16000
+
+
+def _key(waveform: np.ndarray) -> str:
+    return hashlib.sha1(np.round(np.asarray(waveform, dtype=np.float32), 4).tobytes()).hexdigest()
+
+
+class OracleJudge:
+    """Hears exactly the text of audio made by `speak` (or registered), and nothing in anything else."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, str] = {}
+
+    def register(self, text: str) -> np.ndarray:
+        waveform = speak(text)[0]
+        self.known[_key(waveform)] = text
+        return waveform
+
+    def transcribe(self, waveforms):
+        return [self.known.get(_key(w), "") for w in waveforms]
+
+
+class ConstantMOS:
+    def score(self, waveforms):
+        return [3.0 for _ in waveforms]
+
+
+class StandIn:
+    """A system that answers every request from a lookup table: perfectly, or (broken) with noise and wrong text."""
+
+    def __init__(self, judge: OracleJudge, questions, broken: bool = False) -> None:
+        self.judge, self.broken = judge, broken
+        self.by_audio = {}
+        for sentence in SENTENCES:
+            self.by_audio[_key(judge.register(sentence))] = ("asr", sentence)
+        for question in questions:
+            self.by_audio[_key(judge.register(question.question))] = ("qa", question)
+            judge.register(question.answers[0])
+        self.vocoder = self
+        self.unit_tokenizer = self
+        self.speaker_id = None
+        self.config = type("Config", (), {"sampling_rate": 16000})()
+        self._codes: list[np.ndarray] = []
+
+    # unit tokenizer and vocoder of the stand-in: a unit is an index into the audio it has seen
+    def encode(self, audio, sampling_rate=None):
+        self._codes.append(np.asarray(audio))
+        return type("Units", (), {"units": [len(self._codes) - 1]})()
+
+    def synthesize(self, units, speaker_id=None):
+        audio = np.random.default_rng(0).normal(0, 0.3, 8000) if self.broken else self._codes[units[0]]
+        return torch.from_numpy(np.asarray(audio, dtype=np.float32))
+
+    def reset(self) -> None:
+        pass
+
+    def _speech(self, text: str) -> np.ndarray:
+        return np.random.default_rng(1).normal(0, 0.3, 8000).astype(np.float32) if self.broken else speak(text)[0]
+
+    def respond(self, text=None, audio=None, sampling_rate=None, output_modality=None, **kwargs):
+        wrong = "something else entirely"
+        if audio is not None:
+            kind, target = self.by_audio[_key(audio)]
+            if kind == "asr":
+                assert text.endswith(INPUT_MARKER)
+                return SpeechGPTReply(SpeechGPTResponse(text=wrong if self.broken else target))
+            answer = wrong if self.broken else target.answers[0]
+            waveform = self._speech(answer) if output_modality == "speech" else None
+            return SpeechGPTReply(SpeechGPTResponse(transcript=target.question, text=answer, units=[1]), waveform)
+        sentence = text.split(INPUT_MARKER, 1)[1].strip()
+        return SpeechGPTReply(SpeechGPTResponse(units=[1, 2]), self._speech(sentence))
+
+    def stream(self, **kwargs):
+        reply = self.respond(**kwargs)
+        yield StreamEvent(text=reply.response.text)
+        yield StreamEvent(audio=reply.waveform)
+        yield reply
+
+
+def _dataset() -> Dataset:
+    rows = [
+        {"audio": {"array": speak(s)[0], "sampling_rate": 16000}, "text": s, "id": f"u{i}"}
+        for i, s in enumerate(SENTENCES)
+    ]
+    rows.append({"audio": {"array": speak("no words")[0], "sampling_rate": 16000}, "text": "", "id": "blank"})
+    return Dataset.from_list(rows)
+
+
+def _run(system, judge, tmp_path, **overrides):
+    settings = dict(dataset=_dataset(), qa_tts=speak, max_questions=6, latency_items=2, progress=False)
+    config = EvaluationConfig(output_dir=str(tmp_path), **{**settings, **overrides})
+    return evaluate_speechgpt(system, config, judges=Judges(judge, ConstantMOS()))
+
+
+def test_perfect_stand_in_scores_perfectly(tmp_path):
+    judge = OracleJudge()
+    report = _run(StandIn(judge, load_spoken_questions(limit=6)), judge, tmp_path)
+    tasks = report.results["tasks"]
+    assert tasks["asr"]["metrics"]["wer"] == 0.0 and tasks["asr"]["metrics"]["cer"] == 0.0
+    assert tasks["tts"]["metrics"]["judge_wer"] == 0.0 == tasks["tts"]["metrics"]["reference_judge_wer"]
+    assert tasks["resynthesis"]["metrics"]["judge_wer"] == 0.0
+    assert tasks["spoken_qa"]["metrics"]["accuracy"] == 1.0
+    assert tasks["spoken_qa"]["metrics"]["speech_text_consistency_wer"] == 0.0
+    assert tasks["latency"]["metrics"]["first_audio_seconds"] >= 0.0
+    assert report.results["skipped_inputs"] == {"dataset: missing transcript": 1}
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["tasks"]["asr"]["items"] == len(SENTENCES)
+    report_md = (tmp_path / "report.md").read_text()
+    assert "| asr | wer | 0.000 |" in report_md and "missing transcript: 1" in report_md
+    assert {"error_rates.png", "wer_by_length.png", "spectrogram.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert sum(1 for _ in open(tmp_path / "items.jsonl")) >= 3 * len(SENTENCES) + 6
+
+
+def test_broken_system_scores_badly(tmp_path):
+    judge = OracleJudge()
+    report = _run(StandIn(judge, load_spoken_questions(limit=6), broken=True), judge, tmp_path)
+    tasks = report.results["tasks"]
+    assert tasks["asr"]["metrics"]["wer"] >= 0.8
+    assert tasks["tts"]["metrics"]["judge_wer"] == 1.0 and tasks["tts"]["metrics"]["reference_judge_wer"] == 0.0
+    assert tasks["resynthesis"]["metrics"]["judge_wer"] == 1.0
+    assert tasks["spoken_qa"]["metrics"]["accuracy"] == 0.0
+    assert tasks["spoken_qa"]["metrics"]["speech_text_consistency_wer"] == 1.0
+
+
+def test_no_vocoder_skips_speech_tasks_with_a_reason(tmp_path):
+    judge = OracleJudge()
+    system = StandIn(judge, load_spoken_questions(limit=6))
+    system.vocoder = None
+    report = _run(system, judge, tmp_path, tasks=["asr", "tts", "resynthesis", "latency"])
+    tasks = report.results["tasks"]
+    assert tasks["asr"]["metrics"]["wer"] == 0.0
+    for name in ("tts", "resynthesis", "latency"):
+        assert tasks[name]["not_run"] == "the system has no vocoder" and tasks[name]["metrics"] == {}
+
+
+def test_tasks_without_a_dataset_are_not_run(tmp_path):
+    judge = OracleJudge()
+    config = EvaluationConfig(tasks=["asr", "spoken_qa"], qa_tts=speak, max_questions=3, progress=False)
+    report = evaluate_speechgpt(StandIn(judge, load_spoken_questions(limit=3)), config, judges=Judges(judge))
+    assert report.results["tasks"]["asr"]["not_run"].startswith("no speech dataset given")
+    assert report.results["tasks"]["spoken_qa"]["metrics"]["accuracy"] == 1.0
+
+
+def test_undecodable_audio_is_skipped_and_counted(tmp_path):
+    (tmp_path / "good.wav").write_bytes(b"")
+    import soundfile
+
+    soundfile.write(tmp_path / "good.wav", speak("hello there")[0], 16000)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wave file")
+    (tmp_path / "metadata.csv").write_text("file_name,text\ngood.wav,hello there\nbad.wav,broken file\n")
+    items, skipped = load_speech_items(str(tmp_path))
+    assert [item.text for item in items] == ["hello there"] and sum(skipped.values()) == 1
+
+
+def test_metrics_can_fail():
+    assert error_rates(["a b c d"], ["a b c d"])["wer"] == 0.0
+    assert error_rates(["a b c d"], [""])["wer"] == 1.0
+    assert error_rates(["Twenty-one cats!"], ["twenty one cats"])["wer"] == 0.0
+    scored = qa_accuracy(["It is Paris.", "a lovely apple", None], [["paris"], ["a"], ["rome"]])
+    assert scored["correct"] == [True, True, False]
+    assert qa_accuracy(["apple pie"], [["a"]])["correct"] == [False]
+
+
+def test_shipped_questions_are_well_formed():
+    questions = load_spoken_questions()
+    assert len(questions) >= 100 and len({q.question for q in questions}) == len(questions)
+    assert all(q.answers and all(a == a.lower() for a in q.answers) for q in questions)
+
+
+def test_unknown_task_is_refused():
+    with pytest.raises(ValueError, match="Unknown evaluation task"):
+        EvaluationConfig(tasks=["asr", "singing"])
+
+
+def test_tiny_real_system_runs_every_task(tiny_speechgpt, tmp_path):
+    """The real chat (random tiny LM, MFCC units, tiny vocoder) through every task: structure, not quality."""
+    from speechgpt_hf.inference.chat import SpeechGPTChat
+    from speechgpt_hf.models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
+    from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
+
+    model, processor = tiny_speechgpt(num_units=50)
+    units = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=50)).eval()
+    torch.manual_seed(0)
+    vocoder = UnitHiFiGANVocoder(UnitHiFiGANConfig(
+        num_units=50, unit_embed_dim=16, duration_predictor_hidden_dim=16, upsample_initial_channel=32,
+        upsample_rates=[5, 4, 4, 4], upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]],
+    )).eval()  # fmt: skip
+    chat = SpeechGPTChat(model, processor, unit_tokenizer=units, vocoder=vocoder,
+                         generation_kwargs={"max_new_tokens": 12, "do_sample": False})  # fmt: skip
+    judge = OracleJudge()
+    report = _run(chat, judge, tmp_path, max_questions=2, latency_items=1)
+    tasks = report.results["tasks"]
+    assert set(tasks) == {"asr", "tts", "resynthesis", "spoken_qa", "latency"}
+    assert tasks["asr"]["items"] == len(SENTENCES) and 0.0 <= tasks["asr"]["metrics"]["wer"]
+    assert tasks["resynthesis"]["metrics"]["judge_wer"] == 1.0  # a random vocoder says nothing the judge knows
+    assert (tmp_path / "report.md").exists()
+
+
+def test_judges_remember_audio_they_have_heard():
+    judge = OracleJudge()
+    calls = []
+    original = judge.transcribe
+    judge.transcribe = lambda waves: calls.append(len(waves)) or original(waves)
+    judges = Judges(judge, ConstantMOS())
+    first, second = judge.register("one two"), judge.register("three four")
+    assert judges.transcribe([first, second, first]) == ["one two", "three four", "one two"]
+    assert judges.transcribe([second]) == ["three four"] and calls == [2]
+    assert judges.naturalness([first, first]) == [3.0, 3.0]
