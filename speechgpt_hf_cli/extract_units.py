@@ -1,8 +1,15 @@
-"""`speechgpt-hf extract-units`: add unit columns to a dataset (or a folder of audio) with a SpeechUnitTokenizer."""
+"""`speechgpt-hf extract-units`: add unit columns to a dataset (or a folder of audio) with a SpeechUnitTokenizer.
+
+Under `accelerate launch` or `torchrun` the processes share the work shard by shard and give the units one process
+gives; finished shards are kept in `--shards-dir`, so the same command started again after a kill resumes.
+"""
 
 import argparse
+import shutil
+from pathlib import Path
+from typing import Any
 
-from ._verbs import check_pretrained, existing_path
+from ._verbs import UsageError, check_pretrained, existing_path
 
 HELP = (
     "Extract speech units for a dataset or audio files; files that cannot be read are skipped, left out of the "
@@ -21,16 +28,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-proc", type=int, default=None, help="parallel worker processes")
     parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--frames", action="store_true", help="frame-level units instead of merged runs")
+    parser.add_argument("--shard-size", type=int, default=1000, help="rows a shard: the unit of work and of resuming")
+    parser.add_argument(
+        "--shards-dir",
+        type=Path,
+        default=None,
+        help="where finished shards are kept until the dataset is saved (default: OUTPUT_DIR.shards)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechgpt_hf.data.unit_extraction import add_unit_columns, audio_dataset
+    from speechgpt_hf.data.unit_extraction import add_unit_columns_distributed, audio_dataset
 
+    if args.shard_size < 1:
+        raise UsageError(f"--shard-size must be at least 1 (got {args.shard_size}).")
     tokenizer = check_pretrained(args.tokenizer, "--tokenizer")
     dataset = audio_dataset([str(path) for path in args.audio], args.audio_column)
-    encoded, report = add_unit_columns(
+    output_dir = Path(args.output_dir)
+    shards_dir = args.shards_dir or output_dir.with_name(f"{output_dir.name}.shards")
+    encoded, report = add_unit_columns_distributed(
         dataset,
         tokenizer,
+        shards_dir,
+        shard_size=args.shard_size,
         audio_column=args.audio_column,
         batch_size=args.batch_size,
         num_proc=args.num_proc,
@@ -38,6 +58,18 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         keep_failed=False,
     )
-    encoded.save_to_disk(args.output_dir)
-    print(report.summary())
+    return _save_once(encoded, report, output_dir, shards_dir)
+
+
+def _save_once(encoded: Any, report: Any, output_dir: Path, shards_dir: Path) -> int:
+    """The main process saves the dataset, prints the summary and removes the shards; every process returns the code."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.is_main_process:
+        encoded.save_to_disk(str(output_dir))
+        print(report.summary())
+    state.wait_for_everyone()
+    if state.is_main_process:
+        shutil.rmtree(shards_dir)
     return 0 if report.encoded else 1

@@ -1,6 +1,7 @@
 """Bulk unit extraction: Dataset.map with workers, bad rows skipped and reported, accelerate ranks, and the CLI verbs."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ from datasets import Audio, Dataset, load_from_disk
 
 from speechgpt_hf import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 from speechgpt_hf.data.unit_extraction import add_unit_columns, audio_dataset
+from speechgpt_hf.training.stages import ACCELERATE_CONFIGS_DIR
 from speechgpt_hf_cli import main as cli_main
 
 SR = 16000
@@ -87,30 +89,79 @@ def test_tokenizer_object_and_frame_units(audio_folder):
         add_unit_columns(arrays, tok, audio_column="speech")
 
 
-def test_accelerate_ranks_each_take_a_shard(audio_folder, tokenizer_dir, tmp_path):
-    audio_dataset(audio_folder).save_to_disk(tmp_path / "ds")
-    script = tmp_path / "extract.py"
-    script.write_text(
-        textwrap.dedent(f"""
-        from accelerate import PartialState
-        from datasets import load_from_disk
-        from speechgpt_hf.data.unit_extraction import add_unit_columns_distributed
-        state = PartialState(cpu=True)
-        ds = load_from_disk({str(tmp_path / "ds")!r})
-        merged, report = add_unit_columns_distributed(ds, {str(tokenizer_dir)!r}, {str(tmp_path / "out")!r})
-        print("RANK", state.process_index, state.num_processes, report.total, report.failed, merged["path"] == ds["path"])
-    """)
-    )
+def _extract_args(audio_folder, tokenizer_dir, output_dir) -> list[str]:
+    return [str(audio_folder), "--tokenizer", str(tokenizer_dir), "--output-dir", str(output_dir), "--shard-size", "2"]
+
+
+def _launch(launcher: list[str], *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    result = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", str(script)], capture_output=True, text=True, env=env, timeout=300
+    return subprocess.run([*launcher, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def _units(folder) -> list[tuple]:
+    saved = load_from_disk(str(folder)).remove_columns("audio")
+    return list(zip(saved["path"], saved["units"], saved["durations"], saved["unit_error"], strict=True))
+
+
+def test_accelerate_launch_on_two_processes_gives_the_units_of_one(audio_folder, tokenizer_dir, tmp_path, capsys):
+    assert cli_main(["extract-units", *_extract_args(audio_folder, tokenizer_dir, tmp_path / "one")]) == 0
+    ddp = str(ACCELERATE_CONFIGS_DIR / "ddp.yaml")  # the shipped config, as on GPUs; here its processes use gloo
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", ddp, "--num_processes", "2"]
+    result = _launch(
+        [*launch, "-m", "speechgpt_hf_cli"],
+        "extract-units",
+        *_extract_args(audio_folder, tokenizer_dir, tmp_path / "two"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("RANK"))
-    assert lines == ["RANK 0 2 7 3 True", "RANK 1 2 7 3 True"]
-    shards = [load_from_disk(str(tmp_path / "out" / f"shard-0000{r}")) for r in (0, 1)]
-    assert [len(s) for s in shards] == [4, 3]
+    assert result.stdout.count("4/7 rows encoded, 3 skipped.") == 1  # the summary once, from the main process
+    assert _units(tmp_path / "two") == _units(tmp_path / "one") and len(_units(tmp_path / "one")) == 4
+    for process in ("1/2", "2/2"):  # each process reports its own shards: 4 shards of 2 rows, two each
+        assert len(re.findall(rf"process {process}\] shard \d \(rows \d-\d\) done", result.stderr)) == 2
+    assert not (tmp_path / "two.shards").exists()  # the shards are gone once the dataset is saved
+
+
+def test_a_killed_extraction_resumes_without_redoing_finished_shards(audio_folder, tokenizer_dir, tmp_path, capsys):
+    entry = tmp_path / "killed_after_one_shard.py"
+    entry.write_text(
+        textwrap.dedent("""
+        import os, signal, sys
+        from speechgpt_hf.data import unit_extraction
+        save = unit_extraction._save_shard
+        def save_then_die(*args):
+            save(*args)
+            if os.environ["RANK"] == "1":  # killed right after its first shard, as by a pre-empted machine
+                os.kill(os.getpid(), signal.SIGKILL)
+        unit_extraction._save_shard = save_then_die
+        from speechgpt_hf_cli import main
+        sys.exit(main(sys.argv[1:]))
+    """)
+    )
+    args = _extract_args(audio_folder, tokenizer_dir, tmp_path / "units")
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    result = _launch([torchrun, "--nproc_per_node", "2", str(entry)], "extract-units", *args)
+    assert result.returncode != 0 and not (tmp_path / "units").exists()
+    shards = tmp_path / "units.shards"
+    kept = {int(path.name[-5:]) for path in shards.glob("shard-?????")}
+    assert 1 in kept and 3 not in kept  # rank 1 finished shard 1 and died before shard 3
+
+    assert cli_main(["extract-units", *args]) == 0  # the same command again, now on one process
+    err = capsys.readouterr().err
+    assert f"{len(kept)}/4 shards done by an earlier run, kept; {4 - len(kept)} to go." in err
+    redone = {int(index) for index in re.findall(r"\] shard (\d) \(rows", err)}
+    assert redone == {0, 1, 2, 3} - kept
+    tok = SpeechUnitTokenizer.from_pretrained(tokenizer_dir)
+    for path, units, durations, error in _units(tmp_path / "units"):
+        expected = tok.encode(path)
+        assert error is None and (units, durations) == (expected.units, expected.durations)
+
+
+def test_resuming_into_shards_of_other_options_is_refused(audio_folder, tokenizer_dir, tmp_path):
+    from speechgpt_hf.data.unit_extraction import add_unit_columns_distributed
+
+    dataset = audio_dataset(audio_folder)
+    add_unit_columns_distributed(dataset, str(tokenizer_dir), tmp_path / "shards", shard_size=4)
+    with pytest.raises(ValueError, match=r"holds shards of another extraction \(merge, shard_size differ.*Delete that"):
+        add_unit_columns_distributed(dataset, str(tokenizer_dir), tmp_path / "shards", shard_size=3, merge=False)
 
 
 def test_cli_fit_then_extract(audio_folder, tmp_path, capsys):

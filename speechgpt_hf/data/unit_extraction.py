@@ -9,7 +9,11 @@ contiguous shard and gathers the shards in order through disk.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,8 +56,8 @@ def _skipped_lines(skipped: list[tuple[int, str]], what: str, shown: int = 20) -
     return lines
 
 
-def _tokenizer(path: str, threads: int | None) -> Any:
-    """The tokenizer saved at `path`, loaded once per process."""
+def _tokenizer(path: str, threads: int | None, device: str | None = None) -> Any:
+    """The tokenizer saved at `path`, loaded once per process (onto `device` when given)."""
     if path not in _TOKENIZERS:
         import torch
 
@@ -61,7 +65,7 @@ def _tokenizer(path: str, threads: int | None) -> Any:
 
         if threads:
             torch.set_num_threads(threads)
-        _TOKENIZERS[path] = SpeechUnitTokenizer.from_pretrained(path).eval()
+        _TOKENIZERS[path] = SpeechUnitTokenizer.from_pretrained(path).eval().to(device or "cpu")
     return _TOKENIZERS[path]
 
 
@@ -72,11 +76,12 @@ def _encode_batch(
     merge: bool,
     precision: str,
     threads: int | None,
+    device: str | None,
 ) -> dict[str, list[Any]]:
     from ..audio import AudioInputError
     from ..models.unit_tokenizer import UnitSequence, merge_units
 
-    tokenizer = _tokenizer(tokenizer_path, threads)
+    tokenizer = _tokenizer(tokenizer_path, threads, device)
     waves, rows, errors = [], [], [None] * len(batch[audio_column])
     for row, item in enumerate(batch[audio_column]):
         try:
@@ -126,6 +131,7 @@ def add_unit_columns(
     precision: str = "float32",
     progress: bool = True,
     keep_failed: bool = True,
+    device: str | None = None,
 ) -> tuple[Any, ExtractionReport]:
     """`dataset` with `units`, `durations` and `unit_error` columns added, and a report of what failed.
 
@@ -134,7 +140,8 @@ def add_unit_columns(
     empty, too short) fails only its row: its units are empty and `unit_error` says why. Any other error (a
     missing soundfile, torchcodec or FFmpeg) stops the run. With `num_proc`, the CPU threads are split between workers.
     `keep_failed=False` leaves the failed rows out of the returned dataset (the report still lists them, by their
-    index in the input), so that everything saved from it reads back.
+    index in the input), so that everything saved from it reads back. `device` ("cuda:0"…) is where the tokenizer
+    runs (the CPU by default); `progress=False` hides the progress bar.
     """
     from datasets import Audio, Features, List, Value
 
@@ -151,7 +158,7 @@ def add_unit_columns(
         }
     )
     threads = max(1, (os.cpu_count() or 1) // num_proc) if num_proc and num_proc > 1 else None
-    with tempfile.TemporaryDirectory(prefix="unit-tokenizer-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="unit-tokenizer-") as scratch, _progress_bars(progress):
         path = _tokenizer_path(tokenizer, scratch)
         encoded = dataset.map(
             _encode_batch,
@@ -164,6 +171,7 @@ def add_unit_columns(
                 "merge": merge,
                 "precision": precision,
                 "threads": threads,
+                "device": device,
             },
             desc="Extracting units",
             load_from_cache_file=False,
@@ -174,6 +182,21 @@ def add_unit_columns(
         encoded = encoded.cast_column(audio_column, original_feature)
     report = _report(encoded["unit_error"])
     return (encoded if keep_failed else _without_failures(encoded, report)), report
+
+
+@contextmanager
+def _progress_bars(shown: bool) -> Iterator[None]:
+    """datasets' progress bars as they were, or off while the block runs."""
+    import datasets as bars
+
+    if shown or bars.are_progress_bars_disabled():
+        yield
+        return
+    bars.disable_progress_bars()
+    try:
+        yield
+    finally:
+        bars.enable_progress_bars()
 
 
 def _without_failures(encoded: Any, report: ExtractionReport) -> Any:
@@ -190,29 +213,122 @@ def _report(errors: list[str | None]) -> ExtractionReport:
 
 
 def add_unit_columns_distributed(
-    dataset: Any, tokenizer: Any, output_dir: str | Path, **kwargs: Any
+    dataset: Any, tokenizer: Any, output_dir: str | Path, shard_size: int = 1000, **kwargs: Any
 ) -> tuple[Any, ExtractionReport]:
-    """`add_unit_columns` across accelerate processes: rank r encodes contiguous shard r, every rank returns the whole
-    (less the failed rows with `keep_failed=False`).
+    """`add_unit_columns` across accelerate or torchrun processes, resumable: every process returns the whole dataset
+    with units (less the failed rows with `keep_failed=False`), the same as one process would.
 
-    Shards go through `output_dir/shard-r` (save_to_disk); after a barrier each process concatenates them
-    in rank order, so row order is kept. Works on one process too.
+    The rows are cut into shards of `shard_size` (the cut does not depend on the process count); the processes share
+    the shards not yet done and save each finished one to `output_dir/shard-NNNNN`, so a run started again after a
+    kill keeps the finished shards and encodes only the rest. Each process reports every shard it finishes on stderr.
+    Without a `device`, each process encodes on its own accelerator (cpu with `num_proc` workers).
     """
-    from accelerate import PartialState
     from datasets import concatenate_datasets, load_from_disk
 
-    state = PartialState()
+    state = _process_state()
     keep_failed = kwargs.pop("keep_failed", True)
-    shard = dataset.shard(num_shards=state.num_processes, index=state.process_index, contiguous=True)
-    encoded, _ = add_unit_columns(shard, tokenizer, **kwargs)
+    if kwargs.get("device") is None and not (kwargs.get("num_proc") or 0) > 1:
+        kwargs["device"] = str(state.device)
     output_dir = Path(output_dir)
-    encoded.save_to_disk(str(output_dir / f"shard-{state.process_index:05d}"))
+    num_shards = max(1, -(-len(dataset) // shard_size))
+    _check_manifest(output_dir, _manifest(dataset, tokenizer, shard_size, kwargs), state.is_main_process)
+    pending = [index for index in range(num_shards) if not _shard_path(output_dir, index).is_dir()]
+    state.wait_for_everyone()  # every process has listed the pending shards before any is written
+    mine = pending[state.process_index :: state.num_processes]
+    progress = _ShardProgress(state.process_index, state.num_processes, num_shards, num_shards - len(pending), mine)
+    for index in mine:
+        rows = range(index * shard_size, min(len(dataset), (index + 1) * shard_size))
+        encoded, report = add_unit_columns(dataset.select(rows), tokenizer, progress=False, **kwargs)
+        _save_shard(encoded, output_dir, index)
+        progress.shard_done(index, rows, report)
     state.wait_for_everyone()
-    merged = concatenate_datasets(
-        [load_from_disk(str(output_dir / f"shard-{rank:05d}")) for rank in range(state.num_processes)]
-    )
+    merged = concatenate_datasets([load_from_disk(str(_shard_path(output_dir, i))) for i in range(num_shards)])
     report = _report(merged["unit_error"])
     return (merged if keep_failed else _without_failures(merged, report)), report
+
+
+def _process_state() -> Any:
+    """accelerate's PartialState, on the gloo backend where no GPU is (or ACCELERATE_USE_CPU asks for the CPU)."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+
+
+_MANIFEST = "extraction.json"
+
+
+def _manifest(dataset: Any, tokenizer: Any, shard_size: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What decides the shards' content: the dataset, the tokenizer, the shard size and the encoding options."""
+    defaults = {"audio_column": "audio", "merge": True, "precision": "float32"}
+    options = {key: kwargs.get(key, default) for key, default in defaults.items()}
+    return {
+        "rows": len(dataset),
+        "dataset_fingerprint": getattr(dataset, "_fingerprint", None),
+        "tokenizer": str(tokenizer) if isinstance(tokenizer, (str, Path)) else type(tokenizer).__name__,
+        "shard_size": shard_size,
+        **options,
+    }
+
+
+def _check_manifest(output_dir: Path, manifest: dict[str, Any], write: bool) -> None:
+    """Refuses to resume into `output_dir` when its shards were made from other data or options; else records them."""
+    import json
+
+    path = output_dir / _MANIFEST
+    if path.exists():
+        found = json.loads(path.read_text())
+        if found != manifest:
+            changed = sorted(key for key in {*found, *manifest} if found.get(key) != manifest.get(key))
+            raise ValueError(
+                f"{output_dir} holds shards of another extraction ({', '.join(changed)} differ: {found} here, "
+                f"{manifest} now). Delete that folder or choose another one to start over."
+            )
+    elif write:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(manifest, indent=2))
+        partial.replace(path)  # the other processes read it whole or not at all
+
+
+def _shard_path(output_dir: Path, index: int) -> Path:
+    return output_dir / f"shard-{index:05d}"
+
+
+def _save_shard(encoded: Any, output_dir: Path, index: int) -> None:
+    """Saves a finished shard under a temporary name, then renames it: a shard folder is only ever complete."""
+    import shutil
+
+    final = _shard_path(output_dir, index)
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
+    encoded.save_to_disk(str(partial))
+    partial.rename(final)
+
+
+class _ShardProgress:
+    """One stderr line per shard a process finishes: its rows, failures, the process's own count and rate."""
+
+    def __init__(self, rank: int, processes: int, total: int, done_before: int, mine: list[int]) -> None:
+        self.prefix = f"[unit extraction, process {rank + 1}/{processes}]"
+        self.mine, self.finished, self.start = len(mine), 0, time.perf_counter()
+        self.rows = 0
+        if rank == 0 and done_before:
+            self._say(f"{done_before}/{total} shards done by an earlier run, kept; {total - done_before} to go.")
+        self._say(f"{len(mine)} of the {total - done_before} shards left are this process's.")
+
+    def shard_done(self, index: int, rows: range, report: ExtractionReport) -> None:
+        self.finished += 1
+        self.rows += len(rows)
+        rate = self.rows / max(time.perf_counter() - self.start, 1e-9)
+        self._say(
+            f"shard {index} (rows {rows.start}-{rows.stop - 1}) done: {report.encoded} encoded, "
+            f"{report.failed} skipped; {self.finished}/{self.mine} of this process's shards, {rate:.1f} rows/s."
+        )
+
+    def _say(self, line: str) -> None:
+        print(f"{self.prefix} {line}", file=sys.stderr, flush=True)
 
 
 def audio_dataset(source: str | Path | list[str], audio_column: str = "audio") -> Any:
