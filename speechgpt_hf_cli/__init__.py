@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "build-speechinstruct": "build_speechinstruct",
     "evaluate": "evaluate",
     "reproduce": "reproduce",
+    "card": "card",
 }
 
 
