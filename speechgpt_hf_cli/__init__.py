@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "reproduce": "reproduce",
     "card": "card",
+    "push": "push",
 }
 
 

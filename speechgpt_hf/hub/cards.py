@@ -29,7 +29,7 @@ EVAL_TASK_TYPES = {
     "spoken_qa": ("any-to-any", "Spoken question answering"),
     "latency": ("any-to-any", "Latency"),
 }
-_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_REPO_ID = re.compile(r"^(?!\.)[\w.-]+/(?!\.)[\w.-]+$")  # org/name; a name never starts with a dot
 _PACKAGE_CARDS = Path(__file__).resolve().parents[1] / "hub_cards"  # where a wheel ships the templates
 _CHECKOUT_CARDS = Path(__file__).resolve().parents[2] / "hub_cards"  # the repository's top-level folder
 
@@ -47,7 +47,7 @@ def template_path(name: str) -> Path:
 
 def is_hub_id(value: Any) -> bool:
     """Whether `value` reads as a Hub repo id (org/name) rather than a local path."""
-    return isinstance(value, str) and bool(_REPO_ID.match(value)) and not Path(value).exists()
+    return isinstance(value, str) and bool(_REPO_ID.match(value)) and ".." not in value and not Path(value).exists()
 
 
 def read_json(path: Path) -> dict[str, Any]:
