@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "build-speechinstruct": "build_speechinstruct",
     "evaluate": "evaluate",
     "reproduce": "reproduce",
+    "card": "card",
+    "push": "push",
 }
 
 

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from speechgpt_hf.data.unit_extraction import audio_dataset, skipped_summary, undecoded
+    from speechgpt_hf.hub.cards import record_provenance, unit_fit_step, write_model_card
     from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 
     if args.tokenizer:
@@ -77,6 +78,9 @@ def run(args: argparse.Namespace) -> None:
         tolerance=args.tolerance,
     )
     tokenizer.cpu().save_pretrained(args.output_dir)
+    audio = ", ".join(path.name for path in args.audio[:3]) + (f" and {len(args.audio) - 3} more" if len(args.audio) > 3 else "")
+    record_provenance(args.output_dir, unit_fit_step(result, audio, "speechgpt-hf fit-units"))
+    write_model_card(args.output_dir)
     for index, inertia in enumerate(result.inertia_history, start=1):
         print(f"pass {index}: inertia {inertia:.6g} ({inertia / result.num_frames:.4g} a frame)")
     stop = "converged" if result.converged else f"stopped at --max-iter {args.max_iter}"

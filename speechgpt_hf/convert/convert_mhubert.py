@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from transformers import HubertConfig
 
+from ..hub.cards import write_converted_card
 from ..models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 from . import safe_pickle
 from .read_kmeans_joblib import read_kmeans_centers
@@ -142,6 +143,7 @@ def convert_unit_tokenizer(
         tokenizer.set_codebook(centers)
     if output_dir is not None:
         tokenizer.save_pretrained(output_dir)
+        write_converted_card(output_dir, "mHuBERT and k-means", [checkpoint_path, kmeans_path])
     return tokenizer
 
 

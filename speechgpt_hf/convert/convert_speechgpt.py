@@ -15,6 +15,7 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from ..hub.cards import write_converted_card
 from ..models.speechgpt import (
     DEFAULT_SYSTEM_PROMPT,
     SPEECHGPT_SPECIAL_TOKENS,
@@ -139,6 +140,7 @@ def convert_speechgpt(
         system_prompt = DEFAULT_SYSTEM_PROMPT
     speechgpt.save_pretrained(output_dir)
     SpeechGPTProcessor(tokenizer, num_units=num_units, system_prompt=system_prompt).save_pretrained(output_dir)
+    write_converted_card(output_dir, "SpeechGPT-7B checkpoint", [checkpoint_dir, adapter_dir])
     return output_dir
 
 

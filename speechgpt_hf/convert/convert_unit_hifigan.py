@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..hub.cards import write_converted_card
 from ..models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
 
 # fairseq key prefix -> our key prefix, tried in order (first match wins).
@@ -115,6 +116,7 @@ def convert_unit_hifigan(
     model.eval()
     if output_dir is not None:
         model.save_pretrained(output_dir)
+        write_converted_card(output_dir, "unit HiFi-GAN vocoder", [checkpoint_path, config_path])
     return model
 
 

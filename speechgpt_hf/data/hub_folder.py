@@ -25,7 +25,7 @@ from .speechinstruct import Shard, SpeechInstruct
 logger = logging.getLogger(__name__)
 
 STATE_DIR = ".speechinstruct"
-CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "hub_cards" / "speechinstruct_card.md"
+CARD_TEMPLATE = "speechinstruct_card.md"
 STAGES = {
     MODALITY_ADAPTATION: "1: modality adaptation",
     CROSS_MODAL: "2: cross-modal",
@@ -306,11 +306,9 @@ def write_readme(folder: str | Path, repo_id: str | None = None, license: str = 
     """Renders README.md (YAML `configs:` plus the dataset card) from what the folder actually holds."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
+    from ..hub.cards import template_path
+
     folder = Path(folder)
-    if not CARD_TEMPLATE.exists():
-        raise FileNotFoundError(
-            f"Card template {CARD_TEMPLATE} is missing: install speechgpt-hf from its repository (pip install -e .)."
-        )
     counts = folder_counts(folder)
     if not counts:
         raise ValueError(f"{folder} holds no finished SpeechInstruct shards to describe.")
@@ -338,7 +336,7 @@ def write_readme(folder: str | Path, repo_id: str | None = None, license: str = 
     descriptions = _read_descriptions(folder)
     card = DatasetCard.from_template(
         card_data,
-        template_path=str(CARD_TEMPLATE),
+        template_path=str(template_path(CARD_TEMPLATE)),
         pretty_name="SpeechInstruct",
         repo_id=repo_id or folder.name,
         unit_tokenizer=" / ".join(sorted({d["units"] for d in descriptions.values()})) or "not recorded",

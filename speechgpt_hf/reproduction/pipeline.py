@@ -134,6 +134,8 @@ def fit_units(output: Path, settings: ReproductionSettings, corpus: Any) -> dict
     """Fits the codebook on the training audio, saves the tokenizer, and encodes the training audio once."""
     import torch
 
+    from ..hub.cards import record_provenance, unit_fit_step, write_model_card
+
     torch.manual_seed(settings.seed)
     tokenizer = _new_unit_tokenizer(settings).eval()
     train = corpus["train"]
@@ -142,6 +144,9 @@ def fit_units(output: Path, settings: ReproductionSettings, corpus: Any) -> dict
         (row["audio"] for row in fit_on), max_frames=settings.unit_fit_frames, seed=settings.seed, progress=True
     )
     tokenizer.save_pretrained(output / "unit-tokenizer")
+    record_provenance(output / "unit-tokenizer", unit_fit_step(result, f"{len(fit_on)} training utterances",
+                                                               "speechgpt-hf reproduce"))  # fmt: skip
+    write_model_card(output / "unit-tokenizer")
     units = encode_split(tokenizer, train)
     (output / "unit-tokenizer" / "train_units.json").write_text(json.dumps(units))
     lengths = [len(u["units"]) for u in units.values()]

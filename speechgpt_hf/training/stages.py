@@ -279,8 +279,51 @@ def train_stage(config: SpeechGPTTrainingConfig, callbacks: list[Any] | None = N
         _save_model(trainer, output_dir)
     if main_process:
         processor.save_pretrained(output_dir)
+        sequences = len(trainer.train_dataset) if hasattr(trainer.train_dataset, "__len__") else None
+        write_stage_card(config, output_dir, sequences, result.global_step)
     trainer.accelerator.wait_for_everyone()
     return output_dir
+
+
+def _source_name(name: str) -> str:
+    """A model or dataset as a card names it: a Hub id as it is, a local folder by its name only."""
+    from ..hub.cards import is_hub_id
+
+    return name if is_hub_id(name) else f"local folder {Path(name).name}"
+
+
+def stage_summary(config: SpeechGPTTrainingConfig, sequences: int | None, steps: int) -> str:
+    """One line of a model card saying how the stage trained: method, data, length, optimisation."""
+    if config.use_lora:
+        method = f"LoRA r={config.lora_r}, alpha={config.lora_alpha} on {', '.join(config.lora_target_modules)}"
+        method += " with the unit embedding rows" if config.train_unit_embeddings else ""
+    else:
+        method = "full fine-tuning"
+    batch = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    data = f"{_source_name(config.dataset_name)} ({config.dataset_config}, {config.dataset_split})"
+    packed = ", packed" if config.packing else ""
+    data = data if sequences is None else f"{sequences} sequences of {data}"
+    schedule = getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type)
+    return (f"{method}; {steps} steps of batch {batch} per device{packed} on {data}; "
+            f"learning rate {config.learning_rate:g} ({schedule}), max length {config.max_length}")  # fmt: skip
+
+
+def write_stage_card(config: SpeechGPTTrainingConfig, output_dir: Path, sequences: int | None, steps: int) -> Path:
+    """Adds the stage to the model's provenance (after the steps of the model it started from) and renders its card."""
+    from ..hub.cards import record_provenance, write_model_card
+
+    start = config.model_name_or_path or config.base_model_name_or_path
+    step = {
+        "name": f"stage {STAGES.index(config.stage) + 1}: {config.stage.replace('_', ' ')}",
+        "made_by": "speechgpt-hf train",
+        "summary": stage_summary(config, sequences, steps),
+        "datasets": [_source_name(config.dataset_name)],
+    }
+    if config.base_model_name_or_path is not None:
+        step["base_model"] = _source_name(config.base_model_name_or_path)
+    inherit = start if config.model_name_or_path is not None and Path(start).is_dir() else None
+    record_provenance(output_dir, step, inherit_from=inherit)
+    return write_model_card(output_dir)
 
 
 __all__ = [
@@ -295,5 +338,7 @@ __all__ = [
     "model_init_kwargs",
     "padding_free",
     "speech_token_ids",
+    "stage_summary",
     "train_stage",
+    "write_stage_card",
 ]

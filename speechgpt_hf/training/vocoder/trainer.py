@@ -113,7 +113,7 @@ def train_vocoder(
     state = _resume(accelerator, config)
     parts = (accelerator, generator, discriminator, opt_g, opt_d, mel, config)
     _loop(parts, (sched_g, sched_d), loader, collate, state, eval_data)
-    return _export(accelerator, generator, config)
+    return _export(accelerator, generator, config, (len(train_data), state.step))
 
 
 def _mel(config: VocoderTrainingConfig, sampling_rate: int) -> LogMelSpectrogram:
@@ -297,16 +297,32 @@ def plot_losses(history: list[dict[str, float]], path: Path) -> None:
     plt.close(figure)
 
 
-def _export(accelerator, generator, config: VocoderTrainingConfig) -> UnitHiFiGANVocoder:
-    """The trained vocoder with weight norm folded in, saved (safetensors) to output_dir."""
+def _export(accelerator, generator, config: VocoderTrainingConfig, done: tuple[int, int]) -> UnitHiFiGANVocoder:
+    """The trained vocoder with weight norm folded in, saved (safetensors) to output_dir with its model card."""
     vocoder = copy.deepcopy(accelerator.unwrap_model(generator).vocoder).float().cpu()
     vocoder.remove_weight_norm()
     vocoder.eval()
     if accelerator.is_main_process:
         vocoder.save_pretrained(config.output_dir)
+        write_vocoder_card(config, *done)
     accelerator.wait_for_everyone()
     return vocoder
 
 
+def write_vocoder_card(config: VocoderTrainingConfig, utterances: int, steps: int) -> Path:
+    """Records how the vocoder in `config.output_dir` was trained (`steps` done on `utterances`) and renders its
+    model card."""
+    from ...hub.cards import record_provenance, write_model_card
+
+    start = f"from {Path(config.init_from).name}" if config.init_from else "from scratch"
+    summary = (f"{steps} of {config.max_steps} steps {start}, batch {config.batch_size} of {config.segment_frames}-frame segments, "
+               f"AdamW lr {config.learning_rate:g} (decay {config.lr_decay} an epoch), mel loss weight "
+               f"{config.mel_weight:g}, discriminators from step {config.discriminator_start_step}")  # fmt: skip
+    step = {"name": "unit HiFi-GAN training", "made_by": "speechgpt-hf train-vocoder", "summary": summary,
+            "facts": {"training utterances": utterances, "training steps": steps}}  # fmt: skip
+    record_provenance(config.output_dir, step)
+    return write_model_card(config.output_dir)
+
+
 __all__ = ["GeneratorTrainingForward", "TrainerState", "build_vocoder", "evaluate_vocoder", "plot_losses",
-           "save_checkpoint", "train_step", "train_vocoder"]  # fmt: skip
+           "save_checkpoint", "train_step", "train_vocoder", "write_vocoder_card"]  # fmt: skip

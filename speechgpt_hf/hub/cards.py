@@ -1,0 +1,232 @@
+"""Model cards for the repos this package writes, rendered from the templates in hub_cards/.
+
+A repo's card is made from what its folder holds: config.json (architecture, unit count, components),
+provenance.json (how it was made: converted, fitted or trained, with the data and the recipe of each step),
+train_results.json (final training metrics) and results.json from `speechgpt-hf evaluate` (as the Hub's
+model-index). Writers call `record_provenance` and then `write_model_card`; `speechgpt-hf card` re-renders.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PROVENANCE_FILE = "provenance.json"
+RESULTS_FILE = "results.json"
+TEMPLATES = {
+    "speechgpt": "speechgpt_card.md",
+    "speechgpt_unit_tokenizer": "unit_tokenizer_card.md",
+    "speechgpt_unit_hifigan": "vocoder_card.md",
+}
+# Evaluation task of `speechgpt-hf evaluate` -> the Hub's task type in model-index.
+EVAL_TASK_TYPES = {
+    "asr": ("automatic-speech-recognition", "Speech recognition"),
+    "tts": ("text-to-speech", "Speech synthesis"),
+    "resynthesis": ("audio-to-audio", "Unit resynthesis"),
+    "spoken_qa": ("any-to-any", "Spoken question answering"),
+    "latency": ("any-to-any", "Latency"),
+}
+_REPO_ID = re.compile(r"^(?!\.)[\w.-]+/(?!\.)[\w.-]+$")  # org/name; a name never starts with a dot
+_PACKAGE_CARDS = Path(__file__).resolve().parents[1] / "hub_cards"  # where a wheel ships the templates
+_CHECKOUT_CARDS = Path(__file__).resolve().parents[2] / "hub_cards"  # the repository's top-level folder
+
+
+def template_path(name: str) -> Path:
+    """The card template `name` from hub_cards/ (inside the installed package, or the repository's top level)."""
+    for folder in (_PACKAGE_CARDS, _CHECKOUT_CARDS):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(
+        f"Card template {name} is in neither {_PACKAGE_CARDS} nor {_CHECKOUT_CARDS}: reinstall speechgpt-hf "
+        "(pip install speechgpt-hf, or pip install -e . in its repository)."
+    )
+
+
+def is_hub_id(value: Any) -> bool:
+    """Whether `value` reads as a Hub repo id (org/name) rather than a local path."""
+    return isinstance(value, str) and bool(_REPO_ID.match(value)) and ".." not in value and not Path(value).exists()
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`, or {} when there is no such file."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def record_provenance(folder: str | Path, step: Mapping[str, Any], inherit_from: str | Path | None = None) -> Path:
+    """Appends one step (`name`, `made_by`, `summary`, optional `base_model`, `datasets`, `facts`) to the folder's
+    provenance.json, replacing an earlier step of the same name (a rerun); `inherit_from` (a model folder it
+    started from) contributes its steps first when the folder has no record yet."""
+    folder = Path(folder)
+    earlier = read_json(Path(inherit_from) / PROVENANCE_FILE) if inherit_from and Path(inherit_from).is_dir() else {}
+    record = read_json(folder / PROVENANCE_FILE) or {"steps": list(earlier.get("steps", []))}
+    record["steps"] = [s for s in record["steps"] if s.get("name") != step["name"]] + [dict(step)]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / PROVENANCE_FILE
+    path.write_text(json.dumps(record, indent=1, default=str))
+    return path
+
+
+def unit_fit_step(result: Any, data: str, made_by: str) -> dict[str, Any]:
+    """The provenance step of a k-means codebook fit (a `KMeansResult`) on `data` (a description of the audio)."""
+    stop = "converged" if result.converged else "stopped at the pass limit"
+    summary = (f"k-means on a sample of {result.num_frames} of {result.frames_seen} frames of {data}, "
+               f"{result.iterations} passes ({stop})")  # fmt: skip
+    facts = {"fit frames": result.num_frames, "inertia per frame": result.inertia_per_frame}
+    return {"name": "codebook fit", "made_by": made_by, "summary": summary, "facts": facts}
+
+
+def write_converted_card(folder: str | Path, what: str, sources: list[str | Path | None]) -> Path:
+    """Records that `folder` was converted from the original release's `what` (its files `sources`) and renders
+    the card; the first source is the base model a converted SpeechGPT names."""
+    names = [Path(s).name for s in sources if s is not None]
+    step = {"name": "conversion", "made_by": "speechgpt-hf convert", "base_model": f"original release {names[0]}",
+            "summary": f"converted from the original release's {what} ({', '.join(names)}) without fairseq"}  # fmt: skip
+    record_provenance(folder, step)
+    return write_model_card(folder)
+
+
+def model_index(results: Mapping[str, Any]) -> list[Any]:
+    """The evaluation results of `speechgpt-hf evaluate` (results.json) as huggingface_hub `EvalResult`s: one a
+    task and metric that was run (the judge's own reference scores are left out)."""
+    from huggingface_hub import EvalResult
+
+    dataset = str(results.get("config", {}).get("dataset", "unknown"))
+    entries = []
+    for task, outcome in results.get("tasks", {}).items():
+        if outcome.get("not_run"):
+            continue
+        task_type, task_name = EVAL_TASK_TYPES.get(task, ("any-to-any", task))
+        for metric, value in outcome.get("metrics", {}).items():
+            if metric.startswith("reference_") or not isinstance(value, (int, float)):
+                continue
+            entries.append(EvalResult(
+                task_type=task_type, task_name=task_name, dataset_type=dataset if is_hub_id(dataset) else "local",
+                dataset_name=Path(dataset).name or dataset, metric_type=metric, metric_value=value,
+            ))  # fmt: skip
+    return entries
+
+
+def _round(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def _hub_ids(values: list[Any]) -> list[str]:
+    return sorted({v for v in values if is_hub_id(v)})
+
+
+def _common(folder: Path, repo_id: str | None) -> dict[str, Any]:
+    """The facts every card has: its name, where it came from (steps) and its Hub metadata fields."""
+    steps = read_json(folder / PROVENANCE_FILE).get("steps", [])
+    bases = [s["base_model"] for s in steps if s.get("base_model")]
+    datasets = [d for s in steps for d in s.get("datasets", [])]
+    return {
+        "repo_id": repo_id or folder.resolve().name,
+        "model_name": (repo_id or folder.resolve().name).split("/")[-1],
+        "stages": steps,
+        "made_by": steps[-1]["made_by"] if steps else "speechgpt-hf",
+        "base_model": bases[0] if bases else "not recorded",
+        "hub_base_models": _hub_ids(bases[:1]),
+        "datasets": sorted(set(datasets)),
+        "hub_datasets": _hub_ids(datasets),
+        "facts": {k: _round(v) for s in steps for k, v in s.get("facts", {}).items()},
+    }
+
+
+def _speechgpt_facts(folder: Path, config: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    text = config.get("text_config", {})
+    train = read_json(folder / "train_results.json")
+    rows = [{"task": EVAL_TASK_TYPES.get(t, (t, t))[1], "metric": m, "value": _round(v)}
+            for t, o in results.get("tasks", {}).items() if not o.get("not_run")
+            for m, v in o.get("metrics", {}).items() if not m.startswith("reference_")]  # fmt: skip
+    return {
+        "architecture": text.get("model_type", "unknown"),
+        "num_layers": text.get("num_hidden_layers", "?"),
+        "hidden_size": text.get("hidden_size", "?"),
+        "vocab_size": text.get("vocab_size", "?"),
+        "num_units": config.get("num_units"),
+        "unit_tokenizer": config.get("unit_tokenizer_repo") or "not recorded",
+        "vocoder": config.get("vocoder_repo") or "none recorded",
+        "train_metrics": {k: _round(v) for k, v in train.items() if k in ("train_loss", "epoch")},
+        "evaluation": rows,
+        "judge": results.get("judge", "unknown"),
+        "eval_dataset": results.get("config", {}).get("dataset", "unknown"),
+        "pipeline_tag": "any-to-any",
+    }
+
+
+def _unit_tokenizer_facts(folder: Path, config: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    encoder = config.get("encoder_config") or {}
+    if config.get("feature_type") == "mfcc":
+        features = f"{config.get('num_mfcc', 13)} MFCCs"
+    else:
+        features = f"layer {config.get('layer')} of a {encoder.get('model_type', 'speech')} encoder"
+    rate = config.get("sampling_rate", 16000)
+    return {"features": features, "num_units": config.get("num_units"), "sampling_rate": rate,
+            "frame_ms": round(1000 * config.get("frame_hop", 320) / rate, 1), "pipeline_tag": "feature-extraction"}  # fmt: skip
+
+
+def _vocoder_facts(folder: Path, config: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    return {"num_units": config.get("num_units"), "sampling_rate": config.get("sampling_rate", 16000),
+            "num_speakers": config.get("num_speakers", 0), "duration_predictor": config.get("use_duration_predictor"),
+            "pipeline_tag": None}  # fmt: skip
+
+
+_FACTS = {
+    "speechgpt": _speechgpt_facts,
+    "speechgpt_unit_tokenizer": _unit_tokenizer_facts,
+    "speechgpt_unit_hifigan": _vocoder_facts,
+}
+
+
+def write_model_card(
+    folder: str | Path,
+    repo_id: str | None = None,
+    license: str | None = None,
+    results: str | Path | Mapping[str, Any] | None = None,
+) -> Path:
+    """Renders README.md for a SpeechGPT, unit tokenizer or vocoder folder from what it holds (see the module);
+    `results` is a results.json (path or dict), found beside the model when not given. Returns the card's path."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    folder = Path(folder)
+    config = read_json(folder / "config.json")
+    kind = config.get("model_type")
+    if kind not in TEMPLATES:
+        raise ValueError(
+            f"{folder} holds no SpeechGPT, unit tokenizer or vocoder (config.json model_type is {kind!r}); "
+            "save the model there first."
+        )
+    if results is None or isinstance(results, (str, Path)):
+        results = read_json(Path(results) if results is not None else folder / RESULTS_FILE)
+    facts = {**_common(folder, repo_id), **_FACTS[kind](folder, config, dict(results))}
+    license = license or ("other" if kind == "speechgpt" else "apache-2.0")
+    evals = model_index(results) if kind == "speechgpt" else []
+    card_data = ModelCardData(
+        language=["en"], license=license, library_name="transformers", pipeline_tag=facts.pop("pipeline_tag"),
+        tags=["speechgpt", "speech-units", "audio", "speechgpt-hf"], base_model=facts["hub_base_models"] or None,
+        datasets=facts["hub_datasets"] or None, model_name=facts["model_name"], eval_results=evals or None,
+    )  # fmt: skip
+    card = ModelCard.from_template(card_data, template_path=str(template_path(TEMPLATES[kind])),
+                                   license=license, **facts)  # fmt: skip
+    path = folder / "README.md"
+    card.save(path)
+    return path
+
+
+__all__ = [
+    "EVAL_TASK_TYPES",
+    "PROVENANCE_FILE",
+    "RESULTS_FILE",
+    "TEMPLATES",
+    "is_hub_id",
+    "model_index",
+    "read_json",
+    "record_provenance",
+    "template_path",
+    "unit_fit_step",
+    "write_converted_card",
+    "write_model_card",
+]
