@@ -46,14 +46,14 @@ class ReproductionSettings:
     lm_layers: int = 4
     lm_heads: int = 4
     stage_steps: dict[str, int] = field(
-        default_factory=lambda: {"modality_adaptation": 400, "cross_modal": 2500, "chain_of_modality": 300}
+        default_factory=lambda: {"modality_adaptation": 400, "cross_modal": 1500, "chain_of_modality": 300}
     )
     batch_size: int = 16
     learning_rate: float = 1e-3
     com_pairs: int = 100
     system_prompt: str = SHORT_SYSTEM_PROMPT
-    vocoder_steps: int = 1500
-    vocoder_warmup_steps: int = 1000
+    vocoder_steps: int = 1000
+    vocoder_warmup_steps: int = 700
     vocoder_channels: int = 96
     eval_items: int = 30
     eval_questions: int = 20
