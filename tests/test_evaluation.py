@@ -232,3 +232,11 @@ def test_judges_remember_audio_they_have_heard():
     assert judges.transcribe([first, second, first]) == ["one two", "three four", "one two"]
     assert judges.transcribe([second]) == ["three four"] and calls == [2]
     assert judges.naturalness([first, first]) == [3.0, 3.0]
+
+
+def test_a_saved_dataset_folder_is_read_as_a_dataset(tmp_path):
+    from datasets import DatasetDict
+
+    DatasetDict({"test": _dataset()}).save_to_disk(str(tmp_path / "saved"))
+    items, skipped = load_speech_items(str(tmp_path / "saved"), split="test")
+    assert [item.text for item in items] == SENTENCES and skipped == {"missing transcript": 1}

@@ -62,7 +62,7 @@ def load_speech_items(
     )
     from ..models.unit_tokenizer import AudioInputError, load_audio
 
-    splits = load_speech_source(source, split=split)
+    splits = load_speech_source(_saved_dataset(source), split=split)
     name, dataset = next(iter(splits.items()))
     columns = list(dataset.column_names or [])
     if audio_column not in columns:
@@ -89,6 +89,17 @@ def load_speech_items(
             continue
         items.append(SpeechItem(str(row[id_key]) if id_key else f"{name}-{index}", text, audio))
     return items, skipped
+
+
+def _saved_dataset(source: Any) -> Any:
+    """A folder written by `save_to_disk` (a Dataset or DatasetDict) loaded as such; anything else unchanged."""
+    if isinstance(source, (str, Path)) and Path(source).is_dir():
+        folder = Path(source)
+        if (folder / "dataset_dict.json").exists() or (folder / "state.json").exists():
+            import datasets
+
+            return datasets.load_from_disk(str(folder))
+    return source
 
 
 def load_spoken_questions(path: str | Path | None = None, limit: int | None = None) -> list[SpokenQuestion]:
