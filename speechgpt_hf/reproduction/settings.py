@@ -52,11 +52,11 @@ class ReproductionSettings:
     learning_rate: float = 1e-3
     com_pairs: int = 100
     system_prompt: str = SHORT_SYSTEM_PROMPT
-    vocoder_steps: int = 1000
-    vocoder_warmup_steps: int = 700
+    vocoder_steps: int = 600
+    vocoder_warmup_steps: int = 400
     vocoder_channels: int = 96
-    eval_items: int = 30
-    eval_questions: int = 20
+    eval_items: int = 20
+    eval_questions: int = 10
     judge: str = "whisper-tiny.en"
     naturalness: bool = True
     constrained_decoding: bool = True
