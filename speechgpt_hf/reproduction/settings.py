@@ -46,7 +46,7 @@ class ReproductionSettings:
     lm_layers: int = 4
     lm_heads: int = 4
     stage_steps: dict[str, int] = field(
-        default_factory=lambda: {"modality_adaptation": 400, "cross_modal": 1500, "chain_of_modality": 300}
+        default_factory=lambda: {"modality_adaptation": 400, "cross_modal": 800, "chain_of_modality": 300}
     )
     batch_size: int = 16
     learning_rate: float = 1e-3
