@@ -307,9 +307,12 @@ def evaluate_held_out(output: Path, settings: ReproductionSettings, corpus: Any)
     probe = (
         corpus["train"].shuffle(seed=settings.seed).select(range(min(settings.eval_items, 20, len(corpus["train"]))))
     )
+    # The held-out splits list sentences with new words first: shuffled alike, the first items mix both kinds and
+    # are the same sentences in both voices' splits.
+    test, test_voice = (corpus[name].shuffle(seed=settings.seed) for name in ("test", "test_voice"))
     plan = {
-        "test": (corpus["test"], ["asr", "tts", "resynthesis", "spoken_qa", "latency"]),
-        "test_voice": (corpus["test_voice"], ["asr", "resynthesis"]),
+        "test": (test, ["asr", "tts", "resynthesis", "spoken_qa", "latency"]),
+        "test_voice": (test_voice, ["asr", "resynthesis"]),
         TRAIN_PROBE: (probe, ["asr", "tts"]),
     }
     results = {}
