@@ -225,7 +225,8 @@ def evaluate_spoken_qa(
         (i, _to_16k(r.waveform, r.sampling_rate)) for i, r in enumerate(replies) if (r.response.text or "").strip()
     ]
     spoken_answers = [(i, w) for i, w in pairs if w is not None]
-    result.skipped["no text answer to compare the speech with"] = len(replies) - len(pairs)
+    if len(replies) > len(pairs):
+        result.skipped["no text answer to compare the speech with"] = len(replies) - len(pairs)
     if spoken_answers:
         heard = judges.transcribe([w for _, w in spoken_answers])
         consistency = error_rates([answers[i] for i, _ in spoken_answers], heard)
