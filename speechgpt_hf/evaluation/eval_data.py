@@ -50,6 +50,7 @@ def load_speech_items(
     limit: int | None = None,
 ) -> tuple[list[SpeechItem], Counter]:
     """Up to `limit` usable items of `source`, and a Counter of the items skipped by reason."""
+    from ..audio import AudioInputError, load_audio
     from ..data.sources import (
         ID_COLUMNS,
         MISSING_TRANSCRIPT,
@@ -60,7 +61,6 @@ def load_speech_items(
         load_speech_source,
         normalize_transcript,
     )
-    from ..models.unit_tokenizer import AudioInputError, load_audio
 
     splits = load_speech_source(_saved_dataset(source), split=split)
     name, dataset = next(iter(splits.items()))
@@ -120,8 +120,8 @@ def voice_questions(
     questions: Sequence[SpokenQuestion], tts: Any, speaker: str | None = None
 ) -> tuple[list[SpeechItem], Counter]:
     """The questions spoken by an offline TTS engine, as speech items whose transcript is the question."""
+    from ..audio import load_audio
     from ..data.tts_engines import resolve_tts
-    from ..models.unit_tokenizer import load_audio
 
     engine = resolve_tts(tts)
     items, skipped = [], Counter()

@@ -18,12 +18,26 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _plot_error_rates(report: Any, path: Path) -> bool:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (reports are written on machines without a screen)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> bool:
+    """Writes `fig` to `path` and frees it; True, so a plotting function can return it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+    return True
+
+
+def _plot_error_rates(report: Any, path: Path) -> bool:
+    plt = pyplot()
     rows = [(name, report.tasks[name].metrics) for name in _ERROR_METRICS if name in report.tasks]
     rows = [(name, metrics) for name, metrics in rows if _ERROR_METRICS[name] in metrics]
     if not rows:
@@ -38,18 +52,11 @@ def _plot_error_rates(report: Any, path: Path) -> bool:
     ax.set_ylabel("WER (%)")
     ax.legend()
     ax.set_title("Word error rate by task")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save_figure(fig, path)
 
 
 def _plot_wer_by_length(report: Any, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     asr = report.tasks.get("asr")
     if asr is None or not asr.items:
         return False
@@ -60,18 +67,11 @@ def _plot_wer_by_length(report: Any, path: Path) -> bool:
     ax.set_xlabel("utterance length (s)")
     ax.set_ylabel("ASR WER (%)")
     ax.set_title("ASR word error rate by utterance length")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save_figure(fig, path)
 
 
 def _plot_spectrograms(report: Any, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     task = report.tasks.get("tts") or report.tasks.get("resynthesis")
     example = next(((out, ref) for out, ref in (task.examples if task else []) if out is not None), None)
     if example is None:
@@ -83,10 +83,7 @@ def _plot_spectrograms(report: Any, path: Path) -> bool:
         ax.set_ylabel("Hz")
         ax.set_title(title)
     axes[-1].set_xlabel("time (s)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return save_figure(fig, path)
 
 
 def _markdown(results: dict[str, Any], plots: list[str]) -> str:
@@ -147,4 +144,4 @@ def write_report(report: Any, output_dir: str | Path) -> Path:
     return output
 
 
-__all__ = ["write_report"]
+__all__ = ["pyplot", "save_figure", "write_report"]

@@ -73,7 +73,7 @@ def _remembered(memory: dict[str, Any], waveforms: Sequence[np.ndarray], judge: 
 
 
 def _to_16k(waveform: np.ndarray | None, rate: int) -> np.ndarray | None:
-    from ..models.unit_tokenizer import AudioInputError, load_audio
+    from ..audio import AudioInputError, load_audio
 
     if waveform is None or len(waveform) == 0:
         return None

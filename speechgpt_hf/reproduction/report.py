@@ -24,11 +24,9 @@ def _losses(trainer_state: Path) -> tuple[list[int], list[float]]:
 
 def plot_learning_curves(output: Path) -> Path | None:
     """One panel a stage (LM loss by step) and one for the vocoder (its losses), in learning_curves.png."""
-    import matplotlib
+    from ..evaluation.report import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = [(STAGE_TITLES[s], output / "lm" / s / "trainer_state.json") for s in STAGE_TITLES]
     panels = [(title, path) for title, path in panels if path.exists()]
     checkpoints = sorted(
@@ -53,10 +51,8 @@ def plot_learning_curves(output: Path) -> Path | None:
         ax.set_title("vocoder losses")
         ax.set_xlabel("step")
         ax.legend()
-    fig.tight_layout()
     path = output / "learning_curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

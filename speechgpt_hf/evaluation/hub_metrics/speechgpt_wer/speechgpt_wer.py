@@ -5,9 +5,8 @@ Load it offline by path: `evaluate.load(speechgpt_hf.evaluation.scoring.metric_p
 
 import datasets
 import evaluate
-import jiwer
 
-from speechgpt_hf.evaluation.normalize import normalize_text
+from speechgpt_hf.evaluation.metrics import character_error_rate, word_error_rate
 
 _DESCRIPTION = (
     "Corpus word error rate and character error rate of predicted transcripts against references. Both sides "
@@ -39,14 +38,9 @@ class SpeechgptWer(evaluate.Metric):
         )
 
     def _compute(self, predictions, references):
-        refs = [normalize_text(text) for text in references]
-        if not all(refs):
-            raise ValueError("Every reference needs at least one word after normalisation.")
-        hyps = [normalize_text(text or "") for text in predictions]
-        words = jiwer.process_words(refs, hyps)
-        errors = [jiwer.process_words(ref, hyp) for ref, hyp in zip(refs, hyps, strict=True)]
+        hypotheses = [text or "" for text in predictions]
         return {
-            "wer": float(words.wer),
-            "cer": float(jiwer.cer(refs, hyps)),
-            "item_wer": [float(item.wer) for item in errors],
+            "wer": word_error_rate(references, hypotheses),
+            "cer": character_error_rate(references, hypotheses),
+            "item_wer": [word_error_rate([ref], [hyp]) for ref, hyp in zip(references, hypotheses, strict=True)],
         }
