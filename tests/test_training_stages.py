@@ -314,3 +314,24 @@ def test_an_expanded_model_keeps_the_system_prompt_of_its_data(tmp_path, speechi
     assert processor.build_prompt("hi").startswith("Be brief.\n[Human]: hi")
     _, default = load_model_and_processor(_common(tmp_path, "modality_adaptation", **settings))
     assert default.system_prompt == DEFAULT_SYSTEM_PROMPT
+
+
+def test_stage3_replays_cross_modal_rows(tmp_path, speechinstruct_folder):
+    from speechgpt_hf.training.stages import load_stage_dataset
+
+    config = _common(tmp_path, "chain_of_modality", model_name_or_path="unused", dataset_name=str(speechinstruct_folder),
+                     replay_config="cross_modal", replay_fraction=1.5)  # fmt: skip
+    rows = load_stage_dataset(config)
+    completions = rows["completion"]
+    replayed = [c for c in completions if c.startswith("number ")]
+    assert len(rows) == 16 + 24 and len(replayed) == 24  # 1.5 x 16 rows drawn from 16: every row once, half twice
+    assert {c for c in replayed} == {f"number {i}<eoa>" for i in range(4)}
+    assert completions[:16] != [r["completion"] for r in _rows("chain_of_modality")]  # shuffled together
+
+
+def test_replay_needs_a_prompt_completion_stage_and_a_positive_fraction(tmp_path):
+    with pytest.raises(ValueError, match="replay_config"):
+        _common(tmp_path, "modality_adaptation", model_name_or_path="unused", replay_config="cross_modal")
+    with pytest.raises(ValueError, match="replay_fraction=0"):
+        _common(tmp_path, "chain_of_modality", model_name_or_path="unused", replay_config="cross_modal",
+                replay_fraction=0)  # fmt: skip

@@ -236,10 +236,14 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
         if stage == STAGES[0]
         else dict(model_name_or_path=str(output / "lm" / STAGES[STAGES.index(stage) - 1]))
     )  # fmt: skip
-    # Stage 3 is the release's LoRA on q/v. The unit rows stay frozen and the rate stays that of full fine-tuning:
-    # measured on the quickstart, training them at 10x the rate made the model answer ASR requests with units.
-    lora = dict(use_lora=True) if stage == STAGES[2] else {}
-    learning_rate = settings.learning_rate
+    # Stage 3 is the release's LoRA on q/v with the unit rows frozen (measured on the quickstart: training them at 10x
+    # the rate made the model answer ASR requests with units), rehearsing stage 2's rows so that it keeps ASR and TTS.
+    lora = {}
+    if stage == STAGES[2]:
+        lora = dict(use_lora=True)
+        if settings.replay_fraction > 0:
+            lora.update(replay_config=STAGES[1], replay_fraction=settings.replay_fraction)
+    learning_rate = settings.lora_learning_rate if stage == STAGES[2] else settings.learning_rate
     config = SpeechGPTTrainingConfig(
         stage=stage, dataset_name=str(output / "speechinstruct"), output_dir=str(folder), max_steps=steps,
         per_device_train_batch_size=settings.batch_size, learning_rate=learning_rate,

@@ -55,6 +55,14 @@ class SpeechGPTTrainingConfig(SFTConfig):
     dataset_config: str | None = field(default=None, metadata={"help": "Dataset config; defaults to the stage's name."})
     dataset_split: str = field(default="train", metadata={"help": "Split to train on."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many rows (quick runs)."})
+    replay_config: str | None = field(
+        default=None,
+        metadata={"help": "Another config of the same dataset whose rows are mixed in (e.g. cross_modal in stage 3), "
+                  "so that the stage keeps what the earlier one taught."},
+    )
+    replay_fraction: float = field(
+        default=0.5, metadata={"help": "Rows drawn from replay_config, as a fraction of the stage's own rows."}
+    )
     use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of every weight."})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
@@ -74,6 +82,11 @@ class SpeechGPTTrainingConfig(SFTConfig):
             raise ValueError(f"Unknown stage {self.stage!r}: choose one of {', '.join(STAGES)}.")
         if (self.model_name_or_path is None) == (self.base_model_name_or_path is None):
             raise ValueError("Give exactly one of model_name_or_path (a SpeechGPT) or base_model_name_or_path (a text LM).")
+        if self.replay_config is not None and (self.stage == STAGES[0] or self.replay_fraction <= 0):
+            raise ValueError(
+                "replay_config mixes prompt/completion rows into stage cross_modal or chain_of_modality with a "
+                f"positive replay_fraction; got stage {self.stage!r} and replay_fraction={self.replay_fraction}."
+            )
         if self.bf16 is None and (self.use_cpu or not (torch.cuda.is_available() and torch.cuda.is_bf16_supported())):
             self.bf16 = False  # TRL's bf16 default needs a GPU that has bf16; elsewhere train in fp32 (or ask for fp16)
         self.dataset_config = self.dataset_config or self.stage
@@ -160,7 +173,29 @@ def load_stage_dataset(config: SpeechGPTTrainingConfig) -> Any:
         )
     if config.max_train_samples is not None:
         dataset = dataset.select(range(min(config.max_train_samples, len(dataset))))
-    return dataset.select_columns(columns)
+    dataset = dataset.select_columns(columns)
+    if config.replay_config is not None:
+        dataset = _with_replay(config, dataset, columns)
+    return dataset
+
+
+def _with_replay(config: SpeechGPTTrainingConfig, dataset: Any, columns: list[str]) -> Any:
+    """The stage's rows with `replay_fraction` of their number drawn (seeded, without repeats while there are enough)
+    from `replay_config`, shuffled together: rehearsal against forgetting the earlier stage's tasks."""
+    from datasets import concatenate_datasets
+
+    from ..data.loading import load_speechinstruct
+
+    replay = load_speechinstruct(config.dataset_name, config.replay_config, split=config.dataset_split)
+    missing = [c for c in columns if c not in replay.column_names]
+    if missing:
+        raise ValueError(f"replay_config {config.replay_config!r} lacks the column(s) {missing} that {config.stage} trains on.")
+    wanted = max(1, round(config.replay_fraction * len(dataset)))
+    order = replay.shuffle(seed=config.seed).select_columns(columns)
+    picks = [i % len(order) for i in range(wanted)]
+    mixed = concatenate_datasets([dataset, order.select(picks)])
+    logger.info("Stage %s: %d rows plus %d replayed from %s.", config.stage, len(dataset), wanted, config.replay_config)
+    return mixed.shuffle(seed=config.seed)
 
 
 def speech_token_ids(model: Any) -> list[int]:
@@ -301,6 +336,8 @@ def stage_summary(config: SpeechGPTTrainingConfig, sequences: int | None, steps:
         method = "full fine-tuning"
     batch = config.per_device_train_batch_size * config.gradient_accumulation_steps
     data = f"{_source_name(config.dataset_name)} ({config.dataset_config}, {config.dataset_split})"
+    if config.replay_config is not None:
+        data += f" with {config.replay_fraction:g}x as many {config.replay_config} rows replayed"
     packed = ", packed" if config.packing else ""
     data = data if sequences is None else f"{sequences} sequences of {data}"
     schedule = getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type)
