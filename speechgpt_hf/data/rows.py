@@ -149,6 +149,33 @@ def render_exchange(turn: dict[str, Any]) -> tuple[str, str]:
     raise ValueError(f"Task {task!r} has no instruction/response form.")
 
 
+def turn_messages(turn: dict[str, Any]) -> list[dict[str, Any]]:
+    """The user and assistant chat messages of one cross-modal or chain-of-modality turn, as SpeechGPT's chat
+    template reads them (units as unit-string text items, the wanted answer as the message's `output_modality`)."""
+    task = turn["task"]
+    _, response = render_exchange(turn)
+    if task in (ASR, TTS):
+        content = units_to_string(turn["input_units"]) if task == ASR else turn["input_text"]
+        user = {"role": "user", "content": [_text(turn["instruction"]), _text(content)]}
+    else:
+        speech_in = turn["input_modality"] == Modality.SPEECH.value
+        content = units_to_string(turn["input_units"]) if speech_in else turn["input_text"]
+        user = {"role": "user", "content": [_text(content)], "output_modality": turn["output_modality"]}
+    return [user, {"role": "assistant", "content": [_text(response)]}]
+
+
+def row_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """A row's conversation (its history, then its last turn) as chat messages: the processor's chat template
+    renders them, after the system prompt, as the row's `prompt` + `completion`."""
+    if row["task"] == MODALITY_ADAPTATION:
+        raise ValueError("Modality-adaptation rows are bare unit sequences, not conversations; train on their `text`.")
+    return [message for turn in [*row["history"], row] for message in turn_messages(turn)]
+
+
+def _text(text: str) -> dict[str, str]:
+    return {"type": "text", "text": text}
+
+
 def render_row(
     row_id: str, turns: Sequence[dict[str, Any]], system_prompt: str = DEFAULT_SYSTEM_PROMPT
 ) -> dict[str, Any]:
@@ -188,5 +215,7 @@ __all__ = [
     "make_turn",
     "render_exchange",
     "render_row",
+    "row_messages",
     "token_counter",
+    "turn_messages",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..models.speechgpt.chat_template import history_messages
 from ..models.speechgpt.prompt_format import (
     EOA,
     INPUT_MARKER,
@@ -47,8 +48,8 @@ class SpeechGPTChat:
     Args:
         model: a SpeechGPTForCausalLM.
         processor: its SpeechGPTProcessor.
-        unit_tokenizer: a SpeechUnitTokenizer, needed for speech input.
-        vocoder: a UnitHiFiGANVocoder, needed for speech output.
+        unit_tokenizer: a SpeechUnitTokenizer, needed for speech input (the processor's `audio_tokenizer` when omitted).
+        vocoder: a UnitHiFiGANVocoder, needed for speech output (the processor's `vocoder` when omitted).
         speaker_id: the voice of a multi-speaker vocoder: its index, or its name in the vocoder's `speaker_names`
             (the first voice when omitted).
         generation_kwargs: defaults for `generate` (the model's generation config applies otherwise).
@@ -68,7 +69,10 @@ class SpeechGPTChat:
     ) -> None:
         self.model = model.eval()
         self.processor = processor
-        self.unit_tokenizer = unit_tokenizer
+        self.unit_tokenizer = (
+            unit_tokenizer if unit_tokenizer is not None else getattr(processor, "audio_tokenizer", None)
+        )
+        vocoder = vocoder if vocoder is not None else getattr(processor, "vocoder", None)
         self.vocoder = None if vocoder is None else vocoder.eval()
         self.speaker_id = _speaker_index(self.vocoder, speaker_id)
         self.generation_kwargs = {"max_new_tokens": 512, **(generation_kwargs or {})}
@@ -85,11 +89,14 @@ class SpeechGPTChat:
         speaker_id: int | str | None = None,
         **model_kwargs: Any,
     ) -> SpeechGPTChat:
-        """Loads the LM and processor from `repo`, and the unit tokenizer and vocoder its config names (unless given)."""
+        """Loads the LM and processor from `repo`, and the unit tokenizer and vocoder (unless given): the processor's
+        when it has them, else those the model config names."""
         from transformers import AutoModel, AutoModelForCausalLM, AutoProcessor
 
         model = AutoModelForCausalLM.from_pretrained(repo, **model_kwargs)
         processor = AutoProcessor.from_pretrained(repo)
+        unit_tokenizer = unit_tokenizer if unit_tokenizer is not None else getattr(processor, "audio_tokenizer", None)
+        vocoder = vocoder if vocoder is not None else getattr(processor, "vocoder", None)
         if unit_tokenizer is None and model.config.unit_tokenizer_repo:
             unit_tokenizer = AutoModel.from_pretrained(model.config.resolve_component_path("unit_tokenizer_repo"))
         if vocoder is None and model.config.vocoder_repo:
@@ -144,11 +151,13 @@ class SpeechGPTChat:
         return units_to_string(units)
 
     def _prompt_ids(self, instruction: str, max_new_tokens: int) -> tuple[str, Any]:
-        """The prompt with as much history as fits the context next to `max_new_tokens` (oldest turns dropped first)."""
+        """The prompt, rendered by the processor's chat template, with as much history as fits the context next to
+        `max_new_tokens` (oldest turns dropped first)."""
         limit = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
         room = None if limit is None else limit - max_new_tokens
         while True:
-            prompt = self.processor.build_prompt(instruction, history=self.history)
+            messages = history_messages(self.history, instruction)
+            prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
             inputs = self.processor(prompt, return_tensors="pt")
             if room is None or inputs["input_ids"].shape[1] <= room or not self.history:
                 break

@@ -1,6 +1,7 @@
+from .chat_template import AUDIO_PLACEHOLDER, speechgpt_chat_template
 from .configuration_speechgpt import SPEECHGPT_SPECIAL_TOKENS, SpeechGPTConfig
 from .modeling_speechgpt import SpeechGPTForCausalLM, SpeechGPTPreTrainedModel
-from .processing_speechgpt import SpeechGPTProcessor
+from .processing_speechgpt import SpeechGPTProcessor, SpeechGPTSpokenResponse
 from .prompt_format import (
     DEFAULT_SYSTEM_PROMPT,
     Modality,
@@ -15,6 +16,7 @@ from .prompt_format import (
 from .vocabulary_expansion import add_speech_units, unit_tokens
 
 __all__ = [
+    "AUDIO_PLACEHOLDER",
     "DEFAULT_SYSTEM_PROMPT",
     "SPEECHGPT_SPECIAL_TOKENS",
     "Modality",
@@ -23,11 +25,13 @@ __all__ = [
     "SpeechGPTPreTrainedModel",
     "SpeechGPTProcessor",
     "SpeechGPTResponse",
+    "SpeechGPTSpokenResponse",
     "add_speech_units",
     "format_chain_of_modality_response",
     "format_cross_modal_instruction",
     "format_turn",
     "parse_response",
+    "speechgpt_chat_template",
     "string_to_units",
     "unit_tokens",
     "units_to_string",

@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
+from transformers.utils import CONFIG_NAME
+
+from .component_paths import is_folder_relative, local_folder, portable_path, resolve_pointer
 
 # Tokens a SpeechGPT vocabulary adds after the unit tokens, in the order of the original release
 # (`<eoa>` is extra here: the original left it to ordinary sub-word pieces).
@@ -23,36 +26,6 @@ SPEECHGPT_SPECIAL_TOKENS: dict[str, str] = {
 
 # Config fields that name the other repos of a SpeechGPT system (a Hub id, or a local folder).
 COMPONENT_FIELDS = ("unit_tokenizer_repo", "vocoder_repo")
-# How far above the model folder a component may sit and still be stored relative to it.
-_LEVELS_UP = 2
-
-
-def _is_model_relative(value: str) -> bool:
-    return value.startswith(("./", "../"))
-
-
-def _model_folder(name_or_path: str) -> Path | None:
-    """The local folder of a model: the path itself, or the cached snapshot of a Hub repo."""
-    if not name_or_path:
-        return None
-    if os.path.isdir(name_or_path):
-        return Path(name_or_path)
-    from transformers.utils import CONFIG_NAME, cached_file
-
-    config_file = cached_file(name_or_path, CONFIG_NAME, _raise_exceptions_for_missing_entries=False)
-    return None if config_file is None else Path(config_file).parent
-
-
-def _portable_path(path: Path, folder: Path) -> str:
-    """`path` as a config stores it: relative to `folder` when inside it or at most `_LEVELS_UP` folders above
-    it (beside it, or beside its parent, as in one folder holding a whole system), absolute otherwise."""
-    relative = Path(os.path.relpath(path.resolve(), folder.resolve()))
-    ups = relative.parts.count("..")
-    if ups == 0:
-        return f"./{relative.as_posix()}"
-    if ups <= _LEVELS_UP and relative.parts[:ups] == ("..",) * ups:
-        return relative.as_posix()
-    return str(path.resolve())
 
 
 class SpeechGPTConfig(PretrainedConfig):
@@ -127,21 +100,10 @@ class SpeechGPTConfig(PretrainedConfig):
         if name not in COMPONENT_FIELDS:
             raise ValueError(f"{name!r} is not a component of a SpeechGPT system; use one of {COMPONENT_FIELDS}.")
         value = getattr(self, name)
-        if not value or not _is_model_relative(value):
+        if not value or not is_folder_relative(value):
             return value
-        folder = Path(model_dir) if model_dir is not None else _model_folder(self.name_or_path)
-        if folder is None:
-            raise ValueError(
-                f"`{name}` is {value!r}, a path relative to the model folder, but this config does not know its "
-                "folder: load the model with from_pretrained(folder) or pass model_dir=."
-            )
-        path = (folder / value).resolve()
-        if not path.is_dir():
-            raise FileNotFoundError(
-                f"`{name}` is {value!r} relative to the model folder {folder}, but {path} does not exist: move the "
-                f"component along with the model, or set `{name}` to its repo id or folder."
-            )
-        return str(path)
+        folder = Path(model_dir) if model_dir is not None else local_folder(self.name_or_path, CONFIG_NAME)
+        return resolve_pointer(name, value, folder)
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> None:
         """Saves the config, storing local component folders inside or beside `save_directory` relative to it."""
@@ -159,7 +121,7 @@ class SpeechGPTConfig(PretrainedConfig):
             local = self.resolve_component_path(name)
         except (ValueError, OSError):  # a relative path whose model folder is unknown here: keep it as it is
             return getattr(self, name)
-        return _portable_path(Path(local), folder) if local and os.path.isdir(local) else local
+        return portable_path(Path(local), folder) if local and os.path.isdir(local) else local
 
 
 __all__ = ["COMPONENT_FIELDS", "SpeechGPTConfig", "SPEECHGPT_SPECIAL_TOKENS"]

@@ -1,18 +1,26 @@
-"""SpeechGPTProcessor: the text tokenizer plus SpeechGPT's prompt formats and unit<->token mapping.
+"""SpeechGPTProcessor: the text tokenizer plus SpeechGPT's prompt formats, chat template and unit<->token mapping.
 
 Unit spans (`<sosp><12><7><eosp>`) never go through string tokenisation: unit `u` is token
-`unit_token_offset + u`, so they are mapped directly, which is exact and far faster. Audio is turned
-into units by a SpeechUnitTokenizer (a model with weights, so not a processor attribute).
+`unit_token_offset + u`, so they are mapped directly, which is exact and far faster. Audio goes to units through
+the processor's `audio_tokenizer` (a SpeechUnitTokenizer) and units back to speech through its `vocoder`; both are
+models with their own repos, so the processor saves only pointers to them (relative when they sit close by).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from transformers import BatchEncoding, ProcessorMixin
+from transformers.utils import PROCESSOR_NAME
 
+from .chat_template import AUDIO_PLACEHOLDER, speechgpt_chat_template
+from .component_paths import local_folder, portable_path, resolve_pointer
 from .configuration_speechgpt import SPEECHGPT_SPECIAL_TOKENS
 from .prompt_format import (
     DEFAULT_SYSTEM_PROMPT,
@@ -23,23 +31,39 @@ from .prompt_format import (
     format_chain_of_modality_instruction,
     format_turn,
     parse_response,
+    units_to_string,
 )
 
 _UNIT_SPAN = re.compile(r"<sosp>((?:\s*<\s*\d+\s*>)*)\s*<eosp>")
 _UNIT = re.compile(r"<\s*(\d+)\s*>")
+# The speech components: processor attribute -> the processor_config.json field that points to its repo.
+COMPONENT_POINTERS = {"audio_tokenizer": "unit_tokenizer_repo", "vocoder": "vocoder_repo"}
+# The kwargs of `from_pretrained` that also apply to loading the components from their own repos.
+_COMPONENT_LOAD_KWARGS = ("cache_dir", "force_download", "proxies", "token", "local_files_only")
+
+
+@dataclass
+class SpeechGPTSpokenResponse(SpeechGPTResponse):
+    """A parsed answer with its speech: `waveform` (float32, at `sampling_rate`) voices `units`, None without units."""
+
+    waveform: np.ndarray | None = None
+    sampling_rate: int | None = None
 
 
 class SpeechGPTProcessor(ProcessorMixin):
-    """Turns SpeechGPT prompts (text with unit spans) into token ids and generated ids back into answers.
+    """Turns SpeechGPT prompts (text with unit spans, or audio) into token ids and generated ids back into answers.
 
     Args:
         tokenizer: the expanded text tokenizer (holding `<0>` … `<K-1>` and the SpeechGPT markers).
         num_units: K, the number of unit tokens.
         system_prompt: text put before the first `[Human]` turn.
-        chat_template: optional Jinja chat template.
+        chat_template: Jinja chat template; SpeechGPT's own (`speechgpt_chat_template`) when omitted.
+        audio_tokenizer: a SpeechUnitTokenizer with K units, needed for audio input.
+        vocoder: a UnitHiFiGANVocoder with K units, needed to voice answers in `decode_response`.
     """
 
     tokenizer_class = "AutoTokenizer"
+    audio_placeholder = AUDIO_PLACEHOLDER
 
     def __init__(
         self,
@@ -47,17 +71,37 @@ class SpeechGPTProcessor(ProcessorMixin):
         num_units: int = 1000,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         chat_template: str | None = None,
+        audio_tokenizer: Any | None = None,
+        vocoder: Any | None = None,
         **kwargs: Any,
     ) -> None:
         self.num_units = num_units
         self.system_prompt = system_prompt
+        chat_template = chat_template or speechgpt_chat_template(system_prompt)
         super().__init__(tokenizer, chat_template=chat_template, **kwargs)
+        self.audio_tokenizer = self._checked_component("audio_tokenizer", audio_tokenizer, "encode")
+        self.vocoder = self._checked_component("vocoder", vocoder, "synthesize")
         self.unit_token_offset = self._find_unit_offset()
         self.sosp_token_id = self._token_id(SPEECHGPT_SPECIAL_TOKENS["sosp"])
         self.eosp_token_id = self._token_id(SPEECHGPT_SPECIAL_TOKENS["eosp"])
         with_special = self.tokenizer("a")["input_ids"]
         without = self.tokenizer("a", add_special_tokens=False)["input_ids"]
-        self._prefix_ids = with_special[: len(with_special) - len(without)] if with_special[-len(without) :] == without else []
+        self._prefix_ids = (
+            with_special[: len(with_special) - len(without)] if with_special[-len(without) :] == without else []
+        )
+
+    def _checked_component(self, name: str, component: Any | None, method: str) -> Any | None:
+        if component is None:
+            return None
+        if not callable(getattr(component, method, None)):
+            raise TypeError(f"`{name}` has no `{method}` method: give a {_COMPONENT_CLASSES[name]}.")
+        units = getattr(getattr(component, "config", None), "num_units", self.num_units)
+        if units != self.num_units:
+            raise ValueError(
+                f"The {name} has {units} units but this processor has {self.num_units}: give the "
+                f"{_COMPONENT_CLASSES[name]} the model was trained with (its config names it)."
+            )
+        return component
 
     def _token_id(self, token: str) -> int:
         token_id = self.tokenizer.convert_tokens_to_ids(token)
@@ -85,7 +129,9 @@ class SpeechGPTProcessor(ProcessorMixin):
         for unit in units:
             unit = int(unit)
             if not 0 <= unit < self.num_units:
-                raise ValueError(f"Unit id {unit} is outside 0..{self.num_units - 1} (this model has K={self.num_units}).")
+                raise ValueError(
+                    f"Unit id {unit} is outside 0..{self.num_units - 1} (this model has K={self.num_units})."
+                )
             ids.append(self.unit_token_offset + unit)
         return [self.sosp_token_id, *ids, self.eosp_token_id] if with_markers else ids
 
@@ -113,7 +159,9 @@ class SpeechGPTProcessor(ProcessorMixin):
         last = len(pieces) - 1
         wrapped = [(EOSP if i else "") + piece + (SOSP if i < last else "") for i, piece in enumerate(pieces)]
         present = [i for i, piece in enumerate(pieces) if piece]
-        encoded = self.tokenizer([wrapped[i] for i in present], add_special_tokens=False)["input_ids"] if present else []
+        encoded = (
+            self.tokenizer([wrapped[i] for i in present], add_special_tokens=False)["input_ids"] if present else []
+        )
         result: list[list[int]] = [[] for _ in pieces]
         for i, piece_ids in zip(present, encoded, strict=True):
             result[i] = list(piece_ids[1 if i else 0 : len(piece_ids) - 1 if i < last else None])
@@ -141,6 +189,8 @@ class SpeechGPTProcessor(ProcessorMixin):
     def __call__(
         self,
         text: str | Sequence[str] | None = None,
+        audio: Any = None,
+        sampling_rate: int | None = None,
         padding: bool | str = False,
         return_tensors: str | None = None,
         add_special_tokens: bool = True,
@@ -148,15 +198,68 @@ class SpeechGPTProcessor(ProcessorMixin):
         **kwargs: Any,
     ) -> BatchEncoding:
         """Tokenises prompts (text with unit spans) with the direct unit mapping. A batch is padded, on the
-        left by default, since prompts are continued by `generate`."""
-        if text is None:
-            raise ValueError("SpeechGPTProcessor needs `text` (a prompt string or a list of them).")
-        texts = [text] if isinstance(text, str) else list(text)
+        left by default, since prompts are continued by `generate`.
+
+        `audio` (one input or a list: paths, arrays at `sampling_rate`, datasets Audio values) becomes unit spans
+        through the unit tokenizer, each in the place of the next `audio_placeholder` in `text` (as
+        `apply_chat_template` writes them for audio items); without `text` each audio is a prompt of its own.
+        """
+        if text is None and audio is None:
+            raise ValueError("SpeechGPTProcessor needs `text` (a prompt string or a list of them) or `audio`.")
+        for other in ("images", "videos"):  # passed (as None) by apply_chat_template
+            if kwargs.pop(other, None) is not None:
+                raise ValueError(f"SpeechGPT reads text and audio, not {other}.")
+        texts = None if text is None else [text] if isinstance(text, str) else list(text)
+        if audio is not None:
+            texts = self._with_audio_units(texts, audio, sampling_rate)
+        elif any(self.audio_placeholder in t for t in texts):
+            raise ValueError(
+                f"The text holds {self.audio_placeholder} audio placeholders but no `audio` was given: pass the audio "
+                "(apply_chat_template does so for audio items)."
+            )
         encoded = {"input_ids": [self.encode(t, add_special_tokens=add_special_tokens) for t in texts]}
         encoded["attention_mask"] = [[1] * len(ids) for ids in encoded["input_ids"]]
         return self.tokenizer.pad(
-            encoded, padding=padding or (len(texts) > 1), return_tensors=return_tensors, padding_side=padding_side, **kwargs
+            encoded,
+            padding=padding or (len(texts) > 1),
+            return_tensors=return_tensors,
+            padding_side=padding_side,
+            **kwargs,
         )
+
+    def _with_audio_units(self, texts: list[str] | None, audio: Any, sampling_rate: int | None) -> list[str]:
+        """`texts` with each audio placeholder replaced by the unit string of the next audio (or the unit strings)."""
+        if self.audio_tokenizer is None:
+            raise ValueError(
+                "This SpeechGPTProcessor has no unit tokenizer to turn audio into units: pass "
+                "`audio_tokenizer=AutoModel.from_pretrained(model.config.unit_tokenizer_repo)` when making it, or set "
+                "`processor.audio_tokenizer`."
+            )
+        items = list(audio) if isinstance(audio, (list, tuple)) else [audio]
+        sequences = self.audio_tokenizer.encode(items, sampling_rate=sampling_rate)
+        empty = [index for index, sequence in enumerate(sequences) if not sequence.units]
+        if empty:
+            raise ValueError(f"Audio {empty[0]} gave no speech units (is it empty or silent?).")
+        spans = [units_to_string(sequence.units) for sequence in sequences]
+        if texts is None:
+            return spans
+        pieces = [t.split(self.audio_placeholder) for t in texts]
+        if sum(len(p) - 1 for p in pieces) != len(spans):
+            raise ValueError(
+                f"{len(spans)} audio inputs but {sum(len(p) - 1 for p in pieces)} {self.audio_placeholder} placeholders "
+                "in the text: put one placeholder where each audio goes (apply_chat_template does so for audio items)."
+            )
+        spans.reverse()
+        return [
+            "".join(p + (spans.pop() if i < len(parts) - 1 else "") for i, p in enumerate(parts)) for parts in pieces
+        ]
+
+    def apply_chat_template(self, conversation: Any, chat_template: str | None = None, **kwargs: Any) -> Any:
+        """transformers' `apply_chat_template`, with this processor's system prompt as the template's default."""
+        template = chat_template or self.chat_template
+        if isinstance(template, str) and "system_prompt" in template:
+            kwargs.setdefault("system_prompt", self.system_prompt)
+        return super().apply_chat_template(conversation, chat_template=chat_template, **kwargs)
 
     # Decoding --------------------------------------------------------------------------------------
 
@@ -173,5 +276,93 @@ class SpeechGPTProcessor(ProcessorMixin):
         end_markers = [self.tokenizer.eos_token] if self.tokenizer.eos_token else []
         return parse_response(generated, num_units=self.num_units, strict=strict, end_markers=end_markers)
 
+    def decode_response(
+        self, generated_ids: Any, speaker_id: int | None = None
+    ) -> SpeechGPTSpokenResponse | list[SpeechGPTSpokenResponse]:
+        """Generated answer ids (one sequence, or a batch as a 2-D tensor or list) -> the parsed answer with its
+        speech, voiced by the vocoder (`speaker_id`: a multi-speaker vocoder's voice, its first by default).
 
-__all__ = ["SpeechGPTProcessor"]
+        `decode` stays the tokenizer's text decoding, as pipelines and streamers expect."""
+        rows = generated_ids.tolist() if hasattr(generated_ids, "tolist") else list(generated_ids)
+        single = not rows or not isinstance(rows[0], (list, tuple))
+        answers = [self._spoken(self.parse(row), speaker_id) for row in ([rows] if single else rows)]
+        return answers[0] if single else answers
+
+    def _spoken(self, response: SpeechGPTResponse, speaker_id: int | None) -> SpeechGPTSpokenResponse:
+        spoken = SpeechGPTSpokenResponse(**vars(response))
+        if not response.units:
+            return spoken
+        if self.vocoder is None:
+            raise ValueError(
+                "The answer holds speech units but this processor has no vocoder to voice them: pass "
+                "`vocoder=AutoModel.from_pretrained(model.config.vocoder_repo)` when making it, or set "
+                "`processor.vocoder` (`parse` gives the answer without speech)."
+            )
+        if speaker_id is None and getattr(self.vocoder.config, "num_speakers", 0):
+            speaker_id = 0
+        spoken.waveform = self.vocoder.synthesize(response.units, speaker_id=speaker_id).numpy()
+        spoken.sampling_rate = self.vocoder.config.sampling_rate
+        return spoken
+
+    # Saving and loading: the speech components as pointers to their repos ------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The processor's settings, with the unit tokenizer and vocoder as pointers to their repos (their weights
+        are neither copied nor saved here)."""
+        components = {name: self.__dict__.pop(name) for name in COMPONENT_POINTERS if name in self.__dict__}
+        try:
+            output = super().to_dict()
+        finally:
+            self.__dict__.update(components)
+        for name, component in components.items():
+            if component is not None:
+                output[COMPONENT_POINTERS[name]] = self._pointer(component)
+        return output
+
+    def _pointer(self, component: Any) -> str | None:
+        """Where `component` was loaded from, relative to the folder being saved to when it is close by."""
+        location = getattr(component, "name_or_path", None) or None
+        folder = getattr(self, "_save_folder", None)
+        if location and folder is not None and os.path.isdir(location):
+            return portable_path(Path(location), folder)
+        return location
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> list[str]:
+        """Saves the tokenizer, chat template and settings; the unit tokenizer and vocoder are stored as pointers
+        to their repos or folders, so each must have been loaded from (or saved to and reloaded from) one."""
+        for name in COMPONENT_POINTERS:
+            component = getattr(self, name, None)
+            if component is not None and not getattr(component, "name_or_path", None):
+                raise ValueError(
+                    f"The processor's {name} has no repo or folder to point to: save it "
+                    f"(`{name}.save_pretrained(folder)`), load it back with from_pretrained(folder), and attach that."
+                )
+        self._save_folder = Path(save_directory)
+        try:
+            return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        finally:
+            del self._save_folder
+
+    @classmethod
+    def get_processor_dict(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """transformers' processor settings, with the unit tokenizer and vocoder loaded from the repos they point to
+        (a relative pointer is resolved against the processor's folder)."""
+        processor_dict, rest = super().get_processor_dict(pretrained_model_name_or_path, **kwargs)
+        pointers = {name: processor_dict.pop(field, None) for name, field in COMPONENT_POINTERS.items()}
+        if any(pointers.values()):
+            from transformers import AutoModel
+
+            folder = local_folder(str(pretrained_model_name_or_path), PROCESSOR_NAME)
+            load_kwargs = {key: kwargs[key] for key in _COMPONENT_LOAD_KWARGS if key in kwargs}
+            for name, pointer in pointers.items():
+                if pointer:
+                    location = resolve_pointer(COMPONENT_POINTERS[name], pointer, folder)
+                    processor_dict[name] = AutoModel.from_pretrained(location, **load_kwargs)
+        return processor_dict, rest
+
+
+_COMPONENT_CLASSES = {"audio_tokenizer": "SpeechUnitTokenizer", "vocoder": "UnitHiFiGANVocoder"}
+
+__all__ = ["SpeechGPTProcessor", "SpeechGPTSpokenResponse"]
