@@ -3,6 +3,7 @@
 from . import _auto  # noqa: F401  (registration side effect)
 from .audio import AudioInputError, load_audio
 from .inference.chat import SpeechGPTChat, SpeechGPTReply
+from .inference.speech_streamer import SpeechUnitStreamer, StreamEvent
 from .models.speechgpt import (
     DEFAULT_SYSTEM_PROMPT,
     Modality,
@@ -33,8 +34,10 @@ __all__ = [
     "SpeechGPTForCausalLM",
     "SpeechGPTProcessor",
     "SpeechGPTResponse",
+    "SpeechUnitStreamer",
     "SpeechUnitTokenizer",
     "SpeechUnitTokenizerConfig",
+    "StreamEvent",
     "UnitHiFiGANConfig",
     "UnitHiFiGANStreamer",
     "UnitHiFiGANVocoder",

@@ -1,7 +1,8 @@
 """Registers every speechgpt-hf class with the transformers Auto factories, once, on package import.
 
 `register_for_auto_class` also makes `save_pretrained` write `auto_map` and copy the class files, so a
-saved repo loads with `trust_remote_code=True` where this package is not installed.
+saved repo loads with `trust_remote_code=True` where this package is not installed. The pipelines register their
+tasks here too (`speechgpt_hf.pipelines.registration`).
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor
@@ -9,6 +10,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProces
 from .models.speechgpt import SpeechGPTConfig, SpeechGPTForCausalLM, SpeechGPTProcessor
 from .models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
 from .models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
+from .pipelines.registration import register_pipelines
 
 
 def _register() -> None:
@@ -27,6 +29,7 @@ def _register() -> None:
     AutoModel.register(UnitHiFiGANConfig, UnitHiFiGANVocoder, exist_ok=True)
     UnitHiFiGANConfig.register_for_auto_class()
     UnitHiFiGANVocoder.register_for_auto_class("AutoModel")
+    register_pipelines()
 
 
 _register()

@@ -1,4 +1,5 @@
-"""Tiny, fully offline building blocks: a BPE tokenizer trained in memory and small random causal LMs.
+"""Tiny, fully offline building blocks: a BPE tokenizer trained in memory, small random causal LMs and vocoders,
+and a logits processor that makes `generate` write a fixed answer.
 
 The test suite and the offline quickstart use these instead of downloading a base LLM.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModelForCausalLM, LogitsProcessor, PreTrainedModel, PreTrainedTokenizerFast
 
 TINY_CORPUS = (
     "The quick brown fox jumps over the lazy dog.",
@@ -77,4 +78,41 @@ def fan_in_init_(module: torch.nn.Module, gain: float = 1.0) -> None:
                 layer.weight.normal_(0.0, gain / per_output.numel() ** 0.5)
 
 
-__all__ = ["TINY_CORPUS", "build_tiny_causal_lm", "build_tiny_tokenizer", "fan_in_init_"]
+def build_tiny_vocoder(num_units: int, seed: int = 0, **overrides) -> torch.nn.Module:
+    """A small random UnitHiFiGANVocoder at 16 kHz (320 samples a unit frame), in eval mode."""
+    from .models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
+
+    settings = dict(
+        num_units=num_units, unit_embed_dim=16, duration_predictor_hidden_dim=16, upsample_initial_channel=32,
+        upsample_rates=[5, 4, 4, 4], upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]],
+    )  # fmt: skip
+    settings.update(overrides)
+    torch.manual_seed(seed)
+    return UnitHiFiGANVocoder(UnitHiFiGANConfig(**settings)).eval()
+
+
+class ScriptedAnswer(LogitsProcessor):
+    """Constrains decoding to a fixed answer, so the real generate loop produces a known reply; the prompt it
+    continued is kept in `prompt_ids`. One instance scripts one `generate` call."""
+
+    def __init__(self, answer_ids: list[int]) -> None:
+        self.answer_ids, self.prompt_length, self.prompt_ids = answer_ids, None, None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.prompt_length is None:
+            self.prompt_length, self.prompt_ids = input_ids.shape[1], input_ids[0].tolist()
+        step = input_ids.shape[1] - self.prompt_length
+        forced = torch.full_like(scores, -float("inf"))
+        forced[:, self.answer_ids[min(step, len(self.answer_ids) - 1)]] = 0
+        return forced
+
+
+__all__ = [
+    "TINY_CORPUS",
+    "ScriptedAnswer",
+    "build_tiny_causal_lm",
+    "build_tiny_tokenizer",
+    "build_tiny_vocoder",
+    "fan_in_init_",
+]

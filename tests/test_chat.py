@@ -16,23 +16,10 @@ from speechgpt_hf.models.speechgpt.prompt_format import (
 )
 from speechgpt_hf.models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
 from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
+from speechgpt_hf.testing_utils import ScriptedAnswer
 
 NUM_UNITS = 50
 ANSWER = "[tq] hello; [ta] hi there; [ua] <sosp><3><4><4><9><12><1><eosp><eoa>"
-
-
-class ScriptedAnswer(LogitsProcessor):
-    """Constrains decoding to a fixed answer, so the real generate loop produces a known reply."""
-
-    def __init__(self, answer_ids: list[int]) -> None:
-        self.answer_ids, self.prompt_length = answer_ids, None
-
-    def __call__(self, input_ids, scores):
-        self.prompt_length = self.prompt_length or input_ids.shape[1]
-        step = input_ids.shape[1] - self.prompt_length
-        forced = torch.full_like(scores, -float("inf"))
-        forced[:, self.answer_ids[min(step, len(self.answer_ids) - 1)]] = 0
-        return forced
 
 
 @pytest.fixture

@@ -2,7 +2,10 @@
 
 Tokens arrive from `model.generate(streamer=...)`; text tokens become text deltas, and unit tokens inside a
 `<sosp>…<eosp>` span are pushed into the vocoder's streaming synthesiser, so the first audio chunk is ready
-long before the answer is finished. Events are read by iterating the streamer from another thread.
+long before the answer is finished. It is a transformers `BaseStreamer`, so it plugs into the stock
+`model.generate(**inputs, streamer=streamer)` (or a pipeline call's `streamer=`): iterate it from another thread
+while `generate` runs, as with transformers' `TextIteratorStreamer`, or after `generate` returns (events queue up).
+The audio chunks, concatenated, are the one-shot synthesis of the answer's units (see `UnitHiFiGANStreamer`).
 """
 
 from __future__ import annotations
