@@ -121,8 +121,9 @@ class ChatSession:
         self.turns: list[dict[str, Any]] = []
         self._answer_number = 0
 
-    def run(self, read_line: Callable[[str], str] = input) -> int:
-        """Reads and answers lines until /quit or end of input; returns the exit code (0)."""
+    def run(self, read_line: Callable[[str], str] | None = None) -> int:
+        """Reads and answers lines (from `input` unless given) until /quit or end of input; returns the exit code."""
+        read_line = read_line or input
         player = f"played with {self.player}" if self.player else "not played (no player, or --no-play)"
         print(f"Spoken answers are saved in {self.output_dir} and {player}. /help lists the commands.")
         while True:
@@ -252,6 +253,7 @@ class ChatSession:
         path.parent.mkdir(parents=True, exist_ok=True)
         transcript = {
             "model": self.model_name,
+            "system_prompt": self.chat.processor.system_prompt,
             "output_modality": self.output_modality,
             "turns": self.turns,
         }

@@ -176,6 +176,29 @@ def test_turns_build_the_history_and_reset_clears_it(system, tmp_path, capsys):
     assert session.handle("/quit") is False and session.handle("/exit") is False
 
 
+def _keyboard(*keys):
+    """A stand-in for `input`: each call gives the next line, or raises the next exception (EOFError for Ctrl-D)."""
+    pressed = iter(keys)
+
+    def read_line(prompt: str) -> str:
+        key = next(pressed)
+        if not isinstance(key, str):
+            raise key
+        return key
+
+    return read_line
+
+
+def test_the_options_reach_the_conversation(system, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("builtins.input", _keyboard("hello there", f"/save {tmp_path / 'chat.json'}", EOFError))
+    argv = ["chat", str(system), "--system-prompt", "Be brief.", "--output-modality", "text", "--max-new-tokens", "4",
+            "--no-play", "--output-dir", str(tmp_path / "answers")]  # fmt: skip
+    assert cli_main(argv) == 0
+    saved = json.loads((tmp_path / "chat.json").read_text())
+    assert (saved["system_prompt"], saved["output_modality"]) == ("Be brief.", "text")
+    assert "note: The answer has no end marker" in capsys.readouterr().out  # cut off after 4 tokens
+
+
 class PressCtrlC(LogitsProcessor):
     """Sends the process SIGINT (as Ctrl-C in a terminal does) at the third generated token."""
 
@@ -204,15 +227,7 @@ def test_ctrl_c_stops_the_answer_being_generated_and_the_conversation_goes_on(sy
 
 
 def test_ctrl_c_at_the_prompt_is_not_the_end_but_ctrl_d_is(tmp_path, capsys):
-    keys = iter([KeyboardInterrupt, "/help", EOFError])
-
-    def read_line(prompt: str) -> str:
-        key = next(keys)
-        if not isinstance(key, str):
-            raise key
-        return key
-
-    assert _session(None, tmp_path).run(read_line) == 0
+    assert _session(None, tmp_path).run(_keyboard(KeyboardInterrupt, "/help", EOFError)) == 0
     shown = capsys.readouterr().out
     assert "(Ctrl-D or /quit leaves the conversation.)" in shown and "/save PATH" in shown
 
