@@ -108,7 +108,7 @@ def undecoded(dataset: Any, audio_column: str = "audio") -> Any:
     `load_audio` on its own and a corrupt file raises `AudioInputError` for that item instead of failing the read."""
     from datasets import Audio
 
-    if isinstance(dataset.features.get(audio_column), Audio):
+    if isinstance((dataset.features or {}).get(audio_column), Audio):
         return dataset.cast_column(audio_column, Audio(decode=False))
     return dataset
 
