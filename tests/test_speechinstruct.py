@@ -195,6 +195,18 @@ def test_bad_items_are_skipped_and_counted_by_reason(tmp_path, speech_folder, to
     assert f"| `cross_modal` | 2: cross-modal | train | {len(SENTENCES)} | {len(SENTENCES) + 4} | 4 |" in card
 
 
+def test_a_corrupt_file_in_a_decoding_audio_column_is_skipped_and_named(tmp_path, speech_folder, tokenizer):
+    files = [str(speech_folder / name) for name in ("utt0.wav", "corrupt.wav", "utt1.wav")]
+    source = datasets.Dataset.from_dict({"audio": files}).cast_column("audio", datasets.Audio(sampling_rate=16000))
+    summary = build_speechinstruct_folder(tmp_path / "out", ["modality_adaptation"], audio_source=source,
+                                          unit_tokenizer=tokenizer)  # fmt: skip
+    stage1 = summary["modality_adaptation"]["train"]
+    assert stage1.rows == 2 and stage1.skipped.names == {"corrupt audio": [files[1]]}
+    rows = datasets.load_dataset(str(tmp_path / "out"), "modality_adaptation", split="train")
+    expected = [tokenizer.encode(*decode_audio(source[i]["audio"])).units for i in (0, 2)]
+    assert rows["input_units"] == expected  # decoded as the Audio feature decodes, resampling included
+
+
 def test_multi_turn_rows_stay_within_the_token_limit(tmp_path, speech_dataset, tokenizer):
     limit = 3 * estimate_tokens(DEFAULT_SYSTEM_PROMPT)
     rows = _build("cross_modal", tmp_path, audio_source=speech_dataset, unit_tokenizer=tokenizer,

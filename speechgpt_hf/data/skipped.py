@@ -69,12 +69,11 @@ def capped(lines: Sequence[str], total: int | None = None, shown: int = SHOWN_NA
 
 
 def audio_name(value: Any) -> str | None:
-    """The file an audio value (a path, or a datasets Audio dict) was read from, or None when it has none."""
+    """The file an audio value (a path, a datasets Audio dict, or an object with a `path`) was read from, or None."""
     if isinstance(value, (str, os.PathLike)):
         return str(value)
-    if isinstance(value, Mapping) and value.get("path"):
-        return str(value["path"])
-    return None
+    path = value.get("path") if isinstance(value, Mapping) else getattr(value, "path", None)
+    return str(path) if path else None
 
 
 __all__ = ["SHOWN_NAMES", "SkippedItems", "audio_name", "capped"]

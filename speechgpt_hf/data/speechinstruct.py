@@ -364,7 +364,8 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
             return enumerate(source)
         if isinstance(source, list):
             return ((i, source[i]) for i in range(shard.start, shard.stop))
-        return zip(range(shard.start, shard.stop), source.select(range(shard.start, shard.stop)), strict=True)
+        rows = _decoded_per_item(source.select(range(shard.start, shard.stop)), self.config.audio_column or "audio")
+        return zip(range(shard.start, shard.stop), rows, strict=True)
 
     def iter_stream_shards(self, split: str) -> Iterator[tuple[Shard, list[tuple[int, Any]]]]:
         """A streamed split cut into shards of `shard_size` items as it is read (for resumable folder writes)."""
@@ -541,6 +542,27 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
                     speaker=f"{bench.tts.name}:{speaker}",
                     source_id=pair["id"],
                 )
+
+
+class _LazyAudio:
+    """A datasets Audio value decoded (by its own feature, as datasets would) only when its samples are read, so
+    that a corrupt file fails as its own item, which the builder skips, not as the read of a whole shard."""
+
+    def __init__(self, value: dict[str, Any], feature: datasets.Audio) -> None:
+        self.value, self.feature, self.path = value, feature, value.get("path")
+
+    def get_all_samples(self) -> Any:
+        return self.feature.decode_example(self.value).get_all_samples()
+
+
+def _decoded_per_item(rows: datasets.Dataset, column: str) -> Iterator[dict[str, Any]]:
+    """The rows of `rows`, with a decoding Audio `column` read undecoded and decoded item by item (`_LazyAudio`)."""
+    feature = rows.features.get(column)
+    if not isinstance(feature, datasets.Audio) or not feature.decode:
+        yield from rows
+        return
+    for row in rows.cast_column(column, datasets.Audio(decode=False)):
+        yield {**row, column: None if row[column] is None else _LazyAudio(row[column], feature)}
 
 
 def _batched(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:
