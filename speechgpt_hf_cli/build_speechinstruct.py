@@ -1,6 +1,8 @@
 """`speechgpt-hf build-speechinstruct`: SpeechInstruct as a Hub-ready parquet folder, optionally pushed."""
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from ._verbs import UsageError
 
@@ -74,14 +76,25 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         shard_size=args.shard_size,
     )
-    for config, splits in summaries.items():
-        for split, summary in splits.items():
-            skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.skipped.items())) or "none"
-            reused = f", {summary.reused_shards} of {summary.shards} shards reused" if summary.reused_shards else ""
-            print(f"{config}/{split}: {summary.rows} rows from {summary.items} items{reused}; skipped {skipped}")
+    _print_summaries(summaries, args.output_dir)
     print(
         f"Wrote {args.output_dir} (read a configuration with "
         f"speechgpt_hf.data.loading.load_speechinstruct({args.output_dir!r}, '<config>'))"
     )
     if args.push_to_hub:
         print(f"Pushed to {push_folder(args.output_dir, args.push_to_hub, private=args.private)}")
+
+
+def _print_summaries(summaries: dict[str, dict[str, Any]], output_dir: str) -> None:
+    """Rows and skipped items of each configuration and split, with the first skipped items of each reason named."""
+    from speechgpt_hf.data.hub_folder import STATE_DIR, SUMMARY_FILE
+
+    for config, splits in summaries.items():
+        for split, summary in splits.items():
+            skipped = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.skipped.items())) or "none"
+            reused = f", {summary.reused_shards} of {summary.shards} shards reused" if summary.reused_shards else ""
+            print(f"{config}/{split}: {summary.rows} rows from {summary.items} items{reused}; skipped {skipped}")
+            for line in summary.skipped.lines():
+                print(line)
+    if any(summary.skipped for splits in summaries.values() for summary in splits.values()):
+        print(f"Every skipped item is named in {Path(output_dir) / STATE_DIR / SUMMARY_FILE}")

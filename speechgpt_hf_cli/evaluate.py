@@ -60,4 +60,8 @@ def run(args: argparse.Namespace) -> None:
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in task["metrics"].items()
         )
         print(f"{name}: {shown}")
+    if report.skipped_inputs:
+        print(f"Skipped inputs (every one is named in {report.output_dir / 'results.json'}):")
+        for line in report.skipped_inputs.lines():
+            print(line)
     print(f"Report: {report.output_dir / 'report.md'}")

@@ -57,7 +57,7 @@ def tiny_speechgpt():
     return build
 
 
-def _buggy_decoder(source):
+def _buggy_decoder(source, name=None):
     raise TypeError("a bug in the decoding code")
 
 

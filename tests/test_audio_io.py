@@ -144,7 +144,10 @@ def test_a_missing_ffmpeg_is_named_not_called_corrupt(tmp_path, monkeypatch):
         read_audio(not_for_soundfile)
 
 
-def test_a_corrupt_file_is_bad_input(tmp_path):
+def test_a_corrupt_file_is_bad_input_named_even_when_read_from_its_bytes(tmp_path):
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     with pytest.raises(AudioInputError, match="corrupt or not an audio file"):
         read_audio(tmp_path / "corrupt.wav")
+    embedded = {"bytes": (tmp_path / "corrupt.wav").read_bytes(), "path": "corrupt.wav"}  # as a saved dataset holds it
+    with pytest.raises(AudioInputError, match="Could not decode corrupt.wav: it is corrupt"):
+        read_audio(embedded)

@@ -9,6 +9,7 @@ import pytest
 import soundfile
 from datasets import load_from_disk
 
+from speechgpt_hf.data.unit_extraction import audio_dataset
 from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 from speechgpt_hf.training.step_timer import StepTimer
 from speechgpt_hf_cli import main as cli_main
@@ -42,10 +43,15 @@ def fitted_tokenizer(tmp_path):
     return tmp_path / "tok"
 
 
-def test_fit_units_skips_a_corrupt_file_and_names_it(audio_folder, tmp_path, capsys):
+@pytest.mark.parametrize("saved", [False, True], ids=["audio folder", "saved dataset"])
+def test_fit_units_skips_a_corrupt_file_and_names_it(audio_folder, tmp_path, capsys, saved):
+    source = audio_folder
+    if saved:  # the corrupt file's bytes are embedded in the dataset, under its name
+        source = tmp_path / "saved"
+        audio_dataset(str(audio_folder)).remove_columns("path").save_to_disk(str(source))
     argv = [
         "fit-units",
-        str(audio_folder),
+        str(source),
         "--output-dir",
         str(tmp_path / "fit"),
         "--num-units",

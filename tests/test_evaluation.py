@@ -166,15 +166,47 @@ def test_tasks_without_a_dataset_are_not_run(tmp_path):
     assert report.results["tasks"]["spoken_qa"]["metrics"]["accuracy"] == 1.0
 
 
-def test_undecodable_audio_is_skipped_and_counted(tmp_path):
-    (tmp_path / "good.wav").write_bytes(b"")
+def _folder_with_a_corrupt_file(folder):
+    """good.wav (the first sentence, stored as float so that the stand-in knows it) and a corrupt bad.wav."""
     import soundfile
 
-    soundfile.write(tmp_path / "good.wav", speak("hello there")[0], 16000)
-    (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wave file")
-    (tmp_path / "metadata.csv").write_text("file_name,text\ngood.wav,hello there\nbad.wav,broken file\n")
-    items, skipped = load_speech_items(str(tmp_path))
-    assert [item.text for item in items] == ["hello there"] and sum(skipped.values()) == 1
+    folder.mkdir()
+    soundfile.write(folder / "good.wav", speak(SENTENCES[0])[0], 16000, subtype="FLOAT")
+    (folder / "bad.wav").write_bytes(b"RIFF not really a wave file")
+    (folder / "metadata.csv").write_text(f"file_name,text\ngood.wav,{SENTENCES[0]}\nbad.wav,broken file\n")
+    return folder
+
+
+def test_undecodable_audio_is_skipped_counted_and_named_in_a_folder_or_a_saved_dataset(tmp_path):
+    from datasets import Audio
+
+    folder = _folder_with_a_corrupt_file(tmp_path / "audio")
+    items, skipped = load_speech_items(str(folder))
+    assert [item.text for item in items] == [SENTENCES[0]] and skipped == {"corrupt audio": 1}
+    assert skipped.names == {"corrupt audio": ["bad.wav"]}
+    saved = Dataset.from_dict({"audio": [str(folder / "good.wav"), str(folder / "bad.wav")],
+                               "text": [SENTENCES[0], "broken file"]}).cast_column("audio", Audio())  # fmt: skip
+    saved.save_to_disk(str(tmp_path / "saved"))  # the corrupt file's bytes are embedded in the saved dataset
+    items, skipped = load_speech_items(str(tmp_path / "saved"))
+    assert [item.text for item in items] == [SENTENCES[0]] and skipped.names == {"corrupt audio": ["bad.wav"]}
+
+
+def test_the_evaluate_verb_names_a_skipped_file_on_screen_and_in_what_it_saves(tmp_path, monkeypatch, capsys):
+    from speechgpt_hf.evaluation import harness
+    from speechgpt_hf_cli import main as cli_main
+
+    judge = OracleJudge()
+    monkeypatch.setattr(harness, "load_system", lambda model, generation_kwargs=None: StandIn(judge, []))
+    monkeypatch.setattr(harness, "load_judges", lambda config: Judges(judge))
+    folder = _folder_with_a_corrupt_file(tmp_path / "audio")
+    argv = ["evaluate", "stand-in", "--dataset", str(folder), "--tasks", "asr", "--output-dir", str(tmp_path / "eval")]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "asr: wer 0.000" in out and "  dataset: corrupt audio (1):\n    bad.wav\n" in out
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["tasks"]["asr"]["items"] == 1 and results["skipped_inputs"] == {"dataset: corrupt audio": 1}
+    assert results["skipped_input_names"] == {"dataset: corrupt audio": ["bad.wav"]}
+    assert "- dataset: corrupt audio: 1\n  - `bad.wav`\n" in (tmp_path / "eval" / "report.md").read_text()
 
 
 def test_metrics_can_fail():

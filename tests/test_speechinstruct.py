@@ -177,16 +177,34 @@ def test_bad_items_are_skipped_and_counted_by_reason(tmp_path, speech_folder, to
     assert cross.items == len(SENTENCES) + 4 and cross.rows == len(SENTENCES)
     assert cross.skipped == Counter({"missing transcript": 1, "corrupt audio": 1, "empty or silent audio": 1,
                                      "too long": 1})  # fmt: skip
+    assert cross.skipped.names == {"missing transcript": ["no_transcript.wav"], "corrupt audio": ["corrupt.wav"],
+                                   "empty or silent audio": ["silent.wav"], "too long": ["long.wav"]}  # fmt: skip
     stage1 = summary["modality_adaptation"]["train"]
     assert stage1.rows == len(SENTENCES) + 1  # unlabelled speech needs no transcript
     assert stage1.skipped == Counter({"corrupt audio": 1, "empty or silent audio": 1, "too long": 1})
+    saved = json.loads((tmp_path / "out" / ".speechinstruct" / "summary.json").read_text())
+    assert saved["cross_modal"]["train"]["skipped_names"] == cross.skipped.names
+    assert saved["modality_adaptation"]["train"]["skipped_names"]["corrupt audio"] == ["corrupt.wav"]
     card = (tmp_path / "out" / "README.md").read_text()
     assert "| `cross_modal` | train | missing transcript | 1 |" in card
+    assert "corrupt.wav" not in card  # the card, pushed to the Hub, counts the skipped files without naming them
     other_units = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=16))
     with pytest.raises(ValueError, match="other settings \\(unit_tokenizer\\)"):
         build_speechinstruct_folder(tmp_path / "out", ["cross_modal"], audio_source=str(speech_folder),
                                     unit_tokenizer=other_units, max_audio_seconds=6.0)  # fmt: skip
     assert f"| `cross_modal` | 2: cross-modal | train | {len(SENTENCES)} | {len(SENTENCES) + 4} | 4 |" in card
+
+
+def test_a_corrupt_file_in_a_decoding_audio_column_is_skipped_and_named(tmp_path, speech_folder, tokenizer):
+    files = [str(speech_folder / name) for name in ("utt0.wav", "corrupt.wav", "utt1.wav")]
+    source = datasets.Dataset.from_dict({"audio": files}).cast_column("audio", datasets.Audio(sampling_rate=16000))
+    summary = build_speechinstruct_folder(tmp_path / "out", ["modality_adaptation"], audio_source=source,
+                                          unit_tokenizer=tokenizer)  # fmt: skip
+    stage1 = summary["modality_adaptation"]["train"]
+    assert stage1.rows == 2 and stage1.skipped.names == {"corrupt audio": [files[1]]}
+    rows = datasets.load_dataset(str(tmp_path / "out"), "modality_adaptation", split="train")
+    expected = [tokenizer.encode(*decode_audio(source[i]["audio"])).units for i in (0, 2)]
+    assert rows["input_units"] == expected  # decoded as the Audio feature decodes, resampling included
 
 
 def test_multi_turn_rows_stay_within_the_token_limit(tmp_path, speech_dataset, tokenizer):
@@ -355,7 +373,9 @@ def test_cli_writes_a_loadable_resumable_hub_folder(tmp_path, speech_folder, tok
         json.dumps([{"question": p["instruction"], "answer": p["response"]} for p in PAIRS])
     )
     assert cli_main(argv) == 0
-    assert "cross_modal/train: 6 rows from 10 items; skipped" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "cross_modal/train: 6 rows from 10 items; skipped" in out_text
+    assert "  corrupt audio (1):\n    corrupt.wav\n" in out_text and "Every skipped item is named in" in out_text
     expected = {"modality_adaptation": len(SENTENCES) + 1, "cross_modal": len(SENTENCES), "chain_of_modality": 12}
     assert datasets.get_dataset_config_names(str(out)) == sorted(expected)
     loaded = {name: datasets.load_dataset(str(out), name, split="train") for name in expected}
@@ -369,7 +389,9 @@ def test_cli_writes_a_loadable_resumable_hub_folder(tmp_path, speech_folder, tok
     stamp, content = shards[1].stat().st_mtime_ns, shards[0].read_bytes()
     shards[0].unlink()
     assert cli_main(argv + ["--configs", "cross_modal"]) == 0
-    assert "2 of 3 shards reused" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "2 of 3 shards reused" in out_text
+    assert "    corrupt.wav\n" in out_text  # skipped in the first run: its shard's record still names it
     assert shards[0].read_bytes() == content and shards[1].stat().st_mtime_ns == stamp
     assert cli_main(argv + ["--configs", "cross_modal", "--seed", "5"]) == 2  # a user's mistake: one line
     assert "other settings (seed)" in capsys.readouterr().err

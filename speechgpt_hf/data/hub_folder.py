@@ -3,7 +3,8 @@
 Layout: `{config}/{split}-{i:05d}-of-{n:05d}.parquet` (`{split}-{i:05d}.parquet` for streamed sources), a
 README.md whose YAML `configs:` lets `load_dataset(folder_or_repo, "cross_modal")` find each
 configuration, and a dataset card rendered from hub_cards/speechinstruct_card.md with the real counts.
-Each finished shard leaves a small record under `.speechinstruct/`, so a rerun skips what is done.
+Each finished shard leaves a small record under `.speechinstruct/` (with the names of the items it skipped), so a
+rerun skips what is done; `.speechinstruct/summary.json` names every skipped item of the folder.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from .rows import CHAIN_OF_MODALITY, CROSS_MODAL, MODALITY_ADAPTATION
+from .skipped import SkippedItems
 from .speechinstruct import Shard, SpeechInstruct
 
 logger = logging.getLogger(__name__)
 
 STATE_DIR = ".speechinstruct"
+SUMMARY_FILE = "summary.json"
 CARD_TEMPLATE = "speechinstruct_card.md"
 STAGES = {
     MODALITY_ADAPTATION: "1: modality adaptation",
@@ -38,13 +41,14 @@ _SETTINGS = ("asr_probability", "multi_turn_probability", "max_turns", "max_toke
 
 @dataclass
 class SplitSummary:
-    """What one split of one configuration holds: rows, source items read, skipped items by reason, seconds."""
+    """What one split of one configuration holds: rows, source items read, skipped items (by reason, named),
+    seconds."""
 
     rows: int = 0
     items: int = 0
     shards: int = 0
     reused_shards: int = 0
-    skipped: Counter = field(default_factory=Counter)
+    skipped: SkippedItems = field(default_factory=SkippedItems)
     seconds: Counter = field(default_factory=Counter)
 
     def add(self, record: Mapping[str, Any], reused: bool) -> None:
@@ -52,7 +56,7 @@ class SplitSummary:
         self.items += record["items"]
         self.shards += 1
         self.reused_shards += int(reused)
-        self.skipped.update(record["skipped"])
+        self.skipped.update(SkippedItems(record["skipped"], record.get("skipped_names")))  # older records: counts only
         if not reused:
             self.seconds.update(record["seconds"])
 
@@ -88,7 +92,8 @@ def _write_shard(builder: SpeechInstruct, shard: Shard, items: Iterable, data: P
     else:
         data.unlink(missing_ok=True)
     record = {"file": data.name if result.rows else None, "rows": len(result.rows), "items": len(items),
-              "skipped": dict(result.skipped), "seconds": result.seconds}  # fmt: skip
+              "skipped": dict(result.skipped), "skipped_names": result.skipped.names,
+              "seconds": result.seconds}  # fmt: skip
     state.write_text(json.dumps(record, indent=1))
     return record
 
@@ -147,12 +152,12 @@ def _build_split(builder: SpeechInstruct, folder: Path, split: str, shards: list
                 summary.add(record if reused else _write_shard(builder, shard, items, data, state), reused)
                 bar.update(len(items))
             return summary
-        todo = []
+        todo, done = [], {}  # done: shard index -> (record, reused), added in shard order so names keep source order
         for shard in shards:
             data, state = _shard_paths(folder, name, shard, len(shards))
             record = _finished(data, state)
             if record is not None:
-                summary.add(record, reused=True)
+                done[shard.index] = record, True
                 bar.update(shard.stop - shard.start)
             else:
                 todo.append((shard, str(data), str(state)))
@@ -160,13 +165,16 @@ def _build_split(builder: SpeechInstruct, folder: Path, split: str, shards: list
             _FORKED_BUILDER = builder
             with multiprocessing.get_context("fork").Pool(min(num_proc, len(todo))) as pool:
                 for shard, record in pool.imap_unordered(_forked_shard, todo):
-                    summary.add(record, reused=False)
+                    done[shard.index] = record, False
                     bar.update(shard.stop - shard.start)
             _FORKED_BUILDER = None
         else:
             for shard, data, state in todo:
-                summary.add(_write_shard(builder, shard, builder.shard_items(shard), Path(data), Path(state)), False)
+                record = _write_shard(builder, shard, builder.shard_items(shard), Path(data), Path(state))
+                done[shard.index] = record, False
                 bar.update(shard.stop - shard.start)
+    for index in sorted(done):
+        summary.add(*done[index])
     return summary
 
 
@@ -194,6 +202,7 @@ def build_speechinstruct_folder(
             shutil.rmtree(folder, ignore_errors=True)
         raise
     write_readme(folder, repo_id=repo_id)
+    write_summary(folder)
     return summaries
 
 
@@ -210,7 +219,7 @@ def _warn_if_empty(name: str, split: str, summary: SplitSummary) -> None:
     """A warning saying why a configuration came out with no rows, and how to fix it."""
     if summary.rows:
         return
-    reasons = ", ".join(f"{reason}: {count}" for reason, count in summary.skipped.most_common()) or "no source items"
+    reasons = ", ".join(f"{r}: {n}" for r, n in Counter(summary.skipped).most_common()) or "no source items"
     hints = "; ".join(_EMPTY_HINTS[reason] for reason in summary.skipped if reason in _EMPTY_HINTS)
     logger.warning(f"{name}/{split} has 0 rows from {summary.items} items (skipped {reasons}). {hints}".strip())
 
@@ -302,6 +311,19 @@ def folder_counts(folder: str | Path) -> dict[str, dict[str, SplitSummary]]:
     return counts
 
 
+def write_summary(folder: str | Path) -> Path:
+    """Writes `.speechinstruct/summary.json`: per configuration and split, the rows, the source items read and every
+    skipped item by reason and name, as the records of the folder's finished shards give them."""
+    summary = {
+        config: {split: {"rows": v.rows, "source_items": v.items, "skipped": dict(v.skipped),
+                         "skipped_names": v.skipped.names} for split, v in splits.items()}
+        for config, splits in folder_counts(folder).items()
+    }  # fmt: skip
+    path = Path(folder) / STATE_DIR / SUMMARY_FILE
+    path.write_text(json.dumps(summary, indent=1))
+    return path
+
+
 def write_readme(folder: str | Path, repo_id: str | None = None, license: str = "other") -> Path:
     """Renders README.md (YAML `configs:` plus the dataset card) from what the folder actually holds."""
     from huggingface_hub import DatasetCard, DatasetCardData
@@ -379,4 +401,5 @@ __all__ = [
     "folder_counts",
     "push_folder",
     "write_readme",
+    "write_summary",
 ]

@@ -41,6 +41,7 @@ from .rows import (
     render_row,
     token_counter,
 )
+from .skipped import SkippedItems, audio_name
 from .sources import (
     BAD_PAIR,
     CORRUPT_AUDIO,
@@ -158,8 +159,10 @@ class Shard(NamedTuple):
 
 
 class ShardResult(NamedTuple):
+    """A generated shard: its rows, the source items it left out (by reason, named) and where the time went."""
+
     rows: list[dict[str, Any]]
-    skipped: Counter
+    skipped: SkippedItems
     seconds: dict[str, float]
 
 
@@ -348,8 +351,9 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
             for result in results:
                 if result.skipped:
                     logger.warning(
-                        "SpeechInstruct %s/%s skipped %s", self.config.name, shard.split, dict(result.skipped)
-                    )
+                        "SpeechInstruct %s/%s skipped:\n%s", self.config.name, shard.split,
+                        "\n".join(result.skipped.lines()),
+                    )  # fmt: skip
                 for row in result.rows:
                     yield row["id"], row
 
@@ -360,7 +364,8 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
             return enumerate(source)
         if isinstance(source, list):
             return ((i, source[i]) for i in range(shard.start, shard.stop))
-        return zip(range(shard.start, shard.stop), source.select(range(shard.start, shard.stop)), strict=True)
+        rows = _decoded_per_item(source.select(range(shard.start, shard.stop)), self.config.audio_column or "audio")
+        return zip(range(shard.start, shard.stop), rows, strict=True)
 
     def iter_stream_shards(self, split: str) -> Iterator[tuple[Shard, list[tuple[int, Any]]]]:
         """A streamed split cut into shards of `shard_size` items as it is read (for resumable folder writes)."""
@@ -392,7 +397,7 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
             torch.set_num_threads(1)
 
     def generate_shard(self, shard: Shard, items: Iterable[tuple[int, Any]]) -> ShardResult:
-        """The rows of one shard, what was skipped (reason -> count) and where the time went."""
+        """The rows of one shard, what was skipped (by reason, each item named) and where the time went."""
         import torch
 
         threads = torch.get_num_threads()
@@ -404,7 +409,7 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
             torch.set_num_threads(threads)
 
     def _generate_shard(self, shard: Shard, items: Iterable[tuple[int, Any]]) -> ShardResult:
-        bench, skipped = self.workbench, Counter()
+        bench, skipped = self.workbench, SkippedItems()
         bench.seconds.clear()
         rng = random.Random(f"{self.config.seed}/{self.config.name}/{shard.split}/{shard.index}")
         started = time.perf_counter()
@@ -425,14 +430,14 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
         row_id = "+".join(f"{t['task']}:{t['source_id']}" for t in turns)
         return render_row(row_id, turns, self.config.system_prompt)
 
-    def _checked_turns(self, turns: Iterable[dict[str, Any]], skipped: Counter) -> Iterator[dict[str, Any]]:
-        """Drops turns whose row would exceed the token limit."""
+    def _checked_turns(self, turns: Iterable[dict[str, Any]], skipped: SkippedItems) -> Iterator[dict[str, Any]]:
+        """Drops turns whose row would exceed the token limit (named by their source id)."""
         for turn in turns:
             started = time.perf_counter()
             length = self.workbench.count_tokens(self._render([turn])["text"])
             self.workbench.seconds["render and count"] += time.perf_counter() - started
             if length > self.config.token_limit:
-                skipped[TOO_LONG] += 1
+                skipped.add(TOO_LONG, turn["source_id"])
             else:
                 yield turn
 
@@ -453,14 +458,19 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
             yield conversation
 
     def _speech_items(
-        self, items: Iterable[tuple[int, Any]], skipped: Counter, need_transcript: bool
+        self, items: Iterable[tuple[int, Any]], skipped: SkippedItems, need_transcript: bool
     ) -> Iterator[tuple[dict[str, Any], str, list[int]]]:
-        """(ids, transcript, units) of each usable utterance; bad ones are counted by reason."""
+        """(ids, transcript, units) of each usable utterance; bad ones are counted by reason and named by their id,
+        else their file, else their index."""
         columns: dict[str, str | None] | None = None
         for index, example in items:
             if columns is None:
                 columns = self._columns(list(example))
             transcript = normalize_transcript(example.get(columns["transcript"])) if columns["transcript"] else ""
+            ids = {
+                "source_id": str(example[columns["id"]]) if columns["id"] else f"{index:08d}",
+                "speaker": str(example[columns["speaker"]]) if columns["speaker"] else "",
+            }
             try:
                 if need_transcript and not transcript:
                     raise SkipItem(MISSING_TRANSCRIPT)
@@ -469,12 +479,9 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
                 self.workbench.seconds["audio decoding"] += time.perf_counter() - started
                 units = self.workbench.encode(audio, sampling_rate)
             except SkipItem as skip:
-                skipped[skip.reason] += 1
+                name = ids["source_id"] if columns["id"] else audio_name(example[columns["audio"]]) or f"item {index}"
+                skipped.add(skip.reason, name)
                 continue
-            ids = {
-                "source_id": str(example[columns["id"]]) if columns["id"] else f"{index:08d}",
-                "speaker": str(example[columns["speaker"]]) if columns["speaker"] else "",
-            }
             yield ids, transcript, units
 
     def _columns(self, columns: list[str]) -> dict[str, str | None]:
@@ -489,11 +496,13 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
             "speaker": find_column(columns, config.speaker_column, SPEAKER_COLUMNS, "speaker"),
         }
 
-    def _modality_turns(self, items: Iterable, rng: random.Random, skipped: Counter) -> Iterator[dict[str, Any]]:
+    def _modality_turns(self, items: Iterable, rng: random.Random, skipped: SkippedItems) -> Iterator[dict[str, Any]]:
         for ids, transcript, units in self._speech_items(items, skipped, need_transcript=False):
             yield make_turn(MODALITY_ADAPTATION, input_text=transcript, input_units=units, **ids)
 
-    def _cross_modal_turns(self, items: Iterable, rng: random.Random, skipped: Counter) -> Iterator[dict[str, Any]]:
+    def _cross_modal_turns(
+        self, items: Iterable, rng: random.Random, skipped: SkippedItems
+    ) -> Iterator[dict[str, Any]]:
         bench = self.workbench
         for ids, transcript, units in self._speech_items(items, skipped, need_transcript=True):
             if rng.random() < self.config.asr_probability:
@@ -504,14 +513,14 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
                 yield make_turn(TTS, description, transcript, output_text=transcript, output_units=units, **ids)
 
     def _chain_of_modality_turns(
-        self, items: Iterable, rng: random.Random, skipped: Counter
+        self, items: Iterable, rng: random.Random, skipped: SkippedItems
     ) -> Iterator[dict[str, Any]]:
         config, bench = self.config, self.workbench
         for _, pair in items:
             tasks = list(config.com_tasks) if config.com_all_tasks else [rng.choice(config.com_tasks)]
             speaker = rng.choice(bench.tts.speakers)
             if not pair["instruction"] or not pair["response"]:
-                skipped[BAD_PAIR] += 1
+                skipped.add(BAD_PAIR, pair["id"])
                 continue
             try:
                 speech_in = any(COM_TASKS[t][0] is Modality.SPEECH for t in tasks)
@@ -519,7 +528,7 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
                 units_in = bench.speak(pair["instruction"], speaker) if speech_in else []
                 units_out = bench.speak(pair["response"], speaker) if speech_out else []
             except SkipItem as skip:
-                skipped[skip.reason] += 1
+                skipped.add(skip.reason, pair["id"])
                 continue
             for task in tasks:
                 modality_in, modality_out = COM_TASKS[task]
@@ -533,6 +542,27 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
                     speaker=f"{bench.tts.name}:{speaker}",
                     source_id=pair["id"],
                 )
+
+
+class _LazyAudio:
+    """A datasets Audio value decoded (by its own feature, as datasets would) only when its samples are read, so
+    that a corrupt file fails as its own item, which the builder skips, not as the read of a whole shard."""
+
+    def __init__(self, value: dict[str, Any], feature: datasets.Audio) -> None:
+        self.value, self.feature, self.path = value, feature, value.get("path")
+
+    def get_all_samples(self) -> Any:
+        return self.feature.decode_example(self.value).get_all_samples()
+
+
+def _decoded_per_item(rows: datasets.Dataset, column: str) -> Iterator[dict[str, Any]]:
+    """The rows of `rows`, with a decoding Audio `column` read undecoded and decoded item by item (`_LazyAudio`)."""
+    feature = rows.features.get(column)
+    if not isinstance(feature, datasets.Audio) or not feature.decode:
+        yield from rows
+        return
+    for row in rows.cast_column(column, datasets.Audio(decode=False)):
+        yield {**row, column: None if row[column] is None else _LazyAudio(row[column], feature)}
 
 
 def _batched(iterable: Iterable[Any], size: int) -> Iterator[list[Any]]:

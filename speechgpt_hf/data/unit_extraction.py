@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .skipped import capped
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus", ".aiff", ".aif")
 _TOKENIZERS: dict[str, Any] = {}
 
@@ -50,10 +52,7 @@ def skipped_summary(skipped: list[tuple[int, str]], total: int, what: str = "ite
 
 def _skipped_lines(skipped: list[tuple[int, str]], what: str, shown: int = 20) -> list[str]:
     """`  item i: reason` for the first `shown` skipped items, then how many more there are."""
-    lines = [f"  {what} {index}: {reason}" for index, reason in skipped[:shown]]
-    if len(skipped) > shown:
-        lines.append(f"  … and {len(skipped) - shown} more.")
-    return lines
+    return capped([f"  {what} {index}: {reason}" for index, reason in skipped], shown=shown)
 
 
 def _tokenizer(path: str, threads: int | None, device: str | None = None) -> Any:
@@ -109,7 +108,7 @@ def undecoded(dataset: Any, audio_column: str = "audio") -> Any:
     `load_audio` on its own and a corrupt file raises `AudioInputError` for that item instead of failing the read."""
     from datasets import Audio
 
-    if isinstance(dataset.features.get(audio_column), Audio):
+    if isinstance((dataset.features or {}).get(audio_column), Audio):
         return dataset.cast_column(audio_column, Audio(decode=False))
     return dataset
 
@@ -352,4 +351,11 @@ def audio_dataset(source: str | Path | list[str], audio_column: str = "audio") -
     return Dataset.from_dict({"path": files, audio_column: files}).cast_column(audio_column, Audio())
 
 
-__all__ = ["ExtractionReport", "add_unit_columns", "add_unit_columns_distributed", "audio_dataset", "skipped_summary", "undecoded"]
+__all__ = [
+    "ExtractionReport",
+    "add_unit_columns",
+    "add_unit_columns_distributed",
+    "audio_dataset",
+    "skipped_summary",
+    "undecoded",
+]

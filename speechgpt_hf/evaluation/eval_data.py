@@ -2,19 +2,20 @@
 
 Speech comes from any source the SpeechInstruct builder reads (a datasets Dataset, a Hub id, an audio folder
 with a metadata file or sidecar transcripts); every item is decoded to 16 kHz mono once. Items that cannot be
-used are counted by reason, never silently dropped.
+used are counted by reason and named, never silently dropped.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..data.skipped import SkippedItems, audio_name
 
 SAMPLING_RATE = 16000
 SPOKEN_QA_FILE = Path(__file__).parent / "data" / "spoken_qa.jsonl"
@@ -48,8 +49,8 @@ def load_speech_items(
     text_column: str | None = None,
     audio_column: str = "audio",
     limit: int | None = None,
-) -> tuple[list[SpeechItem], Counter]:
-    """Up to `limit` usable items of `source`, and a Counter of the items skipped by reason."""
+) -> tuple[list[SpeechItem], SkippedItems]:
+    """Up to `limit` usable items of `source`, and the items skipped by reason, each named by its id (else its file)."""
     from ..audio import AudioInputError, load_audio
     from ..data.sources import (
         ID_COLUMNS,
@@ -61,33 +62,37 @@ def load_speech_items(
         load_speech_source,
         normalize_transcript,
     )
+    from ..data.unit_extraction import undecoded
 
     splits = load_speech_source(_saved_dataset(source), split=split)
     name, dataset = next(iter(splits.items()))
+    dataset = undecoded(dataset, audio_column)  # each row decoded on its own: a corrupt file skips only its row
     columns = list(dataset.column_names or [])
     if audio_column not in columns:
         raise ValueError(f"The {name} split has no {audio_column!r} column (columns: {columns}); pass audio_column=.")
     text_key = find_column(columns, text_column, TRANSCRIPT_COLUMNS, "transcript")
     id_key = find_column(columns, None, ID_COLUMNS, "id")
     items: list[SpeechItem] = []
-    skipped: Counter = Counter()
+    skipped = SkippedItems()
     for index, row in enumerate(dataset):
         if limit is not None and len(items) >= limit:
             break
+        item_id = str(row[id_key]) if id_key else f"{name}-{index}"
+        label = item_id if id_key else audio_name(row[audio_column]) or item_id  # what a skip is named by
         text = normalize_transcript(row.get(text_key)) if text_key else ""
         if not text:
-            skipped[MISSING_TRANSCRIPT] += 1
+            skipped.add(MISSING_TRANSCRIPT, label)
             continue
         try:
             array, rate = decode_audio(row[audio_column])
             audio = load_audio(array, sampling_rate=rate, target_rate=SAMPLING_RATE)
         except SkipItem as error:
-            skipped[error.reason] += 1
+            skipped.add(error.reason, label)
             continue
         except AudioInputError:
-            skipped["unusable audio"] += 1
+            skipped.add("unusable audio", label)
             continue
-        items.append(SpeechItem(str(row[id_key]) if id_key else f"{name}-{index}", text, audio))
+        items.append(SpeechItem(item_id, text, audio))
     return items, skipped
 
 
@@ -118,19 +123,20 @@ def load_spoken_questions(path: str | Path | None = None, limit: int | None = No
 
 def voice_questions(
     questions: Sequence[SpokenQuestion], tts: Any, speaker: str | None = None
-) -> tuple[list[SpeechItem], Counter]:
-    """The questions spoken by an offline TTS engine, as speech items whose transcript is the question."""
+) -> tuple[list[SpeechItem], SkippedItems]:
+    """The questions spoken by an offline TTS engine, as speech items whose transcript is the question; the questions
+    the engine could not speak are skipped, named by their id."""
     from ..audio import load_audio
     from ..data.tts_engines import resolve_tts
 
     engine = resolve_tts(tts)
-    items, skipped = [], Counter()
+    items, skipped = [], SkippedItems()
     for question in questions:
         try:
             waveform, rate = engine(question.question, speaker=speaker)
             items.append(SpeechItem(question.id, question.question, load_audio(waveform, sampling_rate=rate)))
         except (ValueError, RuntimeError):  # the engine could not speak it (AudioInputError is a ValueError)
-            skipped["TTS failed"] += 1
+            skipped.add("TTS failed", question.id)
     return items, skipped
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import platform
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.skipped import SkippedItems
 from .tasks import (
     Judges,
     TaskResult,
@@ -66,11 +66,12 @@ class EvaluationConfig:
 
 @dataclass
 class EvaluationReport:
-    """The results (as written to results.json) and the task results they came from."""
+    """The results (as written to results.json), the task results they came from, and the inputs left out."""
 
     results: dict[str, Any]
     tasks: dict[str, TaskResult]
     output_dir: Path | None = None
+    skipped_inputs: SkippedItems = field(default_factory=SkippedItems)
 
 
 def load_system(model: Any, generation_kwargs: dict[str, Any] | None = None, constrain_units: bool = True) -> Any:
@@ -98,7 +99,7 @@ def _description(given: str | None, task: str) -> str:
     return given or load_task_descriptions(None, task)[0]
 
 
-def _run_tasks(system: Any, config: EvaluationConfig, judges: Judges, skipped: Counter) -> dict[str, TaskResult]:
+def _run_tasks(system: Any, config: EvaluationConfig, judges: Judges, skipped: SkippedItems) -> dict[str, TaskResult]:
     from .eval_data import load_speech_items, load_spoken_questions, voice_questions
 
     items = []
@@ -106,12 +107,12 @@ def _run_tasks(system: Any, config: EvaluationConfig, judges: Judges, skipped: C
         items, item_skips = load_speech_items(
             config.dataset, config.split, config.text_column, config.audio_column, config.max_items
         )
-        skipped.update({f"dataset: {reason}": count for reason, count in item_skips.items()})
+        skipped.update(item_skips, prefix="dataset: ")
     questions, spoken = [], []
     if {"spoken_qa", "latency"} & set(config.tasks):
         questions = load_spoken_questions(config.qa_questions, config.max_questions)
         spoken, voice_skips = voice_questions(questions, config.qa_tts)
-        skipped.update({f"questions: {reason}": count for reason, count in voice_skips.items()})
+        skipped.update(voice_skips, prefix="questions: ")
     runners = {
         "asr": lambda: evaluate_asr(
             system, items, judges, _description(config.asr_description, "asr"), config.progress
@@ -152,13 +153,14 @@ def evaluate_speechgpt(
     config = config or EvaluationConfig()
     system = load_system(model, config.generation_kwargs)
     judges = judges or load_judges(config)
-    skipped: Counter = Counter()
+    skipped = SkippedItems()
     tasks = _run_tasks(system, config, judges, skipped)
     results = {
         "model": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
         "judge": config.judge,
         "machine": _machine(),
         "skipped_inputs": dict(skipped),
+        "skipped_input_names": skipped.names,
         "tasks": {
             name: {
                 "metrics": r.metrics,
@@ -174,7 +176,7 @@ def evaluate_speechgpt(
             "dataset": str(config.dataset) if isinstance(config.dataset, (str, Path)) else type(config.dataset).__name__
         },
     }
-    report = EvaluationReport(results, tasks)
+    report = EvaluationReport(results, tasks, skipped_inputs=skipped)
     if config.output_dir is not None:
         from .report import write_report
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.skipped import capped
+
 # Metrics where lower is better, shown as a system bar beside the judge's reference bar.
 _ERROR_METRICS = {"asr": "wer", "tts": "judge_wer", "resynthesis": "judge_wer"}
 
@@ -106,14 +108,23 @@ def _markdown(results: dict[str, Any], plots: list[str]) -> str:
                 continue
             floor = metrics.get(reference.get(metric, ""), "")
             lines.append(f"| {name} | {metric} | {_fmt(value)} | {_fmt(floor)} |")
-    skipped = {
-        **results["skipped_inputs"],
-        **{f"{n}: {r}": c for n, t in results["tasks"].items() for r, c in t["skipped"].items()},
-    }
-    if skipped:
-        lines += ["", "Skipped:", *(f"- {reason}: {count}" for reason, count in skipped.items())]
+    lines += _skipped_markdown(results)
     lines += ["", *(f"![{plot}]({plot})" for plot in plots)]
     return "\n".join(lines) + "\n"
+
+
+def _skipped_markdown(results: dict[str, Any]) -> list[str]:
+    """The skipped inputs (the first few of each reason named; results.json names them all), then each task's skips."""
+    names = results.get("skipped_input_names", {})
+    lines = []
+    for reason, count in results["skipped_inputs"].items():
+        lines.append(f"- {reason}: {count}")
+        lines += capped([f"  - `{name}`" for name in names.get(reason, [])], count, indent="  - ")
+    lines += [f"- {n}: {r}: {c}" for n, t in results["tasks"].items() for r, c in t["skipped"].items()]
+    if not lines:
+        return []
+    heading = "Skipped (results.json names every skipped input):" if results["skipped_inputs"] else "Skipped:"
+    return ["", heading, *lines]
 
 
 def _fmt(value: Any) -> str:

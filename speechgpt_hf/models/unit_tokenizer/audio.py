@@ -68,9 +68,10 @@ def _torchcodec_samples(source: Any, name: str, soundfile_error: Exception | Non
     return samples.data.numpy(), int(samples.sample_rate)
 
 
-def _decode_file(source: str | Path | bytes) -> tuple[np.ndarray, int]:
-    """Decodes a file (or its bytes) with soundfile, then torchcodec (mp3, m4a, …) when soundfile cannot."""
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
+def _decode_file(source: str | Path | bytes, name: str | None = None) -> tuple[np.ndarray, int]:
+    """Decodes a file (or its bytes) with soundfile, then torchcodec (mp3, m4a, …) when soundfile cannot; errors
+    call it `name` (the file the bytes came from) when given."""
+    name = name or ("<bytes>" if isinstance(source, bytes) else str(source))
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise AudioInputError(f"Audio file not found: {name}.")
     soundfile = _soundfile()
@@ -128,7 +129,7 @@ def _raw_audio(item: Any, sampling_rate: int | None) -> tuple[np.ndarray, int]:
         if item.get("array") is not None:
             return _as_channels_first(item["array"]), item.get("sampling_rate", sampling_rate)
         if item.get("bytes"):
-            return _decode_file(item["bytes"])
+            return _decode_file(item["bytes"], item.get("path"))  # a datasets value keeps its file's name
         if item.get("path"):
             return _decode_file(item["path"])
         raise AudioInputError("An audio dict needs 'array' and 'sampling_rate', or 'bytes' or 'path'.")
