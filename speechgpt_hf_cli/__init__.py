@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "reproduce": "reproduce",
     "card": "card",
     "push": "push",
+    "space": "space",
 }
 
 
