@@ -4,6 +4,7 @@ conversation apart and answers bad uploads with a message."""
 
 import concurrent.futures
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -231,3 +232,62 @@ def test_the_spoken_answer_streams_before_the_turn_ends_and_gets_a_picture(tmp_p
     assert picture.ndim == 3 and picture.shape[2] == 3
     assert messages[1]["content"].startswith("here it is") and len(state["history"]) == 1
     assert chat.history == []  # the shared chat keeps no session's turns
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
+    "chromium-driver); no browser is downloaded"
+)  # fmt: skip
+def test_two_browser_sessions_each_see_only_their_own_turn(served_space, tmp_path):
+    """Real headless browsers type a question each; the screenshot goes to $SPEECHGPT_SPACE_SCREENSHOT when set."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium: pip install 'speechgpt-hf[browser]'")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(flag)
+    browsers = [webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER)) for _ in range(2)]
+    try:
+        for browser, question in zip(browsers, ("Name a red fruit.", "Name a blue bird."), strict=True):
+            browser.get(served_space)
+            _ask_in_browser(browser, question)
+        for browser, question, other in (
+            (browsers[0], "red fruit", "blue bird"),
+            (browsers[1], "blue bird", "red fruit"),
+        ):
+            _wait(browser, lambda b, q=question: q in _chat_text(b) and _idle(b))
+            assert other not in _chat_text(browser)
+        browsers[0].save_screenshot(str(tmp_path / "space.png"))
+        if os.environ.get("SPEECHGPT_SPACE_SCREENSHOT"):
+            shutil.copy(tmp_path / "space.png", os.environ["SPEECHGPT_SPACE_SCREENSHOT"])
+    finally:
+        for browser in browsers:
+            browser.quit()
+
+
+def _wait(browser, condition, seconds: float = 120) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, seconds, poll_frequency=0.5).until(condition)
+
+
+def _ask_in_browser(browser, question: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    selector = (By.CSS_SELECTOR, "textarea[placeholder^='Ask anything']")
+    _wait(browser, lambda b: b.find_elements(*selector))
+    box = browser.find_element(*selector)
+    box.send_keys(question)
+    box.send_keys(Keys.ENTER)
+
+
+def _chat_text(browser) -> str:
+    return browser.execute_script("return document.body.innerText")
+
+
+def _idle(browser) -> bool:
+    """No request of this page is still running (gradio shows a progress timer while one is)."""
+    return not browser.execute_script("return document.querySelectorAll('.eta-bar, .progress-text').length")
