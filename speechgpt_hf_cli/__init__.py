@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "card": "card",
     "push": "push",
     "chat": "chat",
+    "space": "space",
 }
 
 

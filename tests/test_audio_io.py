@@ -16,11 +16,8 @@ from speechgpt_hf.data.sources import decode_audio
 from speechgpt_hf.data.tts_engines import CallableTTS
 from speechgpt_hf.evaluation.asr_judge import PocketsphinxJudge
 from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
+from speechgpt_hf.space.app import read_upload
 from speechgpt_hf.training.vocoder import prepare_vocoder_dataset
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spaces_demo"))
-
-import app  # noqa: E402
 
 SR = 16000
 
@@ -75,7 +72,13 @@ def test_read_audio_down_mixes_and_keeps_the_rate(tmp_path):
     assert load_audio(audio, SR, target_rate=8000, min_samples=1).size == 800
 
 
-def test_every_reader_gives_the_same_samples_for_int16_stereo():
+def _space_upload(audio: np.ndarray, folder: Path) -> np.ndarray:
+    """`audio` (channels, samples) int16 as the Space reads it: a WAV upload through `read_upload`."""
+    soundfile.write(folder / "upload.wav", audio.T, SR, subtype="PCM_16")
+    return read_upload([str(folder / "upload.wav")], max_seconds=10)[0]
+
+
+def test_every_reader_gives_the_same_samples_for_int16_stereo(tmp_path):
     audio = stereo_int16()
     expected, _ = read_audio(audio, SR)
     tokenizer = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=8))
@@ -86,7 +89,7 @@ def test_every_reader_gives_the_same_samples_for_int16_stereo():
         "SpeechInstruct sources": decode_audio({"array": audio, "sampling_rate": SR})[0],
         "vocoder data": prepare_vocoder_dataset([row], hop_length=320).examples[0]["audio"],
         "TTS engines": CallableTTS(lambda text: (audio, SR))("x")[0],
-        "Space": app._to_float((SR, audio.T))[0],
+        "Space": _space_upload(audio, tmp_path),
     }
     for where, wave in readers.items():
         np.testing.assert_array_equal(wave, expected, err_msg=where)
@@ -108,14 +111,14 @@ class _RecordingDecoder:
         return None
 
 
-def test_the_judge_and_the_space_write_int16_the_same_way():
+def test_the_judge_and_the_space_write_int16_the_same_way(tmp_path):
     audio = stereo_int16()
     judge = object.__new__(PocketsphinxJudge)
     judge.decoder = _RecordingDecoder()
     assert judge.transcribe([audio], SR) == [""]
     np.testing.assert_array_equal(judge.decoder.samples, to_int16(read_audio(audio, SR)[0]))
     mono = stereo_int16()[0]
-    assert np.array_equal(to_int16(app._to_float((SR, mono))[0]), mono)  # the Space's round trip is exact
+    assert np.array_equal(to_int16(_space_upload(mono[None], tmp_path)), mono)  # the Space's round trip is exact
 
 
 def test_a_missing_soundfile_is_named_not_called_corrupt(tmp_path, monkeypatch):
