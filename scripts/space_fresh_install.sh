@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Space as a stranger gets it: assembled from a SpeechGPT folder with --copy-model, installed from nothing but
-# its own requirements.txt into a fresh virtual environment, assembled again by that environment's speechgpt-hf
-# (now the installed wheel, not a checkout), then served with `python app.py` and asked a text and a spoken
+# its own requirements.txt into a fresh virtual environment (the package itself is the source the folder
+# carries), then served with `python app.py` and asked a text and a spoken
 # question through gradio_client. Minutes (it downloads torch); results in benchmarks/space_install.md.
 #   bash scripts/space_fresh_install.sh LM_FOLDER WORKDIR     (PYTHON=… picks the interpreter with speechgpt-hf's deps)
 set -euo pipefail
@@ -21,10 +21,8 @@ start=$(date +%s)
 (cd "$work/space" && "$work/venv/bin/pip" install -q -r requirements.txt)
 echo "installed in $(( $(date +%s) - start )) s; venv size $(du -sh "$work/venv" | cut -f1)"
 
-echo "== assembling again with the installed wheel's own speechgpt-hf (no checkout on the path)"
-(cd "$work" && venv/bin/speechgpt-hf space "$work/space-from-wheel" --model "$lm" --copy-model --overwrite)
-for folder in space space-from-wheel; do unzip -Z1 "$work/$folder"/wheels/*.whl | grep -v RECORD | sort > "$work/$folder.files"; done
-diff "$work/space.files" "$work/space-from-wheel.files" && echo "both wheels hold the same $(wc -l < "$work/space.files") files"
+echo "== the fresh venv has no speechgpt-hf of its own; the app imports the folder's copy"
+(cd "$work/space" && "$work/venv/bin/python" -c "import sys; sys.path.insert(0, '.'); import speechgpt_hf; print(speechgpt_hf.__file__)")
 
 echo "== serving the Space from the fresh venv and asking it two questions"
 port=7871

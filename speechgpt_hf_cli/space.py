@@ -1,10 +1,10 @@
-"""`speechgpt-hf space`: write a Space folder (app, card, this package's wheel, pinned requirements) for a model."""
+"""`speechgpt-hf space`: write a Space folder (app, card, this package's source, pinned requirements) for a model."""
 
 import argparse
 
 HELP = (
     "Write a Gradio Space folder that installs and runs as it is: app.py, a card with the Space metadata, this "
-    "package's wheel with pinned requirements, and the model repo (or, with --copy-model, the system itself)."
+    "package's source with pinned requirements, and the model repo (or, with --copy-model, the system itself)."
 )
 
 

@@ -1,5 +1,4 @@
-"""`speechgpt-hf space`: the Space folder installs from its own wheel and pinned requirements and carries the whole
-system; its app, run as the Space runs it, answers text and speech, streams the spoken answer, keeps each session's
+"""`speechgpt-hf space`: the Space folder holds this package's source, pinned requirements and the whole system; its app, run as the Space runs it, answers text and speech, streams the spoken answer, keeps each session's
 conversation apart and answers bad uploads with a message."""
 
 import concurrent.futures
@@ -21,7 +20,7 @@ import torch
 from transformers import LogitsProcessor
 
 import speechgpt_hf_cli
-from speechgpt_hf.space.wheel import repack_installed
+from speechgpt_hf.space.wheel import package_wheel, repack_installed
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_UNITS = 30
@@ -78,12 +77,11 @@ def test_the_folder_is_a_space_with_its_card_wheel_and_system(space):
 
     card = SpaceCard.load(space / "README.md").data
     assert (card.sdk, card.sdk_version, card.app_file) == ("gradio", metadata.version("gradio"), "app.py")
-    *pins, wheel_line = (space / "requirements.txt").read_text().split()
-    wheel = space / wheel_line
-    assert wheel_line.startswith("./wheels/speechgpt_hf-") and wheel.is_file()
-    names = zipfile.ZipFile(wheel).namelist()
+    pins = (space / "requirements.txt").read_text().split()
+    assert all("==" in pin for pin in pins)  # only registry packages: the Hub installs this file on its own
     for packaged in ("speechgpt_hf/space/app.py", "speechgpt_hf/hub_cards/space_card.md", "speechgpt_hf_cli/space.py"):
-        assert packaged in names
+        assert (space / packaged).is_file()
+    assert not list(space.glob("*.dist-info"))
     constraints = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line)
     pinned = dict(pin.split("==") for pin in pins)
     assert {"torch", "transformers", "gradio", "soundfile"} <= set(pinned)
@@ -97,17 +95,19 @@ def test_the_folder_is_a_space_with_its_card_wheel_and_system(space):
     assert "MODEL = 'system/lm'" in (space / "app.py").read_text()
 
 
-def test_the_requirements_resolve_with_the_bundled_wheel(space):
+def test_the_requirements_resolve_and_the_app_imports_the_bundled_source(space):
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--find-links", "wheels", "-r",
-         "requirements.txt"], cwd=space, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "-r", "requirements.txt"],
+        cwd=space, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "Would install speechgpt-hf-" in result.stdout
+    probe = "import sys; sys.path.insert(0, '.'); import speechgpt_hf.space.app as a; print(a.__file__)"
+    imported = subprocess.run([sys.executable, "-c", probe], cwd=space, capture_output=True, text=True, timeout=300)
+    assert Path(imported.stdout.strip()).resolve() == (space / "speechgpt_hf" / "space" / "app.py").resolve()
 
 
-def test_an_installed_wheel_packs_back_into_the_same_wheel(space, tmp_path):
-    (wheel,) = (space / "wheels").glob("*.whl")
+def test_an_installed_wheel_packs_back_into_the_same_wheel(tmp_path):
+    wheel = package_wheel(tmp_path / "built")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
                     str(tmp_path / "site"), str(wheel)], check=True, timeout=300)  # fmt: skip
     (info,) = (tmp_path / "site").glob("speechgpt_hf-*.dist-info")

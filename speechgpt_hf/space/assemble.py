@@ -1,5 +1,9 @@
 """Writes a Space folder that installs and runs as it is: app.py, a card with the Space metadata, this package's
-wheel with pinned requirements, and (optionally) a copy of the whole talking system so that it runs offline.
+source beside the app with pinned requirements, and (optionally) a copy of the whole talking system so that it runs
+offline.
+
+The package travels as source, not as a wheel named in requirements.txt: the Hub installs requirements.txt on its
+own, before the Space's other files are in place, so a relative path to a wheel in the folder would not be found.
 """
 
 from __future__ import annotations
@@ -7,6 +11,7 @@ from __future__ import annotations
 import email
 import json
 import shutil
+import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -67,16 +72,26 @@ def assemble_space(
             raise FileExistsError(f"{output} is not empty: choose a new folder or pass --overwrite to replace it.")
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
-    wheel = package_wheel(output / "wheels")
+    pins, version = vendor_package(output)
     app_model = f"{SYSTEM_FOLDER}/lm" if copy_model else model
     if copy_model:
         copy_system(Path(model), output / SYSTEM_FOLDER)
     (output / "app.py").write_text(APP.format(model=app_model, max_seconds=max_seconds))
-    requirements = [*pinned_requirements(wheel), f"./{wheel.relative_to(output).as_posix()}"]
-    (output / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    (output / "requirements.txt").write_text("\n".join(pins) + "\n")
     (output / "packages.txt").write_text("\n".join(SYSTEM_PACKAGES) + "\n")
-    write_space_card(output, title, model if not local else None, wheel, max_seconds)
+    write_space_card(output, title, model if not local else None, version, max_seconds)
     return output
+
+
+def vendor_package(output: Path) -> tuple[list[str], str]:
+    """Unpacks this package's wheel (its import packages, no install metadata) into `output`, where `python app.py`
+    imports it first; returns the pinned requirements of the wheel and its version."""
+    with tempfile.TemporaryDirectory(prefix="speechgpt-hf-space-") as scratch:
+        wheel = package_wheel(scratch)
+        with zipfile.ZipFile(wheel) as archive:
+            members = [name for name in archive.namelist() if not name.split("/")[0].endswith(".dist-info")]
+            archive.extractall(output, members)
+        return pinned_requirements(wheel), wheel.name.split("-")[1]
 
 
 def copy_system(model_dir: Path, dest: Path) -> Path:
@@ -126,7 +141,7 @@ def pinned_requirements(wheel: Path, extras: tuple[str, ...] = REQUIREMENT_EXTRA
     return list(pins.values())
 
 
-def write_space_card(output: Path, title: str, hub_model: str | None, wheel: Path, max_seconds: float) -> None:
+def write_space_card(output: Path, title: str, hub_model: str | None, version: str, max_seconds: float) -> None:
     """README.md with the Space metadata (gradio SDK at the installed version, app.py) and what the Space runs."""
     from huggingface_hub import SpaceCard, SpaceCardData
 
@@ -139,10 +154,9 @@ def write_space_card(output: Path, title: str, hub_model: str | None, wheel: Pat
     card = SpaceCard.from_template(
         data, template_path=str(template_path("space_card.md")), title=title,
         model=f"[{hub_model}](https://huggingface.co/{hub_model})" if hub_model else f"bundled in `{SYSTEM_FOLDER}/`",
-        wheel=wheel.relative_to(output).as_posix(), version=wheel.name.split("-")[1],
-        max_seconds=f"{max_seconds:g}",
+        version=version, max_seconds=f"{max_seconds:g}",
     )  # fmt: skip
     card.save(output / "README.md")
 
 
-__all__ = ["assemble_space", "copy_system", "pinned_requirements", "write_space_card"]
+__all__ = ["assemble_space", "copy_system", "pinned_requirements", "vendor_package", "write_space_card"]
