@@ -177,7 +177,7 @@ def load_units(output: Path) -> tuple[Any, dict[str, dict[str, list[int]]]]:
 
 def build_data(output: Path, settings: ReproductionSettings, corpus: Any) -> dict[str, Any]:
     from ..data.hub_folder import build_speechinstruct_folder
-    from ..data.sources import load_instruction_pairs
+    from ..data.sources import load_instruction_pairs, load_task_descriptions
 
     tokenizer, table = load_units(output)
     summaries = build_speechinstruct_folder(
@@ -186,6 +186,8 @@ def build_data(output: Path, settings: ReproductionSettings, corpus: Any) -> dic
         audio_source=corpus["train"],
         unit_tokenizer=PrecomputedUnits(tokenizer, {k: v["units"] for k, v in table.items()}),
         tts="piper",
+        asr_descriptions=load_task_descriptions(None, "asr")[: settings.task_descriptions],
+        tts_descriptions=load_task_descriptions(None, "tts")[: settings.task_descriptions],
         instructions=load_instruction_pairs(None)[: settings.com_pairs],
         system_prompt=settings.system_prompt,
         seed=settings.seed,
