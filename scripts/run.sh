@@ -13,6 +13,10 @@ case "$job" in quickstart|test) ;; *) echo "usage: bash scripts/run.sh {quicksta
 missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+if [ "$job" = test ]; then  # the Space's test in a real headless browser
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || missing+=(chromium-driver)
+fi
 if ((${#missing[@]})); then
     echo "Installing Debian packages: ${missing[*]}"
     sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
