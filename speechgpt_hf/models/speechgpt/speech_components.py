@@ -51,10 +51,9 @@ def config_pointers(name_or_path: str, **kwargs: Any) -> dict[str, Pointer]:
     such config), resolved as the config resolves them, so relative paths work."""
     from transformers.utils import cached_file
 
-    repo_kwargs = {key: kwargs[key] for key in _REPO_KWARGS if kwargs.get(key) is not None}
     found = cached_file(
         name_or_path, CONFIG_NAME, _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False, **repo_kwargs,
+        _raise_exceptions_for_connection_errors=False, **_repo_kwargs(kwargs),
     )  # fmt: skip
     if found is None or json.loads(Path(found).read_text()).get("model_type") != "speechgpt":
         return {}
@@ -77,14 +76,17 @@ def repo_pointers(processor_dict: dict[str, Any], name_or_path: str, **kwargs: A
     if any(values.values()):
         from transformers.utils import PROCESSOR_NAME
 
-        repo_kwargs = {key: kwargs[key] for key in _REPO_KWARGS if kwargs.get(key) is not None}
-        folder = local_folder(name_or_path, PROCESSOR_NAME, **repo_kwargs)
+        folder = local_folder(name_or_path, PROCESSOR_NAME, **_repo_kwargs(kwargs))
         folder = None if folder is None else folder.resolve()  # absolute, as the pointers are resolved later
         pointers = {field: stored_pointer(field, value, folder) for field, value in values.items() if value}
     if len(pointers) < len(values):
         fallback = config_pointers(name_or_path, **kwargs)
         pointers.update({field: pointer for field, pointer in fallback.items() if field not in pointers})
     return pointers
+
+
+def _repo_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {key: kwargs[key] for key in _REPO_KWARGS if kwargs.get(key) is not None}
 
 
 def check_component(name: str, component: Any | None, num_units: int) -> Any | None:
