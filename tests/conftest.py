@@ -65,3 +65,21 @@ def _buggy_decoder(source, name=None):
 def decoding_bug(monkeypatch):
     """`decoding_bug()` makes decoding any audio file raise TypeError, as a bug in our decoding code would."""
     return lambda: monkeypatch.setattr("speechgpt_hf.models.unit_tokenizer.audio._decode_file", _buggy_decoder)
+
+
+@pytest.fixture
+def load_spy(monkeypatch):
+    """`load_spy(cls)` -> the list of what `cls.from_pretrained` is asked to load from here on (it still loads)."""
+
+    def watch(cls) -> list:
+        loads = []
+        original = cls.from_pretrained.__func__
+
+        def spy(owner, name_or_path, *args, **kwargs):
+            loads.append(str(name_or_path))
+            return original(owner, name_or_path, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+        return loads
+
+    return watch

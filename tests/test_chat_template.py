@@ -220,3 +220,82 @@ def test_decode_response_gives_the_text_fields_and_the_waveform(processor):
     processor.vocoder = None
     with pytest.raises(ValueError, match="no vocoder to voice them"):
         processor.decode_response(answer)
+
+
+@pytest.fixture
+def saved_system(tiny_speechgpt, tmp_path):
+    """`saved_system(own_pointers)` -> (LM folder, answer ids with units): a tiny system laid out as the quickstart
+    writes it, moved to another folder after saving. The processor names its components itself, or (False) leaves
+    that to the model config beside it."""
+
+    def save(own_pointers: bool = True):
+        model, text_only = tiny_speechgpt(num_units=NUM_UNITS)
+        system = tmp_path / "system"
+        SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=NUM_UNITS)).save_pretrained(
+            system / "unit-tokenizer"
+        )
+        _vocoder().save_pretrained(system / "vocoder")
+        model.config.unit_tokenizer_repo = str(system / "unit-tokenizer")
+        model.config.vocoder_repo = str(system / "vocoder")
+        lm = system / "lm" / "chain_of_modality"
+        model.save_pretrained(lm)
+        if own_pointers:
+            text_only.use_components_of(model.config)
+        text_only.save_pretrained(lm)
+        stored = json.loads((lm / "processor_config.json").read_text())
+        expected = ("../../unit-tokenizer", "../../vocoder") if own_pointers else (None, None)
+        assert (stored.get("unit_tokenizer_repo"), stored.get("vocoder_repo")) == expected
+        shutil.copytree(system, tmp_path / "elsewhere")
+        shutil.rmtree(system)
+        answer = text_only.encode("[tq] hello; [ta] hi; [ua] <sosp><3><4><4><9><eosp><eoa>", add_special_tokens=False)
+        return tmp_path / "elsewhere" / "lm" / "chain_of_modality", answer
+
+    return save
+
+
+@pytest.mark.parametrize("own_pointers", [True, False], ids=["processor-pointers", "config-pointers"])
+def test_a_moved_system_hears_and_speaks_through_auto_processor_loading_each_component_when_first_used(
+    saved_system, own_pointers, tmp_path, monkeypatch, load_spy
+):
+    lm, answer = saved_system(own_pointers)
+    system, audio = (tmp_path / "elsewhere").resolve(), _speech()
+    units = SpeechUnitTokenizer.from_pretrained(system / "unit-tokenizer").encode(audio, sampling_rate=16000).units
+    voiced = UnitHiFiGANVocoder.from_pretrained(system / "vocoder").synthesize([3, 4, 4, 9]).numpy()
+    unit_loads, vocoder_loads = load_spy(SpeechUnitTokenizer), load_spy(UnitHiFiGANVocoder)
+    monkeypatch.chdir(lm.parent)
+    loaded = AutoProcessor.from_pretrained("chain_of_modality")
+    monkeypatch.chdir(tmp_path)  # relative pointers were fixed against the folder at loading time
+    pointers = [loaded.unit_tokenizer_repo, loaded.vocoder_repo]
+    assert pointers == [str(system / "unit-tokenizer"), str(system / "vocoder")]
+    text = [_user(_text("Say hello."))]
+    assert loaded("hello")["input_ids"] and loaded.apply_chat_template(text, tokenize=True, add_generation_prompt=True)
+    assert loaded.parse(answer).units == [3, 4, 4, 9]
+    assert unit_loads == [] and vocoder_loads == []  # text-only work loads no speech weights
+
+    heard = loaded(audio=audio, sampling_rate=16000)["input_ids"][0]
+    assert heard == loaded.encode(units_to_string(units))
+    assert unit_loads == [str(system / "unit-tokenizer")] and vocoder_loads == []
+    np.testing.assert_allclose(loaded.decode_response(answer).waveform, voiced)
+    loaded.decode_response(answer)
+    loaded(audio=audio, sampling_rate=16000)
+    assert unit_loads == [str(system / "unit-tokenizer")] and vocoder_loads == [str(system / "vocoder")]  # once each
+
+
+def test_components_set_by_hand_win_over_pointers_and_loaded_ones_are_checked(saved_system, tmp_path, load_spy):
+    lm, answer = saved_system()
+    vocoder_loads = load_spy(UnitHiFiGANVocoder)
+    loaded = AutoProcessor.from_pretrained(lm)
+    mine = _vocoder(upsample_initial_channel=16)
+    loaded.vocoder = mine
+    assert loaded.vocoder is mine and vocoder_loads == []
+    np.testing.assert_allclose(loaded.decode_response(answer).waveform, mine.synthesize([3, 4, 4, 9]).numpy())
+    assert SpeechGPTProcessor.from_pretrained(lm, vocoder=mine).vocoder is mine and vocoder_loads == []
+
+    _vocoder(num_units=20).save_pretrained(tmp_path / "small-vocoder")
+    loaded.vocoder_repo = str(tmp_path / "small-vocoder")  # a new pointer replaces the vocoder set by hand
+    with pytest.raises(ValueError, match="has 20 units but this processor has 50"):
+        loaded.decode_response(answer)
+    loaded.vocoder = None
+    assert loaded.vocoder is None and loaded.vocoder_repo is None
+    with pytest.raises(ValueError, match="no vocoder to voice them"):
+        loaded.decode_response(answer)

@@ -76,7 +76,10 @@ def test_converted_model_matches_the_original_logits(original_release, tmp_path)
 
 
 def test_adapter_is_merged_into_the_converted_weights(original_release, tmp_path):
-    out = convert_speechgpt(original_release["checkpoint"], tmp_path / "com", adapter_dir=original_release["adapter"])
+    out = convert_speechgpt(
+        original_release["checkpoint"], tmp_path / "com", adapter_dir=original_release["adapter"],
+        unit_tokenizer_repo="someone/units", vocoder_repo="someone/vocoder",
+    )  # fmt: skip
     model = AutoModelForCausalLM.from_pretrained(out)
     with torch.no_grad():
         logits = model(original_release["ids"]).logits
@@ -84,6 +87,8 @@ def test_adapter_is_merged_into_the_converted_weights(original_release, tmp_path
     assert not torch.allclose(logits, original_release["logits"]["cm"], atol=1e-3)
     processor = AutoProcessor.from_pretrained(out)
     assert processor.encode("<sosp><7><999><eosp>", add_special_tokens=False) == [33000, 32007, 32999, 33001]
+    stored = json.loads((out / "processor_config.json").read_text())  # the processor names the config's components
+    assert (stored["unit_tokenizer_repo"], stored["vocoder_repo"]) == ("someone/units", "someone/vocoder")
 
 
 def test_cli_converts_with_a_system_prompt_file(original_release, tmp_path):

@@ -195,8 +195,9 @@ def test_any_to_any_text_and_audio_out(pipes, recording):
     assert _contains(scripted.prompt_ids, _units_ids(pipe, _tone()))
 
 
-def test_a_repo_id_loads_the_model_processor_unit_tokenizer_and_vocoder(system, tmp_path, local_hub):
+def test_a_repo_id_loads_the_model_processor_unit_tokenizer_and_vocoder(system, tmp_path, local_hub, load_spy):
     from speechgpt_hf import SpeechGPTProcessor
+    from speechgpt_hf.models.unit_hifigan import UnitHiFiGANVocoder
 
     _, _, units, vocoder = system
     units.save_pretrained(tmp_path / "units")
@@ -217,7 +218,10 @@ def test_a_repo_id_loads_the_model_processor_unit_tokenizer_and_vocoder(system, 
     tts = pipeline("text-to-audio", model=repo, device="cpu")
     output, _ = _run(tts, "hello there", "<sosp><3><4><eosp><eoa>")
     np.testing.assert_allclose(output["audio"], vocoder.synthesize([3, 4]).numpy())
-    assert pipeline("speech-to-text", model=repo, device="cpu").chat.vocoder is None  # loads only what it needs
+    vocoder_loads = load_spy(UnitHiFiGANVocoder)
+    asr = pipeline("speech-to-text", model=repo, device="cpu")
+    output, _ = _run(asr, _tone(), SPOKEN, mode="answer")  # an answer with units, which this task does not voice
+    assert output["text"] == "hi there" and not vocoder_loads  # loads only what it needs
 
 
 def test_bad_inputs_say_what_to_pass(pipes, system):

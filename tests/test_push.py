@@ -77,8 +77,13 @@ def test_a_card_without_metadata_is_refused(api, vocoder_folder):
 
 def test_local_component_paths_in_a_speechgpt_config_are_refused(api, tmp_path):
     _speechgpt_config(tmp_path / "lm", unit_tokenizer_repo="me/units", vocoder_repo="../vocoder")
-    with pytest.raises(ValueError, match=r"local folders \(vocoder_repo='../vocoder'\).*repo ids"):
+    with pytest.raises(ValueError, match=r"local folders \(config.json: vocoder_repo='../vocoder'\).*repo ids"):
         push(tmp_path / "lm", "me/lm")
+    _speechgpt_config(tmp_path / "lm2", unit_tokenizer_repo="me/units", vocoder_repo="me/vocoder")
+    processor = {"processor_class": "SpeechGPTProcessor", "unit_tokenizer_repo": "me/units", "vocoder_repo": "./voc"}
+    (tmp_path / "lm2" / "processor_config.json").write_text(json.dumps(processor))
+    with pytest.raises(ValueError, match=r"local folders \(processor_config.json: vocoder_repo='./voc'\)"):
+        push(tmp_path / "lm2", "me/lm")
     assert api.calls == []
 
 

@@ -116,7 +116,9 @@ def _write_system(output: Path, audio: Path) -> None:
         vocoder_repo=str(output / "vocoder"),
     )  # fmt: skip
     model.save_pretrained(output / "lm" / "chain_of_modality")
-    SpeechGPTProcessor(tokenizer, num_units=NUM_UNITS).save_pretrained(output / "lm" / "chain_of_modality")
+    processor = SpeechGPTProcessor(tokenizer, num_units=NUM_UNITS)
+    processor.use_components_of(model.config)
+    processor.save_pretrained(output / "lm" / "chain_of_modality")
 
 
 @pytest.fixture(scope="module")

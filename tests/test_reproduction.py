@@ -46,6 +46,10 @@ def test_quickstart_reproduces_at_a_tiny_size_and_resumes(tmp_path, capsys):
 
     model = AutoModelForCausalLM.from_pretrained(summary["repos"]["speechgpt"])
     assert model.config.num_units == 24 and model.config.vocoder_repo.startswith("../")
+    processor = json.loads((Path(summary["repos"]["speechgpt"]) / "processor_config.json").read_text())
+    assert (processor["unit_tokenizer_repo"], processor["vocoder_repo"]) == (
+        model.config.unit_tokenizer_repo, model.config.vocoder_repo,
+    )  # fmt: skip
     assert AutoModel.from_pretrained(summary["repos"]["vocoder"]).config.num_units == 24
 
     assert (

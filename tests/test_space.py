@@ -63,6 +63,7 @@ def space(tmp_path_factory) -> Path:
     model.config.unit_tokenizer_repo = str(root / "system" / "unit-tokenizer")
     model.config.vocoder_repo = str(root / "system" / "vocoder")
     model.save_pretrained(root / "system" / "lm" / "chain_of_modality")
+    processor.use_components_of(model.config)  # as every processor saved beside a model by this package
     processor.save_pretrained(root / "system" / "lm" / "chain_of_modality")
     lm = str(root / "system" / "lm" / "chain_of_modality")
     assert (
@@ -91,6 +92,8 @@ def test_the_folder_is_a_space_with_its_card_wheel_and_system(space):
     assert (space / "packages.txt").read_text().split() == ["ffmpeg"]
     config = (space / "system" / "lm" / "config.json").read_text()
     assert '"unit_tokenizer_repo": "../unit-tokenizer"' in config and '"vocoder_repo": "../vocoder"' in config
+    processor = (space / "system" / "lm" / "processor_config.json").read_text()
+    assert '"unit_tokenizer_repo": "../unit-tokenizer"' in processor and '"vocoder_repo": "../vocoder"' in processor
     assert (space / "system" / "vocoder" / "config.json").is_file()
     assert "MODEL = 'system/lm'" in (space / "app.py").read_text()
 

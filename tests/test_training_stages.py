@@ -335,3 +335,32 @@ def test_replay_needs_a_prompt_completion_stage_and_a_positive_fraction(tmp_path
     with pytest.raises(ValueError, match="replay_fraction=0"):
         _common(tmp_path, "chain_of_modality", model_name_or_path="unused", replay_config="cross_modal",
                 replay_fraction=0)  # fmt: skip
+
+
+def test_each_stage_saves_a_processor_naming_the_components_without_loading_them(
+    tmp_path, speechinstruct_folder, base_model_folder, load_spy
+):
+    from transformers import AutoProcessor
+
+    from speechgpt_hf.models.unit_hifigan import UnitHiFiGANVocoder
+    from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
+    from speechgpt_hf.testing_utils import build_tiny_vocoder
+
+    SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=NUM_UNITS)).save_pretrained(
+        tmp_path / "units"
+    )
+    build_tiny_vocoder(NUM_UNITS).save_pretrained(tmp_path / "vocoder")
+    unit_loads, vocoder_loads = load_spy(SpeechUnitTokenizer), load_spy(UnitHiFiGANVocoder)
+    data = dict(dataset_name=str(speechinstruct_folder), max_steps=1, max_length=128)
+    stage1 = train_stage(_common(
+        tmp_path, "modality_adaptation", base_model_name_or_path=str(base_model_folder), num_units=NUM_UNITS,
+        unit_tokenizer_repo=str(tmp_path / "units"), vocoder_repo=str(tmp_path / "vocoder"), **data,
+    ))  # fmt: skip
+    stage2 = train_stage(_common(tmp_path, "cross_modal", model_name_or_path=str(stage1), **data))
+    for folder in (stage1, stage2):
+        stored = json.loads((folder / "processor_config.json").read_text())
+        assert (stored["unit_tokenizer_repo"], stored["vocoder_repo"]) == ("../units", "../vocoder")
+    assert unit_loads == [] and vocoder_loads == []  # the stages use the processor for its text tokenizer only
+    processor = AutoProcessor.from_pretrained(stage2)
+    assert processor.vocoder_repo == str((tmp_path / "vocoder").resolve())
+    assert processor.vocoder.config.num_units == NUM_UNITS and vocoder_loads == [processor.vocoder_repo]

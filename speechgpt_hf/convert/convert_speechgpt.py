@@ -139,7 +139,9 @@ def convert_speechgpt(
         _warn_default_system_prompt()
         system_prompt = DEFAULT_SYSTEM_PROMPT
     speechgpt.save_pretrained(output_dir)
-    SpeechGPTProcessor(tokenizer, num_units=num_units, system_prompt=system_prompt).save_pretrained(output_dir)
+    processor = SpeechGPTProcessor(tokenizer, num_units=num_units, system_prompt=system_prompt)
+    processor.use_components_of(speechgpt.config)
+    processor.save_pretrained(output_dir)
     write_converted_card(output_dir, "SpeechGPT-7B checkpoint", [checkpoint_dir, adapter_dir])
     return output_dir
 

@@ -50,10 +50,21 @@ def _check_card(folder: Path, repo_type: str) -> None:
         raise ValueError(f"{readme} does not name the Space's `sdk` (gradio) in its metadata.")
 
 
-def local_paths(folder: str | Path) -> dict[str, str]:
-    """The component fields of the folder's config.json that name a local path instead of a Hub repo id."""
-    config = read_json(Path(folder) / "config.json")
-    return {name: config[name] for name in COMPONENT_FIELDS if config.get(name) and not is_hub_id(config[name])}
+# The files of a SpeechGPT folder whose component fields must name Hub repos in a pushed repo.
+POINTING_FILES = ("config.json", "processor_config.json")
+
+
+def local_paths(folder: str | Path) -> dict[str, dict[str, str]]:
+    """Per file of the folder (config.json, processor_config.json), the component fields that name a local path
+    instead of a Hub repo id."""
+    found = {}
+    for name in POINTING_FILES:
+        stored = read_json(Path(folder) / name)
+        local = {field: stored[field] for field in COMPONENT_FIELDS if stored.get(field)}
+        local = {field: value for field, value in local.items() if not is_hub_id(value)}
+        if local:
+            found[name] = local
+    return found
 
 
 def check_folder(folder: str | Path, repo_type: str) -> None:
@@ -66,10 +77,11 @@ def check_folder(folder: str | Path, repo_type: str) -> None:
     _check_card(folder, repo_type)
     local = local_paths(folder)
     if local:
-        named = ", ".join(f"{k}={v!r}" for k, v in local.items())
+        named = "; ".join(f"{name}: " + ", ".join(f"{k}={v!r}" for k, v in kv.items()) for name, kv in local.items())
         raise ValueError(
-            f"{folder}/config.json names local folders ({named}) that will not exist for anyone loading the repo: "
-            "push each component first and set these fields to their repo ids (config.save_pretrained), then push."
+            f"{folder} names local folders ({named}) that will not exist for anyone loading the repo: push each "
+            "component first and set these fields to their repo ids (config.save_pretrained, and "
+            "processor.use_components_of(config) then processor.save_pretrained), then push."
         )
 
 

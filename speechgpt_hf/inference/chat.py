@@ -1,7 +1,7 @@
 """SpeechGPTChat: the whole talking system (unit tokenizer -> LM -> vocoder) behind one multi-turn object.
 
-`SpeechGPTChat.from_pretrained(repo)` loads the LM and its processor, then the unit tokenizer and vocoder that
-the repo's config names. `respond()` answers one turn (text and/or speech in, parsed answer and speech out);
+`SpeechGPTChat.from_pretrained(repo)` loads the LM and its processor, which brings the unit tokenizer and vocoder
+that the repo names, each loaded when first needed. `respond()` answers one turn (text and/or speech in, parsed answer and speech out);
 `stream()` yields text and audio while the answer is generated. Earlier turns are kept and the oldest dropped
 when the prompt would outgrow the model's context.
 """
@@ -69,12 +69,11 @@ class SpeechGPTChat:
     ) -> None:
         self.model = model.eval()
         self.processor = processor
-        self.unit_tokenizer = (
-            unit_tokenizer if unit_tokenizer is not None else getattr(processor, "audio_tokenizer", None)
-        )
-        vocoder = vocoder if vocoder is not None else getattr(processor, "vocoder", None)
-        self.vocoder = None if vocoder is None else vocoder.eval()
-        self.speaker_id = _speaker_index(self.vocoder, speaker_id)
+        self._unit_tokenizer = unit_tokenizer
+        self._vocoder = None if vocoder is None else vocoder.eval()
+        self._speaker = speaker_id
+        if speaker_id is not None:  # a voice the vocoder lacks is refused now, not at the first spoken answer
+            _speaker_index(self.vocoder, speaker_id)
         self.generation_kwargs = {"max_new_tokens": 512, **(generation_kwargs or {})}
         self.unit_span = unit_span_logits_processor(processor) if constrain_units else None
         self.history: list[tuple[str, str]] = []
@@ -89,22 +88,32 @@ class SpeechGPTChat:
         speaker_id: int | str | None = None,
         **model_kwargs: Any,
     ) -> SpeechGPTChat:
-        """Loads the LM and processor from `repo`, and the unit tokenizer and vocoder (unless given): the processor's
-        when it has them, else those the model config names."""
-        from transformers import AutoModel, AutoModelForCausalLM, AutoProcessor
+        """Loads the LM and processor from `repo`; the unit tokenizer and vocoder (unless given) are the processor's,
+        those its repo names, loaded when first needed."""
+        from transformers import AutoModelForCausalLM, AutoProcessor
 
         model = AutoModelForCausalLM.from_pretrained(repo, **model_kwargs)
         processor = AutoProcessor.from_pretrained(repo)
-        unit_tokenizer = unit_tokenizer if unit_tokenizer is not None else getattr(processor, "audio_tokenizer", None)
-        vocoder = vocoder if vocoder is not None else getattr(processor, "vocoder", None)
-        if unit_tokenizer is None and model.config.unit_tokenizer_repo:
-            unit_tokenizer = AutoModel.from_pretrained(model.config.resolve_component_path("unit_tokenizer_repo"))
-        if vocoder is None and model.config.vocoder_repo:
-            vocoder = AutoModel.from_pretrained(model.config.resolve_component_path("vocoder_repo"))
         return cls(
             model, processor, unit_tokenizer=unit_tokenizer, vocoder=vocoder, constrain_units=constrain_units,
             speaker_id=speaker_id,
         )  # fmt: skip
+
+    @property
+    def unit_tokenizer(self) -> Any | None:
+        """The SpeechUnitTokenizer for speech input: the one given, else the processor's."""
+        given = self._unit_tokenizer
+        return given if given is not None else getattr(self.processor, "audio_tokenizer", None)
+
+    @property
+    def vocoder(self) -> Any | None:
+        """The UnitHiFiGANVocoder for speech output: the one given, else the processor's."""
+        return self._vocoder if self._vocoder is not None else getattr(self.processor, "vocoder", None)
+
+    @property
+    def speaker_id(self) -> int | None:
+        """The vocoder voice answers are spoken in (None for a single-voice vocoder, or without one)."""
+        return _speaker_index(self.vocoder, self._speaker)
 
     def reset(self) -> None:
         """Forgets the conversation so far."""

@@ -2,7 +2,7 @@
 
 A SpeechGPT is a causal LM whose vocabulary holds speech units, so a pipeline needs two more models: the unit
 tokenizer (speech in) and the vocoder (speech out). They come from the `pipeline(...)` call (`unit_tokenizer=`,
-`vocoder=`) or from the repos the LM's config names. Each call builds a SpeechGPT prompt (`preprocess`), runs the
+`vocoder=`), or from the repos that the processor (or else the LM's config) names; a task loads only those it uses. Each call builds a SpeechGPT prompt (`preprocess`), runs the
 stock `generate` (`_forward`, with the unit-span constraint) and parses the answer (`postprocess`).
 """
 
@@ -18,6 +18,8 @@ from ..audio import AudioInputError
 from ..inference.chat import SpeechGPTChat
 from ..models.speechgpt import SpeechGPTForCausalLM, SpeechGPTProcessor, SpeechGPTResponse
 
+# The pipeline's names of the models beside the LM -> the processor's.
+PROCESSOR_COMPONENTS = {"unit_tokenizer": "audio_tokenizer", "vocoder": "vocoder"}
 # A Pipeline's flags saying which preprocessing classes `pipeline(...)` loads for it.
 LOAD_FLAGS = (
     "_load_processor",
@@ -50,8 +52,10 @@ class SpeechGPTPipeline(Pipeline):
     """Base of the SpeechGPT pipelines: builds the prompt, generates, parses; subclasses say what goes in and out.
 
     Args (beyond the stock pipeline's):
-        unit_tokenizer: a SpeechUnitTokenizer (default: the one the model config's `unit_tokenizer_repo` names).
-        vocoder: a UnitHiFiGANVocoder (default: the one the model config's `vocoder_repo` names).
+        unit_tokenizer: a SpeechUnitTokenizer (default: the processor's, else the one the model config's
+            `unit_tokenizer_repo` names).
+        vocoder: a UnitHiFiGANVocoder (default: the processor's, else the one the model config's `vocoder_repo`
+            names).
         speaker_id: the voice of a multi-speaker vocoder, by index or name (the first voice when omitted).
         constrain_units: keep unit tokens inside `<sosp>…<eosp>` spans while decoding (see `UnitSpanLogitsProcessor`).
     """
@@ -102,8 +106,11 @@ class SpeechGPTPipeline(Pipeline):
         )  # fmt: skip
 
     def _component(self, given: Any | None, name: str) -> Any | None:
-        """`given`, or (if this task uses it) the model the LM's config names, on this pipeline's device."""
+        """`given`, or (if this task uses it) the processor's, else the model the LM's config names, on this
+        pipeline's device. A component the task does not use is not loaded."""
         config_key = f"{name}_repo"
+        if given is None and name in self.components:
+            given = getattr(self.processor, PROCESSOR_COMPONENTS[name])
         if given is None and name in self.components and getattr(self.model.config, config_key, None):
             from transformers import AutoModel
 

@@ -289,13 +289,17 @@ def train_vocoder_step(output: Path, settings: ReproductionSettings, corpus: Any
 
 
 def assemble(output: Path) -> Path:
-    """Points the final LM at its vocoder (paths stored relative to the model folder, so the run can move)."""
-    from transformers import AutoConfig
+    """Points the final LM and its processor at the vocoder (paths stored relative to the model folder, so the run
+    can move)."""
+    from transformers import AutoConfig, AutoProcessor
 
     model = output / "lm" / STAGES[-1]
     config = AutoConfig.from_pretrained(model)
     config.vocoder_repo = str(output / "vocoder")
     config.save_pretrained(model)
+    processor = AutoProcessor.from_pretrained(model)
+    processor.use_components_of(config)
+    processor.save_pretrained(model)
     return model
 
 

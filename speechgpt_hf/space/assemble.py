@@ -96,7 +96,7 @@ def vendor_package(output: Path) -> tuple[list[str], str]:
 
 def copy_system(model_dir: Path, dest: Path) -> Path:
     """Copies the SpeechGPT folder to `dest/lm` and the local unit tokenizer and vocoder it names beside it, and
-    points its config at the copies (paths relative to the LM folder); returns `dest/lm`."""
+    points its config and processor at the copies (paths relative to the LM folder); returns `dest/lm`."""
     from ..models.speechgpt.configuration_speechgpt import SpeechGPTConfig
 
     config_path = model_dir / "config.json"
@@ -106,14 +106,18 @@ def copy_system(model_dir: Path, dest: Path) -> Path:
     ignore = shutil.ignore_patterns(*{pattern.removesuffix("/**") for pattern in IGNORE_PATTERNS})
     lm = dest / "lm"
     shutil.copytree(model_dir, lm, ignore=ignore)
-    stored = json.loads((lm / "config.json").read_text())
+    copied = {}
     for field, folder in COMPONENT_FOLDERS.items():
         source = config.resolve_component_path(field, model_dir=model_dir)
         if not source or not Path(source).is_dir() or Path(source).resolve().is_relative_to(model_dir.resolve()):
             continue  # a Hub id (downloaded by the Space), or already inside the copied LM folder
         shutil.copytree(source, dest / folder, ignore=ignore)
-        stored[field] = f"../{folder}"
-    (lm / "config.json").write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+        copied[field] = f"../{folder}"
+    for name in ("config.json", "processor_config.json"):  # the processor names the components as its config does
+        if (lm / name).is_file():
+            stored = json.loads((lm / name).read_text())
+            stored.update({field: value for field, value in copied.items() if name == "config.json" or field in stored})
+            (lm / name).write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
     return lm
 
 

@@ -134,7 +134,15 @@ def _choose_attention(config: SpeechGPTTrainingConfig, kwargs: dict[str, Any]) -
 
 
 def load_model_and_processor(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
-    """The SpeechGPT to train and its processor: loaded, or made by expanding a base LM, with `model_init_kwargs`."""
+    """The SpeechGPT to train and its processor: loaded, or made by expanding a base LM, with `model_init_kwargs`.
+    The processor points at the unit tokenizer and vocoder the model config names (loading neither), so that the
+    processor saved beside the trained model names them too."""
+    model, processor = _model_and_processor(config)
+    processor.use_components_of(model.config)
+    return model, processor
+
+
+def _model_and_processor(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoProcessor, AutoTokenizer
 
     from ..models.speechgpt import SpeechGPTProcessor, add_speech_units

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 # How far above the pointing folder a component may sit and still be stored relative to it.
 _LEVELS_UP = 2
@@ -19,15 +20,16 @@ def is_folder_relative(value: str) -> bool:
     return value.startswith(("./", "../"))
 
 
-def local_folder(name_or_path: str, marker_file: str) -> Path | None:
-    """The local folder of a repo: the path itself, or the cached snapshot that holds its `marker_file`."""
+def local_folder(name_or_path: str, marker_file: str, **hub_kwargs: Any) -> Path | None:
+    """The local folder of a repo: the path itself, or the cached snapshot that holds its `marker_file` (found with
+    `hub_kwargs`: revision, subfolder, cache_dir, token, …)."""
     if not name_or_path:
         return None
     if os.path.isdir(name_or_path):
-        return Path(name_or_path)
+        return Path(name_or_path, hub_kwargs.get("subfolder") or "")
     from transformers.utils import cached_file
 
-    found = cached_file(name_or_path, marker_file, _raise_exceptions_for_missing_entries=False)
+    found = cached_file(name_or_path, marker_file, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
     return None if found is None else Path(found).parent
 
 

@@ -3,7 +3,8 @@
 Unit spans (`<sosp><12><7><eosp>`) never go through string tokenisation: unit `u` is token
 `unit_token_offset + u`, so they are mapped directly, which is exact and far faster. Audio goes to units through
 the processor's `audio_tokenizer` (a SpeechUnitTokenizer) and units back to speech through its `vocoder`; both are
-models with their own repos, so the processor saves only pointers to them (relative when they sit close by).
+models with their own repos, so the processor saves only pointers to them (relative when they sit close by) and
+loads them on first use (see speech_components.py).
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from transformers import BatchEncoding, ProcessorMixin
-from transformers.utils import PROCESSOR_NAME
 
 from .chat_template import AUDIO_PLACEHOLDER, speechgpt_chat_template
-from .component_paths import local_folder, portable_path, resolve_pointer
-from .configuration_speechgpt import SPEECHGPT_SPECIAL_TOKENS
+from .configuration_speechgpt import COMPONENT_FIELDS, SPEECHGPT_SPECIAL_TOKENS
 from .prompt_format import (
     DEFAULT_SYSTEM_PROMPT,
     EOSP,
@@ -33,13 +33,18 @@ from .prompt_format import (
     parse_response,
     units_to_string,
 )
+from .speech_components import (
+    COMPONENT_LOAD_KWARGS,
+    COMPONENT_POINTERS,
+    Pointer,
+    SpeechComponents,
+    repo_pointers,
+)
 
 _UNIT_SPAN = re.compile(r"<sosp>((?:\s*<\s*\d+\s*>)*)\s*<eosp>")
 _UNIT = re.compile(r"<\s*(\d+)\s*>")
-# The speech components: processor attribute -> the processor_config.json field that points to its repo.
-COMPONENT_POINTERS = {"audio_tokenizer": "unit_tokenizer_repo", "vocoder": "vocoder_repo"}
-# The kwargs of `from_pretrained` that also apply to loading the components from their own repos.
-_COMPONENT_LOAD_KWARGS = ("cache_dir", "force_download", "proxies", "token", "local_files_only")
+# Where `get_processor_dict` hands the component pointers and load kwargs to `from_args_and_dict`.
+_SPEECH_KEY = "_speech_components"
 
 
 @dataclass
@@ -48,6 +53,20 @@ class SpeechGPTSpokenResponse(SpeechGPTResponse):
 
     waveform: np.ndarray | None = None
     sampling_rate: int | None = None
+
+
+def _component_property(name: str, doc: str) -> property:
+    """A speech component as a processor attribute: read, it is loaded on first use; set, it replaces its pointer."""
+    return property(lambda self: self._speech.get(name), lambda self, value: self._speech.attach(name, value), doc=doc)
+
+
+def _pointer_property(field: str, doc: str) -> property:
+    """A component's repo as a processor attribute (an attached component's own); set, it replaces the component."""
+    return property(
+        lambda self: self._speech.location(field),
+        lambda self, repo: self._speech.point(field, _given_pointer(repo)),
+        doc=doc,
+    )
 
 
 class SpeechGPTProcessor(ProcessorMixin):
@@ -60,6 +79,10 @@ class SpeechGPTProcessor(ProcessorMixin):
         chat_template: Jinja chat template; SpeechGPT's own (`speechgpt_chat_template`) when omitted.
         audio_tokenizer: a SpeechUnitTokenizer with K units, needed for audio input.
         vocoder: a UnitHiFiGANVocoder with K units, needed to voice answers in `decode_response`.
+
+    Instead of the components themselves, `unit_tokenizer_repo` / `vocoder_repo` may name their repos (as a saved
+    processor, or the model config beside it, does): each is then loaded on first use, so text-only work never
+    loads speech weights.
     """
 
     tokenizer_class = "AutoTokenizer"
@@ -77,10 +100,12 @@ class SpeechGPTProcessor(ProcessorMixin):
     ) -> None:
         self.num_units = num_units
         self.system_prompt = system_prompt
+        self._speech = SpeechComponents(num_units)
         chat_template = chat_template or speechgpt_chat_template(system_prompt)
         super().__init__(tokenizer, chat_template=chat_template, **kwargs)
-        self.audio_tokenizer = self._checked_component("audio_tokenizer", audio_tokenizer, "encode")
-        self.vocoder = self._checked_component("vocoder", vocoder, "synthesize")
+        for name, component in (("audio_tokenizer", audio_tokenizer), ("vocoder", vocoder)):
+            if component is not None:
+                self._speech.attach(name, component)
         self.unit_token_offset = self._find_unit_offset()
         self.sosp_token_id = self._token_id(SPEECHGPT_SPECIAL_TOKENS["sosp"])
         self.eosp_token_id = self._token_id(SPEECHGPT_SPECIAL_TOKENS["eosp"])
@@ -90,18 +115,26 @@ class SpeechGPTProcessor(ProcessorMixin):
             with_special[: len(with_special) - len(without)] if with_special[-len(without) :] == without else []
         )
 
-    def _checked_component(self, name: str, component: Any | None, method: str) -> Any | None:
-        if component is None:
-            return None
-        if not callable(getattr(component, method, None)):
-            raise TypeError(f"`{name}` has no `{method}` method: give a {_COMPONENT_CLASSES[name]}.")
-        units = getattr(getattr(component, "config", None), "num_units", self.num_units)
-        if units != self.num_units:
-            raise ValueError(
-                f"The {name} has {units} units but this processor has {self.num_units}: give the "
-                f"{_COMPONENT_CLASSES[name]} the model was trained with (its config names it)."
-            )
-        return component
+    # The speech components: attached, or loaded from their repos on first use --------------------------------
+
+    audio_tokenizer = _component_property(
+        "audio_tokenizer",
+        "The unit tokenizer that turns audio into units (loaded from `unit_tokenizer_repo` when first used).",
+    )
+    vocoder = _component_property(
+        "vocoder", "The vocoder that voices units (loaded from `vocoder_repo` when first used)."
+    )
+    unit_tokenizer_repo = _pointer_property(
+        "unit_tokenizer_repo", "The unit tokenizer's repo id or folder, None without one."
+    )
+    vocoder_repo = _pointer_property("vocoder_repo", "The vocoder's repo id or folder, None without one.")
+
+    def use_components_of(self, config: Any) -> None:
+        """Points this processor at the unit tokenizer and vocoder that a SpeechGPTConfig names (relative paths
+        resolved against the model folder), loading nothing; a component the config does not name is kept."""
+        for field in COMPONENT_FIELDS:
+            if getattr(config, field, None):
+                self._speech.point(field, _config_pointer(config, field))
 
     def _token_id(self, token: str) -> int:
         token_id = self.tokenizer.convert_tokens_to_ids(token)
@@ -233,7 +266,7 @@ class SpeechGPTProcessor(ProcessorMixin):
             raise ValueError(
                 "This SpeechGPTProcessor has no unit tokenizer to turn audio into units: pass "
                 "`audio_tokenizer=AutoModel.from_pretrained(model.config.unit_tokenizer_repo)` when making it, or set "
-                "`processor.audio_tokenizer`."
+                "`processor.audio_tokenizer` (or `processor.unit_tokenizer_repo`, to load it when needed)."
             )
         items = list(audio) if isinstance(audio, (list, tuple)) else [audio]
         sequences = self.audio_tokenizer.encode(items, sampling_rate=sampling_rate)
@@ -296,7 +329,7 @@ class SpeechGPTProcessor(ProcessorMixin):
             raise ValueError(
                 "The answer holds speech units but this processor has no vocoder to voice them: pass "
                 "`vocoder=AutoModel.from_pretrained(model.config.vocoder_repo)` when making it, or set "
-                "`processor.vocoder` (`parse` gives the answer without speech)."
+                "`processor.vocoder` or `processor.vocoder_repo` (`parse` gives the answer without speech)."
             )
         if speaker_id is None and getattr(self.vocoder.config, "num_speakers", 0):
             speaker_id = 0
@@ -309,34 +342,26 @@ class SpeechGPTProcessor(ProcessorMixin):
     def to_dict(self) -> dict[str, Any]:
         """The processor's settings, with the unit tokenizer and vocoder as pointers to their repos (their weights
         are neither copied nor saved here)."""
-        components = {name: self.__dict__.pop(name) for name in COMPONENT_POINTERS if name in self.__dict__}
+        speech = self.__dict__.pop("_speech")
         try:
             output = super().to_dict()
         finally:
-            self.__dict__.update(components)
-        for name, component in components.items():
-            if component is not None:
-                output[COMPONENT_POINTERS[name]] = self._pointer(component)
+            self._speech = speech
+        for field in COMPONENT_POINTERS.values():
+            location = speech.location(field, getattr(self, "_save_folder", None))
+            if location:
+                output[field] = location
         return output
-
-    def _pointer(self, component: Any) -> str | None:
-        """Where `component` was loaded from, relative to the folder being saved to when it is close by."""
-        location = getattr(component, "name_or_path", None) or None
-        folder = getattr(self, "_save_folder", None)
-        if location and folder is not None and os.path.isdir(location):
-            return portable_path(Path(location), folder)
-        return location
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs: Any) -> list[str]:
         """Saves the tokenizer, chat template and settings; the unit tokenizer and vocoder are stored as pointers
-        to their repos or folders, so each must have been loaded from (or saved to and reloaded from) one."""
-        for name in COMPONENT_POINTERS:
-            component = getattr(self, name, None)
-            if component is not None and not getattr(component, "name_or_path", None):
-                raise ValueError(
-                    f"The processor's {name} has no repo or folder to point to: save it "
-                    f"(`{name}.save_pretrained(folder)`), load it back with from_pretrained(folder), and attach that."
-                )
+        to their repos or folders, so each attached one must have been loaded from (or saved to and reloaded from)
+        one."""
+        for name in self._speech.unnamed():
+            raise ValueError(
+                f"The processor's {name} has no repo or folder to point to: save it "
+                f"(`{name}.save_pretrained(folder)`), load it back with from_pretrained(folder), and attach that."
+            )
         self._save_folder = Path(save_directory)
         try:
             return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
@@ -347,22 +372,45 @@ class SpeechGPTProcessor(ProcessorMixin):
     def get_processor_dict(
         cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """transformers' processor settings, with the unit tokenizer and vocoder loaded from the repos they point to
-        (a relative pointer is resolved against the processor's folder)."""
+        """transformers' processor settings, with the pointers to the unit tokenizer and vocoder (a relative one
+        resolved against the processor's folder; one it lacks taken from the model config beside it) set aside
+        for `from_args_and_dict`. Nothing is loaded here."""
         processor_dict, rest = super().get_processor_dict(pretrained_model_name_or_path, **kwargs)
-        pointers = {name: processor_dict.pop(field, None) for name, field in COMPONENT_POINTERS.items()}
-        if any(pointers.values()):
-            from transformers import AutoModel
-
-            folder = local_folder(str(pretrained_model_name_or_path), PROCESSOR_NAME)
-            load_kwargs = {key: kwargs[key] for key in _COMPONENT_LOAD_KWARGS if key in kwargs}
-            for name, pointer in pointers.items():
-                if pointer:
-                    location = resolve_pointer(COMPONENT_POINTERS[name], pointer, folder)
-                    processor_dict[name] = AutoModel.from_pretrained(location, **load_kwargs)
+        processor_dict[_SPEECH_KEY] = {
+            "pointers": repo_pointers(processor_dict, str(pretrained_model_name_or_path), **kwargs),
+            "load_kwargs": {key: kwargs[key] for key in COMPONENT_LOAD_KWARGS if key in kwargs},
+        }
         return processor_dict, rest
 
+    @classmethod
+    def from_args_and_dict(cls, args: Any, processor_dict: dict[str, Any], **kwargs: Any) -> Any:
+        """transformers' construction from saved settings, then the component pointers that `get_processor_dict`
+        found for the components not given by hand (each loads when first used)."""
+        processor_dict = dict(processor_dict)
+        speech = processor_dict.pop(_SPEECH_KEY, {"pointers": {}, "load_kwargs": {}})
+        made = super().from_args_and_dict(args, processor_dict, **kwargs)
+        processor = made[0] if isinstance(made, tuple) else made
+        processor._speech.load_kwargs = speech["load_kwargs"]
+        for field, pointer in speech["pointers"].items():
+            processor._speech.point_if_unattached(field, pointer)
+        return made
 
-_COMPONENT_CLASSES = {"audio_tokenizer": "SpeechUnitTokenizer", "vocoder": "UnitHiFiGANVocoder"}
+
+def _config_pointer(config: Any, field: str) -> Pointer:
+    """The pointer a model config holds in `field`, resolved now; one that cannot be (its folder is gone) raises
+    when the component is needed, as the config itself would."""
+    try:
+        return _given_pointer(config.resolve_component_path(field))
+    except (ValueError, OSError):
+        return Pointer(getattr(config, field), partial(config.resolve_component_path, field))
+
+
+def _given_pointer(repo: str | os.PathLike | None) -> Pointer | None:
+    """A pointer set by hand: a repo id, or a folder (made absolute, so that it holds wherever the work goes on)."""
+    if repo is None:
+        return None
+    location = str(Path(repo).resolve()) if os.path.isdir(repo) else str(repo)
+    return Pointer(location, partial(str, location))
+
 
 __all__ = ["SpeechGPTProcessor", "SpeechGPTSpokenResponse"]
