@@ -47,6 +47,9 @@ def formatted(value: float | None, name: str) -> str:
     return f"{value:.2f}" if name == "dnsmos" else f"{100 * value:.1f}%"
 
 
+NOTES_HEADING = "## What this shows"  # a hand-written reading of the numbers, kept when the report is rewritten
+
+
 def write_report(path: Path, preset: str, root: Path, summaries: dict[str, dict[str, Any]]) -> None:
     whisper, mfcc = (summaries[encoder] for encoder in UNIT_ENCODERS)
     lines = [
@@ -82,7 +85,9 @@ def write_report(path: Path, preset: str, root: Path, summaries: dict[str, dict[
         f"Outputs: `{root}/<encoder>/report.md` for every number of each run.",
         "",
     ]
-    path.write_text("\n".join(lines))
+    earlier = path.read_text() if path.exists() else ""
+    notes = earlier[earlier.index(NOTES_HEADING) :] if NOTES_HEADING in earlier else ""
+    path.write_text("\n".join(lines) + ("\n" + notes if notes else ""))
 
 
 def main() -> None:
