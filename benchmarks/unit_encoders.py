@@ -4,8 +4,8 @@ Both runs use one preset of `speechgpt_hf.reproduction` (corpus, LM, stages, voc
 differ only in `unit_encoder`; each is resumable, so a rerun only writes the report. The table sets the held-out
 numbers of the two side by side (judged by Whisper tiny.en, whose own score on the reference audio is the floor).
 
-    python benchmarks/unit_encoders.py [--preset quickstart] [--output-root unit_encoders_output]
-                                       [--report benchmarks/unit_encoders.md]
+    python benchmarks/unit_encoders.py [--preset quickstart] [--set FIELD=VALUE ...]
+                                       [--output-root unit_encoders_output] [--report benchmarks/unit_encoders.md]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 
 from speechgpt_hf.reproduction import PRESETS, run_reproduction
 from speechgpt_hf.reproduction.settings import UNIT_ENCODERS
+from speechgpt_hf_cli.reproduce import parse_overrides
 
 # (label, split, task, metric)
 ROWS = [
@@ -50,13 +51,16 @@ def formatted(value: float | None, name: str) -> str:
 NOTES_HEADING = "## What this shows"  # a hand-written reading of the numbers, kept when the report is rewritten
 
 
-def write_report(path: Path, preset: str, root: Path, summaries: dict[str, dict[str, Any]]) -> None:
+def write_report(
+    path: Path, preset: str, root: Path, summaries: dict[str, dict[str, Any]], overrides: list[str] = ()
+) -> None:
     whisper, mfcc = (summaries[encoder] for encoder in UNIT_ENCODERS)
+    changed = " --set " + " ".join(f"'{pair}'" for pair in overrides) if overrides else ""
     lines = [
         "# MFCC units against Whisper-encoder units, same data, same recipe",
         "",
-        f"Command: `python benchmarks/unit_encoders.py --preset {preset}` (two `speechgpt-hf reproduce --preset "
-        f"{preset}` runs that differ only in `--set unit_encoder=...`). Machine: {platform.machine()}, "
+        f"Command: `python benchmarks/unit_encoders.py --preset {preset}{changed}` (two `speechgpt-hf reproduce "
+        f"--preset {preset}{changed}` runs that differ only in `unit_encoder`). Machine: {platform.machine()}, "
         f"{os.cpu_count()} CPU cores, no GPU, torch {torch.__version__}.",
         "",
         "| | Whisper tiny.en encoder | MFCC | judge floor |",
@@ -93,14 +97,15 @@ def write_report(path: Path, preset: str, root: Path, summaries: dict[str, dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="quickstart", choices=sorted(PRESETS))
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="settings both runs change")
     parser.add_argument("--output-root", type=Path, default=Path("unit_encoders_output"))
     parser.add_argument("--report", type=Path, default=Path(__file__).with_name("unit_encoders.md"))
     args = parser.parse_args()
     summaries = {}
     for encoder in UNIT_ENCODERS:
-        settings = PRESETS[args.preset].override(unit_encoder=encoder)
+        settings = PRESETS[args.preset].override(**{**parse_overrides(args.set), "unit_encoder": encoder})
         summaries[encoder] = run_reproduction(args.output_root / encoder, settings)
-    write_report(args.report, args.preset, args.output_root, summaries)
+    write_report(args.report, args.preset, args.output_root, summaries, args.set)
     print(f"Report: {args.report}")
 
 
