@@ -48,6 +48,7 @@ def formatted(value: float | None, name: str) -> str:
     return f"{value:.2f}" if name == "dnsmos" else f"{100 * value:.1f}%"
 
 
+DEFAULT_REPORT = Path(__file__).with_name("unit_encoders.md")
 NOTES_HEADING = "## What this shows"  # a hand-written reading of the numbers, kept when the report is rewritten
 
 
@@ -56,10 +57,11 @@ def write_report(
 ) -> None:
     whisper, mfcc = (summaries[encoder] for encoder in UNIT_ENCODERS)
     changed = " --set " + " ".join(f"'{pair}'" for pair in overrides) if overrides else ""
+    report_flag = f" --report benchmarks/{path.name}" if path.name != DEFAULT_REPORT.name else ""
     lines = [
         "# MFCC units against Whisper-encoder units, same data, same recipe",
         "",
-        f"Command: `python benchmarks/unit_encoders.py --preset {preset}{changed}` (two `speechgpt-hf reproduce "
+        f"Command: `python benchmarks/unit_encoders.py --preset {preset}{changed}{report_flag}` (two `speechgpt-hf reproduce "
         f"--preset {preset}{changed}` runs that differ only in `unit_encoder`). Machine: {platform.machine()}, "
         f"{os.cpu_count()} CPU cores, no GPU, torch {torch.__version__}.",
         "",
@@ -99,7 +101,7 @@ def main() -> None:
     parser.add_argument("--preset", default="quickstart", choices=sorted(PRESETS))
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="settings both runs change")
     parser.add_argument("--output-root", type=Path, default=Path("unit_encoders_output"))
-    parser.add_argument("--report", type=Path, default=Path(__file__).with_name("unit_encoders.md"))
+    parser.add_argument("--report", type=Path, default=DEFAULT_REPORT)
     args = parser.parse_args()
     summaries = {}
     for encoder in UNIT_ENCODERS:
