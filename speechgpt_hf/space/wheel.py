@@ -1,4 +1,5 @@
-"""This package as a wheel file, so that a Space folder can install the exact code that assembled it.
+"""This package as a wheel file, so that a Space folder can carry (unpacked beside its app) the exact code that
+assembled it.
 
 From a source checkout the wheel is built with `pip wheel` (in a scratch copy, so the checkout gets no build
 folders); from an installed wheel the installed files are packed back into one (its RECORD lists them).
