@@ -48,7 +48,11 @@ Reading (numbers of the default run):
   span (`[ua]` is ordinary text, so the span rules do not see it). A span the constraint keeps open runs
   until `max_new_tokens`; `max_span_units` closes it (random model, plain sampling: unclosed spans 8 -> 1).
 """
-PROBLEM_KINDS = {"no end marker": "no end marker", "not closed": "unit span not closed", "holds no": "[ua] without span"}
+PROBLEM_KINDS = {
+    "no end marker": "no end marker",
+    "not closed": "unit span not closed",
+    "holds no": "[ua] without span",
+}
 
 
 def random_units(generator: torch.Generator, low: int = 5, high: int = 30) -> list[int]:
@@ -63,15 +67,21 @@ def conversation(processor: SpeechGPTProcessor, generator: torch.Generator) -> s
     speech_in, speech_out = torch.randint(0, 2, (2,), generator=generator).tolist()
     instruction = units_to_string(random_units(generator)) if speech_in else question
     response = format_chain_of_modality_response(
-        "speech" if speech_out else "text", answer,
-        answer_units=random_units(generator) if speech_out else None, transcript=question if speech_in else None,
+        "speech" if speech_out else "text",
+        answer,
+        answer_units=random_units(generator) if speech_out else None,
+        transcript=question if speech_in else None,
     )
     return processor.build_prompt(instruction) + response + "<eoa>"
 
 
 def train_briefly(
-    model: torch.nn.Module, processor: SpeechGPTProcessor, optimizer: torch.optim.Optimizer, steps: int,
-    generator: torch.Generator, batch: int = 16,
+    model: torch.nn.Module,
+    processor: SpeechGPTProcessor,
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    generator: torch.Generator,
+    batch: int = 16,
 ) -> float:
     """`steps` more optimiser steps of LM loss on fresh synthetic answers; returns the last loss."""
     model.train()
@@ -104,7 +114,11 @@ def sample_answers(
     start = time.perf_counter()
     with torch.inference_mode():
         output = model.generate(
-            **inputs, do_sample=True, top_k=top_k, num_return_sequences=5, max_new_tokens=new_tokens,
+            **inputs,
+            do_sample=True,
+            top_k=top_k,
+            num_return_sequences=5,
+            max_new_tokens=new_tokens,
             logits_processor=processors,
         )
     seconds = time.perf_counter() - start
@@ -141,8 +155,13 @@ def measure(answers: list[list[int]], processor: SpeechGPTProcessor, model) -> d
         for problem in response.problems:
             kinds.update(label for key, label in PROBLEM_KINDS.items() if key in problem)
     n = len(answers)
-    return {"n": n, "per_answer": {k: v / n for k, v in totals.items()}, "kinds": kinds,
-            "with_problems": with_problems, "with_units": with_units}
+    return {
+        "n": n,
+        "per_answer": {k: v / n for k, v in totals.items()},
+        "kinds": kinds,
+        "with_problems": with_problems,
+        "with_units": with_units,
+    }
 
 
 def build_model() -> tuple:
@@ -173,16 +192,22 @@ def table(name: str, rows: dict[str, dict]) -> list[str]:
     """Markdown lines of one model's comparison."""
     columns = ["parse problems", "units outside spans", "text inside spans", "stray <eosp>"]
     lines = [
-        f"### {name}", "",
-        "| decoding | answers with problems | " + " | ".join(f"{c} / answer" for c in columns)
-        + " | " + " | ".join(PROBLEM_KINDS.values()) + " | answers with units | generate s |",
+        f"### {name}",
+        "",
+        "| decoding | answers with problems | "
+        + " | ".join(f"{c} / answer" for c in columns)
+        + " | "
+        + " | ".join(PROBLEM_KINDS.values())
+        + " | answers with units | generate s |",
         "| --- |" + " ---: |" * (len(columns) + len(PROBLEM_KINDS) + 3),
     ]
     for label, row in rows.items():
         per = row["per_answer"]
         values = [per.get("problems", 0.0), *(per.get(c, 0.0) for c in columns[1:])]
         lines.append(
-            f"| {label} | {row['with_problems']}/{row['n']} | " + " | ".join(f"{v:.2f}" for v in values) + " | "
+            f"| {label} | {row['with_problems']}/{row['n']} | "
+            + " | ".join(f"{v:.2f}" for v in values)
+            + " | "
             + " | ".join(str(row["kinds"][k]) for k in PROBLEM_KINDS.values())
             + f" | {row['with_units']}/{row['n']} | {row['seconds']:.2f} |"
         )
@@ -196,13 +221,16 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     lines = [
-        "# Constrained decoding of unit spans", "",
+        "# Constrained decoding of unit spans",
+        "",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, CPU only; torch {torch.__version__}. "
         "Command: `python benchmarks/constrained_decoding.py --steps "
-        f"{' '.join(map(str, args.steps))} --new-tokens {args.new_tokens}`.", "",
+        f"{' '.join(map(str, args.steps))} --new-tokens {args.new_tokens}`.",
+        "",
         f"Llama 64 x 2 with K = {NUM_UNITS} unit tokens; 50 sampled answers (10 prompts x 5, seed 0), at most "
         f"{args.new_tokens} new tokens, cut at the first `</s>`/`<eoa>`. Problem columns count answers whose "
-        "`parse(...).problems` name that problem.", "",
+        "`parse(...).problems` name that problem.",
+        "",
     ]
     model, processor = build_model()
     lines += table("random model (0 training steps)", compare(model, processor, args.new_tokens))

@@ -60,8 +60,18 @@ class Sizes:
     tiny: bool = False
 
 
-TINY = Sizes(utterances=4, seconds=(0.5, 1.5), num_units=50, hidden=32, layers=2, rows=8, row_tokens=64, batch=2,
-             steps=2, tiny=True)  # fmt: skip
+TINY = Sizes(
+    utterances=4,
+    seconds=(0.5, 1.5),
+    num_units=50,
+    hidden=32,
+    layers=2,
+    rows=8,
+    row_tokens=64,
+    batch=2,
+    steps=2,
+    tiny=True,
+)
 
 
 def timed(fn: Callable[[], object], device: str) -> float:
@@ -129,10 +139,15 @@ def vocoder(sizes: Sizes, device: str) -> UnitHiFiGANVocoder:
     if not sizes.tiny:
         return UnitHiFiGANVocoder(UnitHiFiGANConfig()).eval().to(device)
     config = UnitHiFiGANConfig(
-        num_units=sizes.num_units, unit_embed_dim=16, duration_predictor_hidden_dim=16, upsample_initial_channel=32,
-        upsample_rates=[5, 4, 4, 4], upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3],
+        num_units=sizes.num_units,
+        unit_embed_dim=16,
+        duration_predictor_hidden_dim=16,
+        upsample_initial_channel=32,
+        upsample_rates=[5, 4, 4, 4],
+        upsample_kernel_sizes=[11, 8, 8, 8],
+        resblock_kernel_sizes=[3],
         resblock_dilation_sizes=[[1, 3]],
-    )  # fmt: skip
+    )
     return UnitHiFiGANVocoder(config).eval().to(device)
 
 
@@ -154,9 +169,14 @@ def speechgpt(sizes: Sizes, folder: Path) -> Path:
     tokenizer = build_tiny_tokenizer()
     heads = max(sizes.hidden // 64, 2)
     base = build_tiny_causal_lm(
-        "llama", vocab_size=len(tokenizer), hidden_size=sizes.hidden, intermediate_size=sizes.hidden * 8 // 3,
-        num_hidden_layers=sizes.layers, num_attention_heads=heads, num_key_value_heads=heads,
-    )  # fmt: skip
+        "llama",
+        vocab_size=len(tokenizer),
+        hidden_size=sizes.hidden,
+        intermediate_size=sizes.hidden * 8 // 3,
+        num_hidden_layers=sizes.layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+    )
     model, tokenizer = add_speech_units(base, tokenizer, num_units=sizes.num_units)
     model.save_pretrained(folder)
     SpeechGPTProcessor(tokenizer, num_units=sizes.num_units).save_pretrained(folder)
@@ -173,8 +193,12 @@ def stage_rows(stage: str, sizes: Sizes, generator: torch.Generator) -> list[dic
         if stage == "modality_adaptation":
             rows.append({"text": units})
         elif stage == "cross_modal":
-            rows.append({"prompt": format_turn(format_cross_modal_instruction("Transcribe this.", units)),
-                         "completion": "the words said.<eoa>"})  # fmt: skip
+            rows.append(
+                {
+                    "prompt": format_turn(format_cross_modal_instruction("Transcribe this.", units)),
+                    "completion": "the words said.<eoa>",
+                }
+            )
         else:
             answer = format_chain_of_modality_response("speech", "yes.", answer_units=[1, 2, 3], transcript="hello")
             rows.append({"prompt": format_turn(units), "completion": answer + "<eoa>"})
@@ -208,11 +232,24 @@ def training_step(stage: str, sizes: Sizes, model: Path, data: Path, device: str
     """A bf16 mixed-precision step of `stage` (stage 3 with LoRA): median seconds a step after the first, tokens a
     second, and on a GPU the peak memory."""
     config = SpeechGPTTrainingConfig(
-        stage=stage, model_name_or_path=str(model), dataset_name=str(data), output_dir=str(data.parent / stage),
-        max_length=sizes.row_tokens, packing=stage != "chain_of_modality", use_lora=stage == "chain_of_modality",
-        per_device_train_batch_size=sizes.batch, max_steps=sizes.steps, bf16=True, use_cpu=device == "cpu",
-        learning_rate=1e-4, report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True, seed=0,
-    )  # fmt: skip
+        stage=stage,
+        model_name_or_path=str(model),
+        dataset_name=str(data),
+        output_dir=str(data.parent / stage),
+        max_length=sizes.row_tokens,
+        packing=stage != "chain_of_modality",
+        use_lora=stage == "chain_of_modality",
+        per_device_train_batch_size=sizes.batch,
+        max_steps=sizes.steps,
+        bf16=True,
+        use_cpu=device == "cpu",
+        learning_rate=1e-4,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+    )
     clock = _StepClock(device)
     trainer, _ = build_trainer(config, callbacks=[clock])
     if device.startswith("cuda"):

@@ -94,25 +94,35 @@ def run(texts: list[str], mos_sentences: int) -> tuple[dict[str, dict], dict[str
         seconds["dnsmos"] = seconds.get("dnsmos", 0.0) + time.perf_counter() - started
         row["dnsmos"] = sum(mos) / len(mos)
         rows[voice] = row
-        print(f"{voice}: whisper {row['whisper-tiny.en'][0]:.3f} pocketsphinx {row['pocketsphinx'][0]:.3f} "
-              f"dnsmos {row['dnsmos']:.2f}", flush=True)  # fmt: skip
+        print(
+            f"{voice}: whisper {row['whisper-tiny.en'][0]:.3f} pocketsphinx {row['pocketsphinx'][0]:.3f} "
+            f"dnsmos {row['dnsmos']:.2f}",
+            flush=True,
+        )
     return rows, seconds, same
 
 
 def reading(rows: dict[str, dict], same: dict[str, str], threshold: float = 0.1) -> list[str]:
     """Which judge reads each voice family better, which voices Whisper reads within `threshold` WER, and which
     speakers are not distinct voices at all."""
-    lines = [f"- {label} gives exactly the audio of {other}: espeak-ng ignores the variant there, so it is not a "
-             "distinct speaker (left out of the table)." for label, other in same.items()]  # fmt: skip
+    lines = [
+        f"- {label} gives exactly the audio of {other}: espeak-ng ignores the variant there, so it is not a "
+        "distinct speaker (left out of the table)."
+        for label, other in same.items()
+    ]
     for family in ("piper", "espeak-ng"):
         voices = [v for v in rows if v.startswith(family)]
         means = {j: sum(rows[v][j][0] for v in voices) / len(voices) for j in ("whisper-tiny.en", "pocketsphinx")}
         best = min(means, key=means.get)
-        lines.append(f"- {family} ({len(voices)} voices): mean WER Whisper tiny.en {means['whisper-tiny.en']:.1%}, "
-                     f"pocketsphinx {means['pocketsphinx']:.1%}; {best} is the better judge here.")  # fmt: skip
+        lines.append(
+            f"- {family} ({len(voices)} voices): mean WER Whisper tiny.en {means['whisper-tiny.en']:.1%}, "
+            f"pocketsphinx {means['pocketsphinx']:.1%}; {best} is the better judge here."
+        )
     clear = [v for v in rows if rows[v]["whisper-tiny.en"][0] <= threshold]
-    lines.append(f"- Voices Whisper tiny.en reads within {threshold:.0%} WER (a judge's error there stays small "
-                 f"beside a system's): {', '.join(clear) or 'none'}.")  # fmt: skip
+    lines.append(
+        f"- Voices Whisper tiny.en reads within {threshold:.0%} WER (a judge's error there stays small "
+        f"beside a system's): {', '.join(clear) or 'none'}."
+    )
     return lines
 
 
@@ -127,33 +137,37 @@ def report(
     ]
     audio_seconds = sum(r["seconds of audio"] for r in rows.values())
     worst = max(rows, key=lambda v: rows[v]["whisper-tiny.en"][0])
-    examples = [f"| {text} | {rows[worst]['whisper-tiny.en'][2][i]} | {rows[worst]['pocketsphinx'][2][i]} |"
-                for i, text in enumerate(texts[:5])]  # fmt: skip
-    return "\n".join([
-        "# Offline judges: Whisper tiny.en vs pocketsphinx, with DNSMOS, per voice",
-        "",
-        f"`python benchmarks/judges.py --sentences {args.sentences} --mos-sentences {args.mos_sentences}`: "
-        f"{len(texts)} everyday sentences a voice, {len(rows)} voices, {audio_seconds / 60:.1f} minutes of speech.",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other work, no GPU; torch "
-        f"{torch.__version__} with {torch.get_num_threads()} thread(s); Python {platform.python_version()}.",
-        f"Time: TTS {seconds['tts']:.0f} s, Whisper tiny.en {seconds['whisper-tiny.en']:.0f} s (every input is "
-        f"padded to 30 s), pocketsphinx {seconds['pocketsphinx']:.0f} s, DNSMOS {seconds['dnsmos']:.0f} s.",
-        "",
-        "| voice | Whisper WER | Whisper CER | pocketsphinx WER | pocketsphinx CER | DNSMOS overall |",
-        "| --- | --- | --- | --- | --- | --- |",
-        *table,
-        "",
-        "## Reading",
-        "",
-        *reading(rows, same),
-        "",
-        f"What the judges heard for the voice Whisper found hardest ({worst}), first sentences:",
-        "",
-        "| reference | Whisper tiny.en | pocketsphinx |",
-        "| --- | --- | --- |",
-        *examples,
-        "",
-    ])  # fmt: skip
+    examples = [
+        f"| {text} | {rows[worst]['whisper-tiny.en'][2][i]} | {rows[worst]['pocketsphinx'][2][i]} |"
+        for i, text in enumerate(texts[:5])
+    ]
+    return "\n".join(
+        [
+            "# Offline judges: Whisper tiny.en vs pocketsphinx, with DNSMOS, per voice",
+            "",
+            f"`python benchmarks/judges.py --sentences {args.sentences} --mos-sentences {args.mos_sentences}`: "
+            f"{len(texts)} everyday sentences a voice, {len(rows)} voices, {audio_seconds / 60:.1f} minutes of speech.",
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other work, no GPU; torch "
+            f"{torch.__version__} with {torch.get_num_threads()} thread(s); Python {platform.python_version()}.",
+            f"Time: TTS {seconds['tts']:.0f} s, Whisper tiny.en {seconds['whisper-tiny.en']:.0f} s (every input is "
+            f"padded to 30 s), pocketsphinx {seconds['pocketsphinx']:.0f} s, DNSMOS {seconds['dnsmos']:.0f} s.",
+            "",
+            "| voice | Whisper WER | Whisper CER | pocketsphinx WER | pocketsphinx CER | DNSMOS overall |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *table,
+            "",
+            "## Reading",
+            "",
+            *reading(rows, same),
+            "",
+            f"What the judges heard for the voice Whisper found hardest ({worst}), first sentences:",
+            "",
+            "| reference | Whisper tiny.en | pocketsphinx |",
+            "| --- | --- | --- |",
+            *examples,
+            "",
+        ]
+    )
 
 
 def main() -> None:

@@ -54,8 +54,13 @@ def bench_unit_mapping(processor: SpeechGPTProcessor, rounds: int) -> dict:
 def bench_generate(hidden: int, layers: int, new_tokens: int, rounds: int) -> dict:
     tokenizer = build_tiny_tokenizer()
     base = build_tiny_causal_lm(
-        "llama", vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 4,
-        num_hidden_layers=layers, num_attention_heads=max(hidden // 64, 2), num_key_value_heads=max(hidden // 64, 2),
+        "llama",
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 4,
+        num_hidden_layers=layers,
+        num_attention_heads=max(hidden // 64, 2),
+        num_key_value_heads=max(hidden // 64, 2),
     ).eval()
     model, tokenizer = add_speech_units(base, tokenizer, num_units=1000)
     model.eval()
@@ -75,8 +80,13 @@ def bench_generate(hidden: int, layers: int, new_tokens: int, rounds: int) -> di
                 rates[name].append(new_tokens / (time.perf_counter() - start))
     medians = {name: statistics.median(values) for name, values in rates.items()}
     return {
-        "params": base.num_parameters(), "hidden": hidden, "layers": layers, "same_tokens": same,
-        "base": medians["base"], "speechgpt": medians["speechgpt"], "ratio": medians["speechgpt"] / medians["base"],
+        "params": base.num_parameters(),
+        "hidden": hidden,
+        "layers": layers,
+        "same_tokens": same,
+        "base": medians["base"],
+        "speechgpt": medians["speechgpt"],
+        "ratio": medians["speechgpt"] / medians["base"],
     }
 
 

@@ -163,8 +163,11 @@ def write_report(args, runs, load_before, load_after) -> None:
         whole = sum(totals)
         cells = [f"{100 * shares[part] / whole:.0f}%" if part in results[0][2] else "-" for part in PARTS]
         rest = f"{100 * (whole - sum(shares.values())) / whole:.0f}%" if set(PARTS) & set(results[0][2]) else "-"
-        lines.append(f"| {name} | {rows} | {items} | {rows / median:.1f} | {items / median:.1f} | "
-                     + " | ".join(cells) + f" | {rest} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {rows} | {items} | {rows / median:.1f} | {items / median:.1f} | "
+            + " | ".join(cells)
+            + f" | {rest} |"
+        )
     lines += ["", "Ratios (medians of the same interleaved rounds):", ""]
     rate = {name: results[0][0] / statistics.median(r[2]["total"] for r in results) for name, results in runs.items()}
     hubert = next(name for name in runs if "HuBERT" in name)

@@ -37,9 +37,14 @@ def write_inputs(root: Path, rows: int, hidden: int, layers: int) -> tuple[Path,
     tokenizer = build_tiny_tokenizer()
     heads = max(hidden // 64, 2)
     base = build_tiny_causal_lm(
-        "llama", vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-    )  # fmt: skip
+        "llama",
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 8 // 3,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+    )
     model, tokenizer = add_speech_units(base, tokenizer, num_units=NUM_UNITS)
     model.save_pretrained(root / "model")
     SpeechGPTProcessor(tokenizer, num_units=NUM_UNITS).save_pretrained(root / "model")
@@ -62,11 +67,22 @@ def write_inputs(root: Path, rows: int, hidden: int, layers: int) -> tuple[Path,
 def config(root: Path, model: Path, data: Path, packed: bool) -> SpeechGPTTrainingConfig:
     """The stage-2 run: padded batches of 6 rows, or packed bins of 512 tokens, 3 to a batch (about 6 rows' worth)."""
     return SpeechGPTTrainingConfig(
-        stage="cross_modal", model_name_or_path=str(model), dataset_name=str(data), max_length=512,
-        output_dir=str(root / ("packed" if packed else "padded")), packing=packed,
-        per_device_train_batch_size=3 if packed else PADDED_BATCH, num_train_epochs=1, learning_rate=2e-5,
-        report_to="none", save_strategy="no", logging_strategy="no", use_cpu=True, seed=0, disable_tqdm=True,
-    )  # fmt: skip
+        stage="cross_modal",
+        model_name_or_path=str(model),
+        dataset_name=str(data),
+        max_length=512,
+        output_dir=str(root / ("packed" if packed else "padded")),
+        packing=packed,
+        per_device_train_batch_size=3 if packed else PADDED_BATCH,
+        num_train_epochs=1,
+        learning_rate=2e-5,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
 
 
 def token_counts(trainer) -> dict[str, int]:

@@ -69,11 +69,15 @@ def write_report(
         "| --- | ---: | ---: | ---: |",
     ]
     units = [summary["units"] for summary in (whisper, mfcc)]
-    lines.append(f"| units (K={whisper['settings']['num_units']}): merged units a second | "
-                 f"{units[0]['merged_units_per_second']} | {units[1]['merged_units_per_second']} | |")  # fmt: skip
+    lines.append(
+        f"| units (K={whisper['settings']['num_units']}): merged units a second | "
+        f"{units[0]['merged_units_per_second']} | {units[1]['merged_units_per_second']} | |"
+    )
     stage2 = [summary["cross_modal"] for summary in (whisper, mfcc)]
-    lines.append(f"| stage-2 loss, first -> last | {stage2[0]['first_loss']:.2f} -> {stage2[0]['last_loss']:.2f} | "
-                 f"{stage2[1]['first_loss']:.2f} -> {stage2[1]['last_loss']:.2f} | |")  # fmt: skip
+    lines.append(
+        f"| stage-2 loss, first -> last | {stage2[0]['first_loss']:.2f} -> {stage2[0]['last_loss']:.2f} | "
+        f"{stage2[1]['first_loss']:.2f} -> {stage2[1]['last_loss']:.2f} | |"
+    )
     for label, split, task, name in ROWS:
         values = [metric(summary, split, task, name) for summary in (whisper, mfcc)]
         floor = FLOORS.get(name)  # what the judge scores on the reference audio of the same items

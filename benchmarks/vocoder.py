@@ -74,9 +74,15 @@ def rtf(ours: UnitHiFiGANVocoder, theirs: torch.nn.Module, repeats: int) -> dict
             second.append(timed(run_second))
     ours_s, theirs_s = statistics.median(ours_t), statistics.median(theirs_t)
     pair_ratios = [t / o for o, t in zip(ours_t, theirs_t, strict=True)]
-    return dict(audio_s=audio_s, ours_rtf=ours_s / audio_s, theirs_rtf=theirs_s / audio_s,
-                speedup=statistics.median(pair_ratios), ratio_range=(min(pair_ratios), max(pair_ratios)),
-                max_diff=max_diff, peak=peak)  # fmt: skip
+    return dict(
+        audio_s=audio_s,
+        ours_rtf=ours_s / audio_s,
+        theirs_rtf=theirs_s / audio_s,
+        speedup=statistics.median(pair_ratios),
+        ratio_range=(min(pair_ratios), max(pair_ratios)),
+        max_diff=max_diff,
+        peak=peak,
+    )
 
 
 def batching(ours: UnitHiFiGANVocoder, repeats: int) -> dict[str, float]:
@@ -92,8 +98,9 @@ def batching(ours: UnitHiFiGANVocoder, repeats: int) -> dict[str, float]:
             batch_t.append(timed(lambda: ours.synthesize(rows)))
             single_t.append(timed(lambda: [ours.synthesize(row) for row in rows]))
     audio_s = sum(len(w) for w in batched) / 16000
-    return dict(audio_s=audio_s, batched_s=statistics.median(batch_t), single_s=statistics.median(single_t),
-                max_diff=max_diff)  # fmt: skip
+    return dict(
+        audio_s=audio_s, batched_s=statistics.median(batch_t), single_s=statistics.median(single_t), max_diff=max_diff
+    )
 
 
 def streaming(ours: UnitHiFiGANVocoder, chunk_frames: int, repeats: int) -> dict[str, float]:
@@ -118,9 +125,13 @@ def streaming(ours: UnitHiFiGANVocoder, chunk_frames: int, repeats: int) -> dict
             firsts.append(first)
             totals.append(total)
             one_shots.append(timed(lambda: ours.synthesize(units)))
-    return dict(first_chunk_s=statistics.median(firsts), stream_total_s=statistics.median(totals),
-                one_shot_s=statistics.median(one_shots), max_diff=(wave - one_shot_wave).abs().max().item(),
-                context=ours.generator.receptive_context())  # fmt: skip
+    return dict(
+        first_chunk_s=statistics.median(firsts),
+        stream_total_s=statistics.median(totals),
+        one_shot_s=statistics.median(one_shots),
+        max_diff=(wave - one_shot_wave).abs().max().item(),
+        context=ours.generator.receptive_context(),
+    )
 
 
 def report(r: dict[str, float], b: dict[str, float], s: dict[str, float], chunk_frames: int, repeats: int) -> str:
@@ -181,8 +192,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ours, theirs = build()
-    text = report(rtf(ours, theirs, args.repeats), batching(ours, args.repeats),
-                  streaming(ours, args.chunk_frames, args.repeats), args.chunk_frames, args.repeats)  # fmt: skip
+    text = report(
+        rtf(ours, theirs, args.repeats),
+        batching(ours, args.repeats),
+        streaming(ours, args.chunk_frames, args.repeats),
+        args.chunk_frames,
+        args.repeats,
+    )
     Path(args.output).write_text(text)
     print(text)
 

@@ -66,10 +66,19 @@ def judge_all(vocoder, data, texts: list[str], judge: PocketsphinxJudge) -> dict
             vocoder.synthesize(example["units"], speaker_id=speaker, durations=example["durations"]).numpy()
         )
         predicted.append(vocoder.synthesize(example["units"], speaker_id=speaker).numpy())
-    results = {name: judge.judge(audios, texts) for name, audios in
-               [("original", originals), ("resynthesis", true_dur), ("resynthesis_predicted_durations", predicted)]}  # fmt: skip
-    return {"wer": {k: v.wer for k, v in results.items()}, "transcripts": {k: v.transcripts for k, v in results.items()},
-            "waves": {"resynthesis": true_dur, "resynthesis_predicted_durations": predicted}}  # fmt: skip
+    results = {
+        name: judge.judge(audios, texts)
+        for name, audios in [
+            ("original", originals),
+            ("resynthesis", true_dur),
+            ("resynthesis_predicted_durations", predicted),
+        ]
+    }
+    return {
+        "wer": {k: v.wer for k, v in results.items()},
+        "transcripts": {k: v.transcripts for k, v in results.items()},
+        "waves": {"resynthesis": true_dur, "resynthesis_predicted_durations": predicted},
+    }
 
 
 def main() -> None:
@@ -98,9 +107,20 @@ def main() -> None:
         eval_rows, unit_tokenizer=tokenizer, speaker_column="speaker", speakers=train.speakers
     )
     config = VocoderTrainingConfig(
-        output_dir=str(work), model=MODEL, batch_size=args.batch_size, segment_frames=args.segment_frames, max_steps=100_000, time_limit_minutes=args.minutes,
-        discriminator_width=0.25, discriminator_start_step=args.discriminator_start_step, log_steps=10, eval_steps=250, save_steps=250, num_audio_samples=2, cpu=True,
-    )  # fmt: skip
+        output_dir=str(work),
+        model=MODEL,
+        batch_size=args.batch_size,
+        segment_frames=args.segment_frames,
+        max_steps=100_000,
+        time_limit_minutes=args.minutes,
+        discriminator_width=0.25,
+        discriminator_start_step=args.discriminator_start_step,
+        log_steps=10,
+        eval_steps=250,
+        save_steps=250,
+        num_audio_samples=2,
+        cpu=True,
+    )
     train_started = time.time()
     vocoder = train_vocoder(config, train, evaluation, num_units=args.num_units)
     train_s = time.time() - train_started
@@ -112,10 +132,18 @@ def main() -> None:
     mel_distance = evaluate_vocoder(vocoder, evaluation, mel, work / "final_samples", 3)
     judged = judge_all(vocoder, evaluation, eval_texts, PocketsphinxJudge())
     shutil.copy(work / "loss.png", Path(args.report).with_name("vocoder_training_loss.png"))
-    facts = dict(voiced_s=voiced_s, train_s=train_s, steps=state["step"], epochs=state["epoch"], mel_distance=mel_distance,
-                 train_utterances=len(train), train_audio_s=sum(len(e["audio"]) for e in train.examples) / 16000,
-                 eval_utterances=len(evaluation), params=sum(p.numel() for p in vocoder.parameters()),
-                 history=[h for h in state["history"] if "eval_mel_distance" in h])  # fmt: skip
+    facts = dict(
+        voiced_s=voiced_s,
+        train_s=train_s,
+        steps=state["step"],
+        epochs=state["epoch"],
+        mel_distance=mel_distance,
+        train_utterances=len(train),
+        train_audio_s=sum(len(e["audio"]) for e in train.examples) / 16000,
+        eval_utterances=len(evaluation),
+        params=sum(p.numel() for p in vocoder.parameters()),
+        history=[h for h in state["history"] if "eval_mel_distance" in h],
+    )
     (work / "result.json").write_text(
         json.dumps({**facts, "wer": judged["wer"], "transcripts": judged["transcripts"]}, indent=1)
     )

@@ -48,13 +48,19 @@ def talk(output: Path, corpus: Any) -> dict[str, Any]:
         soundfile.write(output / "answer.wav", reply.waveform, reply.sampling_rate)
     speech = 0.0 if reply.waveform is None else len(reply.waveform) / reply.sampling_rate
     _step(f"heard {heard_item['speaker']} say {heard_item['text']!r} and wrote {heard.text!r}")
-    _step(f"asked to say {spoken_item['text']!r}: {len(reply.response.units or [])} units, {speech:.1f} s of speech "
-          f"in {output / 'answer.wav'} (first audio after {first_audio or 0:.2f} s)")  # fmt: skip
+    _step(
+        f"asked to say {spoken_item['text']!r}: {len(reply.response.units or [])} units, {speech:.1f} s of speech "
+        f"in {output / 'answer.wav'} (first audio after {first_audio or 0:.2f} s)"
+    )
     return {
         "heard": {"speaker": heard_item["speaker"], "reference": heard_item["text"], "transcript": heard.text},
-        "spoken": {"text": spoken_item["text"], "units": len(reply.response.units or []), "seconds": round(speech, 2),
-                   "first_audio_seconds": first_audio},
-    }  # fmt: skip
+        "spoken": {
+            "text": spoken_item["text"],
+            "units": len(reply.response.units or []),
+            "seconds": round(speech, 2),
+            "first_audio_seconds": first_audio,
+        },
+    }
 
 
 def run_quickstart(
@@ -65,12 +71,19 @@ def run_quickstart(
     settings = settings or PRESETS["quickstart"]
     summary = run_reproduction(output, settings, overwrite=overwrite)
     summary["talk"] = talk(output, build_corpus(output, settings))
-    summary["repos"] = {"speechgpt": str(output / "lm" / STAGES[-1]), "unit_tokenizer": str(output / "unit-tokenizer"),
-                        "vocoder": str(output / "vocoder")}  # fmt: skip
+    summary["repos"] = {
+        "speechgpt": str(output / "lm" / STAGES[-1]),
+        "unit_tokenizer": str(output / "unit-tokenizer"),
+        "vocoder": str(output / "vocoder"),
+    }
     (output / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     for split, tasks in summary["evaluation"].items():
-        scores = ", ".join(f"{task} {name} {value:.3f}" for task, result in tasks.items()
-                           for name, value in result["metrics"].items() if isinstance(value, float))  # fmt: skip
+        scores = ", ".join(
+            f"{task} {name} {value:.3f}"
+            for task, result in tasks.items()
+            for name, value in result["metrics"].items()
+            if isinstance(value, float)
+        )
         _step(f"held-out scores ({split}): {scores}")
     _step(f"done in {sum(summary['seconds'].values()):.0f} s; report in {output / 'report.md'}")
     return summary

@@ -38,7 +38,9 @@ def build_tiny_tokenizer(corpus: Iterable[str] = TINY_CORPUS, vocab_size: int = 
     )
     backend.train_from_iterator(list(corpus), trainer=trainer)
     bos = backend.token_to_id("<s>")
-    backend.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
     )
@@ -83,10 +85,15 @@ def build_tiny_vocoder(num_units: int, seed: int = 0, **overrides) -> torch.nn.M
     from .models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
 
     settings = dict(
-        num_units=num_units, unit_embed_dim=16, duration_predictor_hidden_dim=16, upsample_initial_channel=32,
-        upsample_rates=[5, 4, 4, 4], upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3],
+        num_units=num_units,
+        unit_embed_dim=16,
+        duration_predictor_hidden_dim=16,
+        upsample_initial_channel=32,
+        upsample_rates=[5, 4, 4, 4],
+        upsample_kernel_sizes=[11, 8, 8, 8],
+        resblock_kernel_sizes=[3],
         resblock_dilation_sizes=[[1, 3]],
-    )  # fmt: skip
+    )
     settings.update(overrides)
     torch.manual_seed(seed)
     return UnitHiFiGANVocoder(UnitHiFiGANConfig(**settings)).eval()

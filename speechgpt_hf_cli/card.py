@@ -15,7 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results", type=existing_path, default=None, help="results.json to include (default: the folder's own)"
     )
-    parser.add_argument("--repo-id", default=None, help="the Hub repo the card's snippets load (default: the folder name)")
+    parser.add_argument(
+        "--repo-id", default=None, help="the Hub repo the card's snippets load (default: the folder name)"
+    )
     parser.add_argument(
         "--license", default=None, help="licence id (default: other for SpeechGPT, which inherits its base model's)"
     )

@@ -20,17 +20,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output-dir", default=None, help="where spoken answers are written (default: a new temporary folder)"
     )
     parser.add_argument(
-        "--output-modality", choices=("text", "speech"), default=None,
+        "--output-modality",
+        choices=("text", "speech"),
+        default=None,
         help="ask for answers of this kind (default: the model chooses, as in SpeechGPTChat.respond)",
-    )  # fmt: skip
+    )
     parser.add_argument("--speaker", default=None, help="the vocoder voice, by index or name (default: its first)")
     parser.add_argument(
         "--max-new-tokens", type=int, default=None, help="longest answer in tokens (default: the chat's 512)"
     )
     parser.add_argument(
-        "--no-constrain-units", action="store_true",
+        "--no-constrain-units",
+        action="store_true",
         help="decode freely instead of keeping unit tokens inside <sosp>…<eosp> spans",
-    )  # fmt: skip
+    )
     parser.add_argument("--system-prompt", default=None, help="text put before the first turn (default: the model's)")
     parser.add_argument("--no-play", action="store_true", help="only save spoken answers, do not play them")
 

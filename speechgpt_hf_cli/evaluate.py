@@ -18,13 +18,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument("--max-items", type=int, default=50, help="utterances used for ASR, TTS and resynthesis")
     parser.add_argument(
-        "--tasks", nargs="+", default=list(TASK_NAMES), choices=TASK_NAMES, metavar="TASK",
+        "--tasks",
+        nargs="+",
+        default=list(TASK_NAMES),
+        choices=TASK_NAMES,
+        metavar="TASK",
         help=f"tasks to run (default: all of {', '.join(TASK_NAMES)})",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--judge", default="whisper-tiny.en",
+        "--judge",
+        default="whisper-tiny.en",
         help="ASR judge: whisper-tiny.en (offline), pocketsphinx, or a transformers ASR model id or folder",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-naturalness", action="store_true", help="skip DNSMOS")
     parser.add_argument(
         "--questions", default=None, help="a jsonl of {id, question, answers} (the shipped set when omitted)"

@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> None:
         tolerance=args.tolerance,
     )
     tokenizer.cpu().save_pretrained(args.output_dir)
-    audio = ", ".join(path.name for path in args.audio[:3]) + (f" and {len(args.audio) - 3} more" if len(args.audio) > 3 else "")
+    audio = ", ".join(path.name for path in args.audio[:3]) + (
+        f" and {len(args.audio) - 3} more" if len(args.audio) > 3 else ""
+    )
     record_provenance(args.output_dir, unit_fit_step(result, audio, "speechgpt-hf fit-units"))
     write_model_card(args.output_dir)
     for index, inertia in enumerate(result.inertia_history, start=1):

@@ -13,9 +13,12 @@ HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="quickstart_output", help="where every artefact is written")
     parser.add_argument(
-        "--set", nargs="*", default=[], metavar="FIELD=VALUE",
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
         help="override the quickstart preset's settings, e.g. --set num_units=64 unit_encoder=mfcc",
-    )  # fmt: skip
+    )
     parser.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
 
 

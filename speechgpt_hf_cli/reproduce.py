@@ -9,9 +9,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="reproduction_output", help="where every step writes (resumable)")
     parser.add_argument("--preset", default="hour", choices=("hour", "quickstart"), help="sizes of the run")
     parser.add_argument(
-        "--set", nargs="*", default=[], metavar="FIELD=VALUE",
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
         help="override settings, e.g. --set num_train=500 unit_encoder=mfcc (JSON values: stage_steps='{...}')",
-    )  # fmt: skip
+    )
     parser.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
 
 

@@ -12,9 +12,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help="the Space folder to write")
     parser.add_argument("--model", required=True, help="the SpeechGPT repo id, or a local folder with --copy-model")
     parser.add_argument(
-        "--copy-model", action="store_true",
+        "--copy-model",
+        action="store_true",
         help="copy the local SpeechGPT folder and the unit tokenizer and vocoder it names into the Space",
-    )  # fmt: skip
+    )
     parser.add_argument("--title", default="SpeechGPT", help="the Space's title")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="the longest recording the Space accepts")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
@@ -23,7 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from speechgpt_hf.space import assemble_space
 
-    output = assemble_space(args.output, args.model, copy_model=args.copy_model, title=args.title,
-                            max_seconds=args.max_seconds, overwrite=args.overwrite)  # fmt: skip
-    print(f"Wrote the Space to {output}: try it with `cd {output} && pip install -r requirements.txt && python app.py`,"
-          f" deploy it with `speechgpt-hf push {output} OWNER/NAME --repo-type space`.")  # fmt: skip
+    output = assemble_space(
+        args.output,
+        args.model,
+        copy_model=args.copy_model,
+        title=args.title,
+        max_seconds=args.max_seconds,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"Wrote the Space to {output}: try it with `cd {output} && pip install -r requirements.txt && python app.py`,"
+        f" deploy it with `speechgpt-hf push {output} OWNER/NAME --repo-type space`."
+    )

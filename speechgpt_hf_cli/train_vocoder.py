@@ -54,10 +54,16 @@ def run(args: argparse.Namespace) -> None:
     from speechgpt_hf.training.vocoder import VocoderTrainingConfig, prepare_vocoder_dataset, train_vocoder
 
     overrides = {
-        "output_dir": args.output_dir, "max_steps": args.max_steps, "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate, "segment_frames": args.segment_frames, "eval_steps": args.eval_steps,
-        "save_steps": args.save_steps, "resume_from_checkpoint": args.resume, "cpu": args.cpu,
-    }  # fmt: skip
+        "output_dir": args.output_dir,
+        "max_steps": args.max_steps,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "segment_frames": args.segment_frames,
+        "eval_steps": args.eval_steps,
+        "save_steps": args.save_steps,
+        "resume_from_checkpoint": args.resume,
+        "cpu": args.cpu,
+    }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     config = (
         VocoderTrainingConfig.from_yaml(args.config, **overrides) if args.config else VocoderTrainingConfig(**overrides)

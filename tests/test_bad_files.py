@@ -15,10 +15,15 @@ from speechgpt_hf.training.step_timer import StepTimer
 from speechgpt_hf_cli import main as cli_main
 
 TINY_VOCODER = dict(
-    unit_embed_dim=16, speaker_embed_dim=8, duration_predictor_hidden_dim=16, upsample_initial_channel=16,
-    upsample_rates=[5, 4, 4, 4], upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3],
+    unit_embed_dim=16,
+    speaker_embed_dim=8,
+    duration_predictor_hidden_dim=16,
+    upsample_initial_channel=16,
+    upsample_rates=[5, 4, 4, 4],
+    upsample_kernel_sizes=[11, 8, 8, 8],
+    resblock_kernel_sizes=[3],
     resblock_dilation_sizes=[[1, 3]],
-)  # fmt: skip
+)
 
 
 @pytest.fixture
@@ -83,9 +88,23 @@ def test_extract_units_leaves_a_corrupt_file_out_of_the_saved_dataset(audio_fold
 
 
 def _vocoder_recipe(tmp_path):
-    recipe = dict(model=TINY_VOCODER, segment_frames=8, batch_size=2, max_steps=5, log_steps=1, eval_steps=5,
-                  save_steps=5, discriminator_width=1 / 32, mpd_periods=[2, 3], n_fft=256, hop_length=64,
-                  win_length=256, n_mels=20, cpu=True, num_audio_samples=1)  # fmt: skip
+    recipe = dict(
+        model=TINY_VOCODER,
+        segment_frames=8,
+        batch_size=2,
+        max_steps=5,
+        log_steps=1,
+        eval_steps=5,
+        save_steps=5,
+        discriminator_width=1 / 32,
+        mpd_periods=[2, 3],
+        n_fft=256,
+        hop_length=64,
+        win_length=256,
+        n_mels=20,
+        cpu=True,
+        num_audio_samples=1,
+    )
     (tmp_path / "vocoder.yaml").write_text(json.dumps(recipe))
     return str(tmp_path / "vocoder.yaml")
 
@@ -93,8 +112,18 @@ def _vocoder_recipe(tmp_path):
 def test_train_vocoder_skips_a_corrupt_file_names_it_and_reports_the_step_time(
     audio_folder, fitted_tokenizer, tmp_path, capsys
 ):
-    argv = ["train-vocoder", str(audio_folder), "--unit-tokenizer", str(fitted_tokenizer), "--eval-size", "1",
-            "--config", _vocoder_recipe(tmp_path), "--output-dir", str(tmp_path / "voc")]  # fmt: skip
+    argv = [
+        "train-vocoder",
+        str(audio_folder),
+        "--unit-tokenizer",
+        str(fitted_tokenizer),
+        "--eval-size",
+        "1",
+        "--config",
+        _vocoder_recipe(tmp_path),
+        "--output-dir",
+        str(tmp_path / "voc"),
+    ]
     # a folder of audio reads through datasets' audiofolder, whose Audio column would decode the corrupt file
     assert cli_main(argv) == 0
     captured = capsys.readouterr()
@@ -104,8 +133,18 @@ def test_train_vocoder_skips_a_corrupt_file_names_it_and_reports_the_step_time(
 
 
 def test_train_vocoder_names_a_missing_speaker_column(audio_folder, fitted_tokenizer, tmp_path, capsys):
-    argv = ["train-vocoder", str(audio_folder), "--unit-tokenizer", str(fitted_tokenizer), "--speaker-column",
-            "speaker", "--config", _vocoder_recipe(tmp_path), "--output-dir", str(tmp_path / "voc")]  # fmt: skip
+    argv = [
+        "train-vocoder",
+        str(audio_folder),
+        "--unit-tokenizer",
+        str(fitted_tokenizer),
+        "--speaker-column",
+        "speaker",
+        "--config",
+        _vocoder_recipe(tmp_path),
+        "--output-dir",
+        str(tmp_path / "voc"),
+    ]
     assert cli_main(argv) == 2
     assert "no speaker column 'speaker'" in capsys.readouterr().err
 

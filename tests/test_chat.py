@@ -27,12 +27,21 @@ def chat(tiny_speechgpt):
     model, processor = tiny_speechgpt(num_units=NUM_UNITS)
     units = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=NUM_UNITS)).eval()
     torch.manual_seed(0)
-    vocoder = UnitHiFiGANVocoder(UnitHiFiGANConfig(
-        num_units=NUM_UNITS, unit_embed_dim=16, duration_predictor_hidden_dim=16, upsample_initial_channel=32,
-        upsample_rates=[5, 4, 4, 4], upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3],
-        resblock_dilation_sizes=[[1, 3]],
-    )).eval()
-    return SpeechGPTChat(model, processor, unit_tokenizer=units, vocoder=vocoder, generation_kwargs={"max_new_tokens": 40})
+    vocoder = UnitHiFiGANVocoder(
+        UnitHiFiGANConfig(
+            num_units=NUM_UNITS,
+            unit_embed_dim=16,
+            duration_predictor_hidden_dim=16,
+            upsample_initial_channel=32,
+            upsample_rates=[5, 4, 4, 4],
+            upsample_kernel_sizes=[11, 8, 8, 8],
+            resblock_kernel_sizes=[3],
+            resblock_dilation_sizes=[[1, 3]],
+        )
+    ).eval()
+    return SpeechGPTChat(
+        model, processor, unit_tokenizer=units, vocoder=vocoder, generation_kwargs={"max_new_tokens": 40}
+    )
 
 
 def _scripted(chat) -> LogitsProcessorList:
@@ -50,7 +59,11 @@ def test_speech_in_speech_out(chat):
     instruction = chat.instruction(audio=audio, sampling_rate=16000)
     assert instruction == chat.unit_tokenizer.to_unit_string(chat.unit_tokenizer.encode(audio, sampling_rate=16000))
     reply = chat.respond(audio=audio, sampling_rate=16000, logits_processor=_scripted(chat))
-    assert (reply.response.transcript, reply.response.text, reply.response.units) == ("hello", "hi there", [3, 4, 4, 9, 12, 1])
+    assert (reply.response.transcript, reply.response.text, reply.response.units) == (
+        "hello",
+        "hi there",
+        [3, 4, 4, 9, 12, 1],
+    )
     expected = chat.vocoder.synthesize([3, 4, 4, 9, 12, 1]).numpy()
     np.testing.assert_allclose(reply.waveform, expected)
     assert reply.sampling_rate == 16000 and chat.history[-1][0] == instruction
@@ -66,7 +79,9 @@ def test_asr_style_request_puts_the_units_after_the_input_marker(chat):
 def test_output_modality_asks_for_a_spoken_or_a_written_answer_to_the_same_audio(chat):
     audio = _speech()
     units = chat.instruction(audio=audio, sampling_rate=16000)
-    spoken, written = (chat.instruction(audio=audio, sampling_rate=16000, output_modality=m) for m in ("speech", "text"))
+    spoken, written = (
+        chat.instruction(audio=audio, sampling_rate=16000, output_modality=m) for m in ("speech", "text")
+    )
     assert spoken != written and units in spoken and units in written
     assert parse_chain_of_modality_instruction(spoken) == (units, Modality.SPEECH, Modality.SPEECH)
     assert parse_chain_of_modality_instruction(written) == (units, Modality.SPEECH, Modality.TEXT)
@@ -75,8 +90,14 @@ def test_output_modality_asks_for_a_spoken_or_a_written_answer_to_the_same_audio
     )
     reply = chat.respond(audio=audio, sampling_rate=16000, output_modality="text", logits_processor=_scripted(chat))
     assert reply.prompt.endswith(f"[Human]: {written} <eoh>. [SpeechGPT]: ") and chat.history[-1][0] == written
-    assert (reply.response.transcript, reply.response.text, reply.response.units) == ("hello", "hi there", [3, 4, 4, 9, 12, 1])
-    streamed = list(chat.stream(audio=audio, sampling_rate=16000, output_modality="speech", logits_processor=_scripted(chat)))
+    assert (reply.response.transcript, reply.response.text, reply.response.units) == (
+        "hello",
+        "hi there",
+        [3, 4, 4, 9, 12, 1],
+    )
+    streamed = list(
+        chat.stream(audio=audio, sampling_rate=16000, output_modality="speech", logits_processor=_scripted(chat))
+    )
     assert streamed[-1].prompt.endswith(f"[Human]: {spoken} <eoh>. [SpeechGPT]: ")
     with pytest.raises(ValueError, match="not both"):
         chat.instruction("Transcribe this. This is input:", audio, 16000, output_modality="text")
@@ -206,11 +227,20 @@ def test_unit_tokens_stay_inside_spans_unless_the_constraint_is_off(chat):
 
 def test_a_multi_speaker_vocoder_speaks_with_its_first_voice_unless_told(chat):
     torch.manual_seed(0)
-    voices = UnitHiFiGANVocoder(UnitHiFiGANConfig(
-        num_units=NUM_UNITS, num_speakers=2, speaker_embed_dim=8, unit_embed_dim=16, duration_predictor_hidden_dim=16,
-        upsample_initial_channel=32, upsample_rates=[5, 4, 4, 4], upsample_kernel_sizes=[11, 8, 8, 8],
-        resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
-    )).eval()  # fmt: skip
+    voices = UnitHiFiGANVocoder(
+        UnitHiFiGANConfig(
+            num_units=NUM_UNITS,
+            num_speakers=2,
+            speaker_embed_dim=8,
+            unit_embed_dim=16,
+            duration_predictor_hidden_dim=16,
+            upsample_initial_channel=32,
+            upsample_rates=[5, 4, 4, 4],
+            upsample_kernel_sizes=[11, 8, 8, 8],
+            resblock_kernel_sizes=[3],
+            resblock_dilation_sizes=[[1, 3]],
+        )
+    ).eval()
     voices.config.speaker_names = ["piper:joe", "espeak:en-us"]
     assert SpeechGPTChat(chat.model, chat.processor, vocoder=voices).speaker_id == 0
     assert SpeechGPTChat(chat.model, chat.processor, vocoder=voices, speaker_id="espeak:en-us").speaker_id == 1
@@ -220,5 +250,7 @@ def test_a_multi_speaker_vocoder_speaks_with_its_first_voice_unless_told(chat):
         SpeechGPTChat(chat.model, chat.processor, vocoder=voices, speaker_id=2)
     with pytest.raises(ValueError, match="single voice"):
         SpeechGPTChat(chat.model, chat.processor, vocoder=chat.vocoder, speaker_id=0)
-    reply = SpeechGPTChat(chat.model, chat.processor, vocoder=voices).respond(text="hi", logits_processor=_scripted(chat))
+    reply = SpeechGPTChat(chat.model, chat.processor, vocoder=voices).respond(
+        text="hi", logits_processor=_scripted(chat)
+    )
     assert reply.waveform is not None and len(reply.waveform) > 0

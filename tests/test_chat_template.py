@@ -27,10 +27,15 @@ def _speech(seconds: float = 0.6, pitch: float = 220.0) -> np.ndarray:
 def _vocoder(**overrides) -> UnitHiFiGANVocoder:
     torch.manual_seed(0)
     sizes = dict(
-        num_units=NUM_UNITS, unit_embed_dim=16, duration_predictor_hidden_dim=16, upsample_initial_channel=32,
-        upsample_rates=[5, 4, 4, 4], upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3],
+        num_units=NUM_UNITS,
+        unit_embed_dim=16,
+        duration_predictor_hidden_dim=16,
+        upsample_initial_channel=32,
+        upsample_rates=[5, 4, 4, 4],
+        upsample_kernel_sizes=[11, 8, 8, 8],
+        resblock_kernel_sizes=[3],
         resblock_dilation_sizes=[[1, 3]],
-    )  # fmt: skip
+    )
     return UnitHiFiGANVocoder(UnitHiFiGANConfig(**{**sizes, **overrides})).eval()
 
 
@@ -39,9 +44,12 @@ def processor(tiny_speechgpt):
     _, text_only = tiny_speechgpt(num_units=NUM_UNITS)
     units = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=NUM_UNITS)).eval()
     return SpeechGPTProcessor(
-        text_only.tokenizer, num_units=NUM_UNITS, system_prompt="Be brief.\n", audio_tokenizer=units,
+        text_only.tokenizer,
+        num_units=NUM_UNITS,
+        system_prompt="Be brief.\n",
+        audio_tokenizer=units,
         vocoder=_vocoder(),
-    )  # fmt: skip
+    )
 
 
 def _units(processor, audio) -> str:

@@ -45,11 +45,18 @@ def system(tmp_path, tiny_speechgpt) -> Path:
     model, processor = tiny_speechgpt(num_units=NUM_UNITS)
     units = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=NUM_UNITS))
     torch.manual_seed(0)
-    vocoder = UnitHiFiGANVocoder(UnitHiFiGANConfig(
-        num_units=NUM_UNITS, unit_embed_dim=16, duration_predictor_hidden_dim=16, upsample_initial_channel=32,
-        upsample_rates=[5, 4, 4, 4], upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3],
-        resblock_dilation_sizes=[[1, 3]],
-    ))  # fmt: skip
+    vocoder = UnitHiFiGANVocoder(
+        UnitHiFiGANConfig(
+            num_units=NUM_UNITS,
+            unit_embed_dim=16,
+            duration_predictor_hidden_dim=16,
+            upsample_initial_channel=32,
+            upsample_rates=[5, 4, 4, 4],
+            upsample_kernel_sizes=[11, 8, 8, 8],
+            resblock_kernel_sizes=[3],
+            resblock_dilation_sizes=[[1, 3]],
+        )
+    )
     units.save_pretrained(folder / "units")
     vocoder.save_pretrained(folder / "vocoder")
     model.config.unit_tokenizer_repo, model.config.vocoder_repo = str(folder / "units"), str(folder / "vocoder")
@@ -75,8 +82,9 @@ class Terminal:
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
         self.fd, child = pty.openpty()
-        self.process = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env, cwd=cwd,
-                                        start_new_session=True)  # fmt: skip
+        self.process = subprocess.Popen(
+            argv, stdin=child, stdout=child, stderr=child, env=env, cwd=cwd, start_new_session=True
+        )
         os.close(child)
         self.output, self._raw, self._read = "", "", 0
 
@@ -115,8 +123,12 @@ def test_a_conversation_in_a_terminal(system, tmp_path):
     question = _tone(tmp_path / "question.wav")
     (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     answers = tmp_path / "answers"
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
-           "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+    }
     argv = [sys.executable, "-m", "speechgpt_hf_cli", "chat", str(system), "--output-dir", str(answers)]
     terminal = Terminal(argv, env, cwd=tmp_path)
     try:
@@ -191,8 +203,19 @@ def _keyboard(*keys):
 
 def test_the_options_reach_the_conversation(system, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("builtins.input", _keyboard("hello there", f"/save {tmp_path / 'chat.json'}", EOFError))
-    argv = ["chat", str(system), "--system-prompt", "Be brief.", "--output-modality", "text", "--max-new-tokens", "4",
-            "--no-play", "--output-dir", str(tmp_path / "answers")]  # fmt: skip
+    argv = [
+        "chat",
+        str(system),
+        "--system-prompt",
+        "Be brief.",
+        "--output-modality",
+        "text",
+        "--max-new-tokens",
+        "4",
+        "--no-play",
+        "--output-dir",
+        str(tmp_path / "answers"),
+    ]
     assert cli_main(argv) == 0
     saved = json.loads((tmp_path / "chat.json").read_text())
     assert (saved["system_prompt"], saved["output_modality"]) == ("Be brief.", "text")

@@ -45,9 +45,12 @@ def test_a_user_mistake_is_one_line_and_exit_code_2(argv, expected, tmp_path, ca
 
 @pytest.mark.parametrize(
     "argv",
-    [["convert", "speechgpt", "{tmp}/no-such-checkpoint", "{tmp}/out"], ["extract-units", "{tmp}/none", "--tokenizer",
-     "x", "--output-dir", "o"], ["convert", "vocoder", "{tmp}/g_0", "{tmp}/config.json", "{tmp}/out"]],
-)  # fmt: skip
+    [
+        ["convert", "speechgpt", "{tmp}/no-such-checkpoint", "{tmp}/out"],
+        ["extract-units", "{tmp}/none", "--tokenizer", "x", "--output-dir", "o"],
+        ["convert", "vocoder", "{tmp}/g_0", "{tmp}/config.json", "{tmp}/out"],
+    ],
+)
 def test_a_missing_input_path_is_named_before_anything_loads(argv, tmp_path, capsys):
     code, _, err = run_cli([arg.format(tmp=tmp_path) for arg in argv], capsys)
     assert code == 2 and "no such file or folder" in err and "sentencepiece" not in err

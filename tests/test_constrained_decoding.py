@@ -1,6 +1,5 @@
 """UnitSpanLogitsProcessor: unit tokens only inside <sosp>…<eosp>, text only outside, in every decoding mode."""
 
-
 import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
@@ -164,7 +163,9 @@ def test_left_padded_batch_keeps_each_row_in_its_own_state(speechgpt):
     constraint = unit_span_logits_processor(processor)
     output = _generate(model, inputs, _unit_bias(processor), constraint).tolist()
     assert [_violations(row, constraint, start) for row in output] == [[], []]
-    assert processor.ids_to_units(output[0][start : start + 1]) and not processor.ids_to_units(output[1][start : start + 1])
+    assert processor.ids_to_units(output[0][start : start + 1]) and not processor.ids_to_units(
+        output[1][start : start + 1]
+    )
 
 
 def test_sampling_and_beam_search_stay_within_the_rules(speechgpt):

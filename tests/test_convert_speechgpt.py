@@ -37,8 +37,15 @@ def original_release(tmp_path_factory):
     tokenizer = _original_tokenizer()
     assert tokenizer.convert_tokens_to_ids("<5>") == 32005 and tokenizer.convert_tokens_to_ids("<eos>") == 33005
     config = LlamaConfig(
-        vocab_size=33006, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=2048, rms_norm_eps=1e-6, tie_word_embeddings=False, pad_token_id=0,
+        vocab_size=33006,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        pad_token_id=0,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
@@ -68,7 +75,14 @@ def test_converted_model_matches_the_original_logits(original_release, tmp_path)
     model = AutoModelForCausalLM.from_pretrained(out)
     config = model.config
     assert (config.unit_token_offset, config.num_units) == (32000, 1000)
-    assert config.special_token_ids == {"sosp": 33000, "eosp": 33001, "human": 33002, "speechgpt": 33003, "eoh": 33004, "eos": 33005}
+    assert config.special_token_ids == {
+        "sosp": 33000,
+        "eosp": 33001,
+        "human": 33002,
+        "speechgpt": 33003,
+        "eoh": 33004,
+        "eos": 33005,
+    }
     assert (out / "model.safetensors").exists() and not list(out.glob("*.bin"))
     with torch.no_grad():
         torch.testing.assert_close(model(original_release["ids"]).logits, original_release["logits"]["cm"])
@@ -77,9 +91,12 @@ def test_converted_model_matches_the_original_logits(original_release, tmp_path)
 
 def test_adapter_is_merged_into_the_converted_weights(original_release, tmp_path):
     out = convert_speechgpt(
-        original_release["checkpoint"], tmp_path / "com", adapter_dir=original_release["adapter"],
-        unit_tokenizer_repo="someone/units", vocoder_repo="someone/vocoder",
-    )  # fmt: skip
+        original_release["checkpoint"],
+        tmp_path / "com",
+        adapter_dir=original_release["adapter"],
+        unit_tokenizer_repo="someone/units",
+        vocoder_repo="someone/vocoder",
+    )
     model = AutoModelForCausalLM.from_pretrained(out)
     with torch.no_grad():
         logits = model(original_release["ids"]).logits
@@ -97,7 +114,9 @@ def test_cli_converts_with_a_system_prompt_file(original_release, tmp_path):
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("You are the original SpeechGPT.\n")
     out = tmp_path / "cli"
-    speechgpt_hf_cli.main(["convert", "speechgpt", str(original_release["checkpoint"]), str(out), "--system-prompt-file", str(prompt)])
+    speechgpt_hf_cli.main(
+        ["convert", "speechgpt", str(original_release["checkpoint"]), str(out), "--system-prompt-file", str(prompt)]
+    )
     assert AutoProcessor.from_pretrained(out).system_prompt == "You are the original SpeechGPT.\n"
     assert json.loads((out / "config.json").read_text())["model_type"] == "speechgpt"
 
@@ -115,13 +134,18 @@ def test_cli_takes_the_system_prompt_from_a_speechinstruct_jsonl(original_releas
 
     records = [
         {"prefix": "", "plain_text": "[Human]: hi<eoh> [SpeechGPT]: hello<eoa> "},
-        {"prefix": RELEASE_PROMPT, "plain_text": "[Human]: Say it. This is input: hi<eoh> [SpeechGPT]: <sosp><1><eosp><eoa> "},
+        {
+            "prefix": RELEASE_PROMPT,
+            "plain_text": "[Human]: Say it. This is input: hi<eoh> [SpeechGPT]: <sosp><1><eosp><eoa> ",
+        },
         {"prefix": "a later prefix", "plain_text": "[Human]: q<eoh> [SpeechGPT]: a<eoa> "},
     ]
     jsonl = tmp_path / "cross_modal_instruction.jsonl"
     jsonl.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     out = tmp_path / "with-prompt"
-    speechgpt_hf_cli.main(["convert", "speechgpt", str(original_release["checkpoint"]), str(out), "--system-prompt-from", str(jsonl)])
+    speechgpt_hf_cli.main(
+        ["convert", "speechgpt", str(original_release["checkpoint"]), str(out), "--system-prompt-from", str(jsonl)]
+    )
     assert json.loads((out / "processor_config.json").read_text())["system_prompt"] == RELEASE_PROMPT
     chat = SpeechGPTChat.from_pretrained(str(out))
     assert chat.processor.build_prompt("hi").startswith(RELEASE_PROMPT + "[Human]: hi <eoh>.")

@@ -12,8 +12,14 @@ import torch
 from speechgpt_hf.convert.convert_whisper_ct2 import convert_whisper_ct2
 from speechgpt_hf.convert.read_ctranslate2 import CTranslate2FormatError, read_ctranslate2
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|startofprev|>",
-                  "<|notimestamps|>"]  # fmt: skip
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    "<|en|>",
+    "<|transcribe|>",
+    "<|startofprev|>",
+    "<|notimestamps|>",
+]
 
 
 def _write_string(name: str) -> bytes:
@@ -59,14 +65,20 @@ def ct2_variables(model) -> dict[str, np.ndarray]:
             tensors[f"{prefix}/self_attention/linear_0"] = _fused(attn.q_proj, attn.k_proj, attn.v_proj)
             tensors[f"{prefix}/self_attention/linear_1"] = _module(attn.out_proj)
             tensors[f"{prefix}/ffn/layer_norm"] = _module(layer.final_layer_norm)
-            tensors[f"{prefix}/ffn/linear_0"], tensors[f"{prefix}/ffn/linear_1"] = _module(layer.fc1), _module(layer.fc2)
+            tensors[f"{prefix}/ffn/linear_0"], tensors[f"{prefix}/ffn/linear_1"] = (
+                _module(layer.fc1),
+                _module(layer.fc2),
+            )
             if side == "decoder":
                 cross = layer.encoder_attn
                 tensors[f"{prefix}/attention/layer_norm"] = _module(layer.encoder_attn_layer_norm)
                 tensors[f"{prefix}/attention/linear_0"] = _module(cross.q_proj)
                 tensors[f"{prefix}/attention/linear_1"] = _fused(cross.k_proj, cross.v_proj)
                 tensors[f"{prefix}/attention/linear_2"] = _module(cross.out_proj)
-    tensors["encoder/conv1"], tensors["encoder/conv2"] = _module(model.model.encoder.conv1), _module(model.model.encoder.conv2)
+    tensors["encoder/conv1"], tensors["encoder/conv2"] = (
+        _module(model.model.encoder.conv1),
+        _module(model.model.encoder.conv2),
+    )
     tensors["decoder/embeddings"] = {"weight": model.model.decoder.embed_tokens.weight}
     variables = {f"{k}/{n}": t.detach().numpy().astype(np.float16) for k, d in tensors.items() for n, t in d.items()}
     heads = model.config.encoder_attention_heads, model.config.decoder_attention_heads
@@ -96,11 +108,23 @@ def tiny_ct2(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ct2")
     vocab = _tokenizer_json(folder / "tokenizer.json") + 4  # a few ids past the tokenizer, like timestamp tokens
     torch.manual_seed(0)
-    config = WhisperConfig(vocab_size=vocab, num_mel_bins=8, d_model=16, encoder_layers=2, decoder_layers=3,
-                           encoder_attention_heads=2, decoder_attention_heads=4, encoder_ffn_dim=32,
-                           decoder_ffn_dim=24, max_source_positions=20, max_target_positions=12,
-                           pad_token_id=256, bos_token_id=257, eos_token_id=256,
-                           decoder_start_token_id=257)  # fmt: skip
+    config = WhisperConfig(
+        vocab_size=vocab,
+        num_mel_bins=8,
+        d_model=16,
+        encoder_layers=2,
+        decoder_layers=3,
+        encoder_attention_heads=2,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=24,
+        max_source_positions=20,
+        max_target_positions=12,
+        pad_token_id=256,
+        bos_token_id=257,
+        eos_token_id=256,
+        decoder_start_token_id=257,
+    )
     model = WhisperForConditionalGeneration(config).eval()
     with torch.no_grad():
         for parameter in model.parameters():

@@ -35,8 +35,10 @@ def test_sentences_are_reproducible_distinct_and_of_bounded_length():
     assert sentences != generate_sentences(3000, seed=2)
     assert len({normalise(s) for s in sentences}) == 3000
     assert all(MIN_WORDS <= len(normalise(s).split()) <= MAX_WORDS for s in sentences)
-    shapes = Counter("question" if s.endswith("?") else "request" if re.match(r"(Please|Let's|Don't)", s) else "other"
-                     for s in sentences)  # fmt: skip
+    shapes = Counter(
+        "question" if s.endswith("?") else "request" if re.match(r"(Please|Let's|Don't)", s) else "other"
+        for s in sentences
+    )
     assert min(shapes.values()) > 300
     assert {"does", "is", "am", "goes", "went"} <= words_of(sentences)  # agreement and tense forms all occur
 
@@ -77,8 +79,9 @@ def test_check_split_names_each_kind_of_leak(split):
     with pytest.raises(ValueError, match="held-out sentences are also in training"):
         check_split(leaked_sentence)
     word = split.reserved_words[0]
-    leaked_word = CorpusSplit((*split.train, f"I like the {word} a lot."), split.test, split.test_kinds,
-                              split.reserved_words, 7)  # fmt: skip
+    leaked_word = CorpusSplit(
+        (*split.train, f"I like the {word} a lot."), split.test, split.test_kinds, split.reserved_words, 7
+    )
     with pytest.raises(ValueError, match=f"reserved for testing.*{word}"):
         check_split(leaked_word)
     with pytest.raises(ValueError, match="repeat"):
@@ -103,8 +106,14 @@ class _ToneEngine:
 def test_speech_corpus_splits_voices_skips_and_resumes(tmp_path):
     refused = split_sentences(6, 3, seed=5).train[2]
     engine = _ToneEngine(refused)
-    settings = {"num_train": 6, "num_test": 3, "voices": ("tone:a", "tone:b"), "held_out_voices": ("tone:c",),
-                "seed": 5, "engines": {"tone": engine}}  # fmt: skip
+    settings = {
+        "num_train": 6,
+        "num_test": 3,
+        "voices": ("tone:a", "tone:b"),
+        "held_out_voices": ("tone:c",),
+        "seed": 5,
+        "engines": {"tone": engine},
+    }
     corpus = build_speech_corpus(tmp_path, **settings)
     assert {name: len(rows) for name, rows in corpus.items()} == {"train": 5, "test": 3, "test_voice": 3}
     assert set(corpus["train"]["speaker"]) == set(corpus["test"]["speaker"]) == {"tone:a", "tone:b"}
@@ -131,8 +140,9 @@ def test_speech_corpus_splits_voices_skips_and_resumes(tmp_path):
 
 
 def test_speech_corpus_without_test_sentences_saves_empty_held_out_splits(tmp_path):
-    corpus = build_speech_corpus(tmp_path, 3, 0, voices=("tone:a",), held_out_voices=("tone:b",),
-                                 engines={"tone": _ToneEngine(refuse="")})  # fmt: skip
+    corpus = build_speech_corpus(
+        tmp_path, 3, 0, voices=("tone:a",), held_out_voices=("tone:b",), engines={"tone": _ToneEngine(refuse="")}
+    )
     assert {name: len(rows) for name, rows in corpus.items()} == {"train": 3, "test": 0, "test_voice": 0}
 
 
@@ -144,8 +154,14 @@ def test_speech_corpus_refuses_bad_voices(tmp_path):
     with pytest.raises(ValueError, match="names engine 'festival'"):
         build_speech_corpus(tmp_path, 2, 1, held_out_voices=("festival:kal",))
     with pytest.raises(RuntimeError, match="could not speak any"):
-        build_speech_corpus(tmp_path, 2, 1, voices=("tone:a",), held_out_voices=("tone:b",),
-                            engines={"tone": lambda text, speaker=None: (np.zeros(0), 16000)})  # fmt: skip
+        build_speech_corpus(
+            tmp_path,
+            2,
+            1,
+            voices=("tone:a",),
+            held_out_voices=("tone:b",),
+            engines={"tone": lambda text, speaker=None: (np.zeros(0), 16000)},
+        )
 
 
 def test_real_piper_and_espeak_voice_two_sentences(tmp_path):

@@ -26,5 +26,7 @@ def test_two_folders_of_the_same_name_keep_their_own_rows(tmp_path):
 
 def test_a_missing_configuration_names_the_ones_there(tmp_path):
     folder = _folder(tmp_path / "speechinstruct", 2)
-    with pytest.raises(ValueError, match=r"no chain_of_modality/train-\*.parquet files \(configurations there: \['cross_modal'\]\)"):
+    with pytest.raises(
+        ValueError, match=r"no chain_of_modality/train-\*.parquet files \(configurations there: \['cross_modal'\]\)"
+    ):
         load_speechinstruct(folder, "chain_of_modality")

@@ -184,8 +184,9 @@ def test_undecodable_audio_is_skipped_counted_and_named_in_a_folder_or_a_saved_d
     items, skipped = load_speech_items(str(folder))
     assert [item.text for item in items] == [SENTENCES[0]] and skipped == {"corrupt audio": 1}
     assert skipped.names == {"corrupt audio": ["bad.wav"]}
-    saved = Dataset.from_dict({"audio": [str(folder / "good.wav"), str(folder / "bad.wav")],
-                               "text": [SENTENCES[0], "broken file"]}).cast_column("audio", Audio())  # fmt: skip
+    saved = Dataset.from_dict(
+        {"audio": [str(folder / "good.wav"), str(folder / "bad.wav")], "text": [SENTENCES[0], "broken file"]}
+    ).cast_column("audio", Audio())
     saved.save_to_disk(str(tmp_path / "saved"))  # the corrupt file's bytes are embedded in the saved dataset
     items, skipped = load_speech_items(str(tmp_path / "saved"))
     assert [item.text for item in items] == [SENTENCES[0]] and skipped.names == {"corrupt audio": ["bad.wav"]}
@@ -238,13 +239,25 @@ def test_tiny_real_system_runs_every_task(tiny_speechgpt, tmp_path):
     model, processor = tiny_speechgpt(num_units=50)
     units = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=50)).eval()
     torch.manual_seed(0)
-    vocoder = UnitHiFiGANVocoder(UnitHiFiGANConfig(
-        num_units=50, unit_embed_dim=16, duration_predictor_hidden_dim=16, upsample_initial_channel=32,
-        upsample_rates=[5, 4, 4, 4], upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3],
-        resblock_dilation_sizes=[[1, 3]],
-    )).eval()  # fmt: skip
-    chat = SpeechGPTChat(model, processor, unit_tokenizer=units, vocoder=vocoder,
-                         generation_kwargs={"max_new_tokens": 12, "do_sample": False})  # fmt: skip
+    vocoder = UnitHiFiGANVocoder(
+        UnitHiFiGANConfig(
+            num_units=50,
+            unit_embed_dim=16,
+            duration_predictor_hidden_dim=16,
+            upsample_initial_channel=32,
+            upsample_rates=[5, 4, 4, 4],
+            upsample_kernel_sizes=[11, 8, 8, 8],
+            resblock_kernel_sizes=[3],
+            resblock_dilation_sizes=[[1, 3]],
+        )
+    ).eval()
+    chat = SpeechGPTChat(
+        model,
+        processor,
+        unit_tokenizer=units,
+        vocoder=vocoder,
+        generation_kwargs={"max_new_tokens": 12, "do_sample": False},
+    )
     judge = OracleJudge()
     report = _run(chat, judge, tmp_path, max_questions=2, latency_items=1)
     tasks = report.results["tasks"]

@@ -31,12 +31,41 @@ def speechgpt_folder(tmp_path_factory, base_model_folder):  # noqa: F811
 
 def _train_under_fsdp(output_dir: Path, model: Path, data: Path, *extra: str) -> None:
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIGS_DIR / "fsdp2.yaml"),
-        "--num_processes", "2", "--mixed_precision", "no", str(ENTRY),
-        "train", "--recipe", "stage2_cross_modal", "--model_name_or_path", str(model), "--dataset_name", str(data),
-        "--output_dir", str(output_dir), "--max_steps", "4", "--save_steps", "2", "--per_device_train_batch_size", "2",
-        "--max_length", "128", "--learning_rate", "5e-3", "--logging_steps", "1", "--use_cpu", "true", *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ACCELERATE_CONFIGS_DIR / "fsdp2.yaml"),
+        "--num_processes",
+        "2",
+        "--mixed_precision",
+        "no",
+        str(ENTRY),
+        "train",
+        "--recipe",
+        "stage2_cross_modal",
+        "--model_name_or_path",
+        str(model),
+        "--dataset_name",
+        str(data),
+        "--output_dir",
+        str(output_dir),
+        "--max_steps",
+        "4",
+        "--save_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_length",
+        "128",
+        "--learning_rate",
+        "5e-3",
+        "--logging_steps",
+        "1",
+        "--use_cpu",
+        "true",
+        *extra,
+    ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -15,8 +15,11 @@ def test_tiny_cpu_run_measures_everything_and_says_it_is_no_gpu_measurement(tmp_
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # `python` is this interpreter
     result = subprocess.run(
         ["bash", str(SCRIPT), "--device", "cpu", "--tiny", "--output", str(output)],
-        capture_output=True, text=True, env={**os.environ, "PATH": path}, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": path},
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     text = output.read_text()
     assert "has not yet run on a GPU" in text

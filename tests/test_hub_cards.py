@@ -19,13 +19,14 @@ from speechgpt_hf.training.vocoder.trainer import write_vocoder_card
 
 NUM_UNITS = 12
 RESULTS = {
-    "model": "x", "judge": "pocketsphinx",
+    "model": "x",
+    "judge": "pocketsphinx",
     "config": {"dataset": "someone/spoken-digits"},
     "tasks": {
         "asr": {"metrics": {"wer": 0.25, "cer": 0.125, "reference_judge_wer": 0.1}, "not_run": None},
         "tts": {"metrics": {}, "not_run": "no speech dataset given (pass `dataset=`)"},
     },
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,18 +37,33 @@ def trained(tmp_path_factory):
     tokenizer = build_tiny_tokenizer()
     build_tiny_causal_lm(vocab_size=len(tokenizer)).save_pretrained(base)
     tokenizer.save_pretrained(base)
-    rows = [{"prompt": format_turn(format_cross_modal_instruction("Transcribe.", units_to_string([i, i + 1]))),
-             "completion": f"number {i}<eoa>"} for i in range(8)]  # fmt: skip
+    rows = [
+        {
+            "prompt": format_turn(format_cross_modal_instruction("Transcribe.", units_to_string([i, i + 1]))),
+            "completion": f"number {i}<eoa>",
+        }
+        for i in range(8)
+    ]
     (root / "data" / "cross_modal").mkdir(parents=True)
     Dataset.from_list(rows).to_parquet(root / "data" / "cross_modal" / "train-00000-of-00001.parquet")
     (root / "data" / "README.md").write_text(
         "---\nconfigs:\n- config_name: cross_modal\n  data_files:\n  - split: train\n    path: cross_modal/*.parquet\n---\n"
     )
     config = SpeechGPTTrainingConfig(
-        stage="cross_modal", base_model_name_or_path=str(base), num_units=NUM_UNITS, dataset_name=str(root / "data"),
-        output_dir=str(root / "model"), max_steps=4, per_device_train_batch_size=4, learning_rate=1e-3,
-        max_length=64, report_to="none", save_strategy="no", use_cpu=True, logging_steps=1,
-    )  # fmt: skip
+        stage="cross_modal",
+        base_model_name_or_path=str(base),
+        num_units=NUM_UNITS,
+        dataset_name=str(root / "data"),
+        output_dir=str(root / "model"),
+        max_steps=4,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        max_length=64,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        logging_steps=1,
+    )
     return train_stage(config)
 
 
@@ -103,14 +119,23 @@ def test_a_later_stage_inherits_the_earlier_steps_and_a_rerun_replaces_its_own(t
 def test_unit_tokenizer_and_vocoder_cards_describe_the_model(tmp_path):
     units = tmp_path / "units"
     SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=8)).save_pretrained(units)
-    record_provenance(units, {"name": "codebook fit", "made_by": "speechgpt-hf fit-units", "summary": "k-means",
-                              "facts": {"fit frames": 900}})  # fmt: skip
+    record_provenance(
+        units,
+        {
+            "name": "codebook fit",
+            "made_by": "speechgpt-hf fit-units",
+            "summary": "k-means",
+            "facts": {"fit frames": 900},
+        },
+    )
     card = ModelCard.load(write_model_card(units))
     assert "into 8 discrete units" in " ".join(card.text.split()) and "| fit frames | 900 |" in card.text
     assert "- **codebook fit** (speechgpt-hf fit-units): k-means" in card.text
     assert card.data.pipeline_tag == "feature-extraction" and card.data.license == "apache-2.0"
     vocoder = tmp_path / "vocoder"
-    UnitHiFiGANVocoder(UnitHiFiGANConfig(num_units=8, num_speakers=2, upsample_initial_channel=32)).save_pretrained(vocoder)
+    UnitHiFiGANVocoder(UnitHiFiGANConfig(num_units=8, num_speakers=2, upsample_initial_channel=32)).save_pretrained(
+        vocoder
+    )
     card = ModelCard.load(write_vocoder_card(VocoderTrainingConfig(output_dir=str(vocoder), max_steps=50), 6, 20))
     assert "| training utterances | 6 |" in card.text and "| training steps | 20 |" in card.text
     assert "(speechgpt-hf train-vocoder): 20 of 50 steps from scratch, batch 16" in card.text

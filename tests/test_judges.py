@@ -21,12 +21,14 @@ from speechgpt_hf.evaluation.judges import prepare_waveforms
         ("I have 23 apples.", "i have twenty three apples"),
         ("I have twenty-three apples", "i have twenty three apples"),
         ("the 2nd and 21st of May", "the second and twenty first of may"),
-        ("It costs $5, 50% off: 3.5 left of 1,000,000!", "it costs five dollars fifty percent off three point five "
-         "left of one million"),
+        (
+            "It costs $5, 50% off: 3.5 left of 1,000,000!",
+            "it costs five dollars fifty percent off three point five left of one million",
+        ),
         ("[Music] Café (laughs) & crème", "cafe and creme"),
         ("Don’t STOP", "don't stop"),
     ],
-)  # fmt: skip
+)
 def test_normalize_text(text, expected):
     assert normalize_text(text) == expected
 
@@ -87,4 +89,3 @@ def test_dnsmos_prefers_speech_to_noise(piper_speech):
 def test_load_asr_judge_names():
     pytest.importorskip("pocketsphinx")
     assert load_asr_judge("pocketsphinx").name == "pocketsphinx"
-

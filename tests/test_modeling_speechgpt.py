@@ -26,7 +26,13 @@ def test_expansion_keeps_text_behaviour_and_records_the_layout(model_type, overr
     assert config.num_units == 40 and config.unit_token_offset == 300
     assert tokenizer.convert_tokens_to_ids("<39>") == 339
     assert config.special_token_ids == {
-        "sosp": 340, "eosp": 341, "human": 342, "speechgpt": 343, "eoh": 344, "eos": 345, "eoa": 346,
+        "sosp": 340,
+        "eosp": 341,
+        "human": 342,
+        "speechgpt": 343,
+        "eoh": 344,
+        "eos": 345,
+        "eoa": 346,
     }
     assert config.vocab_size == len(tokenizer) == 347
     # Old rows untouched, old-vocabulary logits unchanged.
@@ -144,8 +150,12 @@ def test_batched_generation_equals_one_prompt_at_a_time(tiny_speechgpt):
     prompts = [processor.build_prompt("hi"), processor.build_prompt("Transcribe <sosp><1><2><3><4><5><6><eosp> now")]
     batch = processor(prompts, return_tensors="pt")
     assert batch["attention_mask"][0, 0] == 0  # left padding
-    together = model.generate(**batch, max_new_tokens=6, min_new_tokens=6, do_sample=False)[:, batch["input_ids"].shape[1] :]
+    together = model.generate(**batch, max_new_tokens=6, min_new_tokens=6, do_sample=False)[
+        :, batch["input_ids"].shape[1] :
+    ]
     for row, prompt in zip(together, prompts, strict=True):
         alone = processor(prompt, return_tensors="pt")
-        single = model.generate(**alone, max_new_tokens=6, min_new_tokens=6, do_sample=False)[0, alone["input_ids"].shape[1] :]
+        single = model.generate(**alone, max_new_tokens=6, min_new_tokens=6, do_sample=False)[
+            0, alone["input_ids"].shape[1] :
+        ]
         assert torch.equal(row, single)

@@ -38,10 +38,21 @@ def uneven_cross_modal(tmp_path_factory):
 
 def _stage2(tmp_path, model_folder, data, **fields) -> SpeechGPTTrainingConfig:
     settings = dict(
-        stage="cross_modal", base_model_name_or_path=str(model_folder), num_units=NUM_UNITS, dataset_name=str(data),
-        output_dir=str(tmp_path / "out"), max_length=256, packing=True, per_device_train_batch_size=3,
-        report_to="none", save_strategy="no", use_cpu=True, seed=0, max_steps=2, logging_steps=1,
-    )  # fmt: skip
+        stage="cross_modal",
+        base_model_name_or_path=str(model_folder),
+        num_units=NUM_UNITS,
+        dataset_name=str(data),
+        output_dir=str(tmp_path / "out"),
+        max_length=256,
+        packing=True,
+        per_device_train_batch_size=3,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
+        max_steps=2,
+        logging_steps=1,
+    )
     return SpeechGPTTrainingConfig(**{**settings, **fields})
 
 
@@ -65,10 +76,14 @@ def test_packed_batch_losses_equal_each_row_alone(tmp_path, attention, base_mode
     assert batch["input_ids"].shape[0] == 1 and len(starts) > 4  # several rows laid end to end, no padding
     with torch.no_grad():
         packed = _token_losses(model(**batch, use_cache=False).logits, batch["labels"])
-        alone = torch.cat([
-            _token_losses(model(input_ids=batch["input_ids"][:, a:b], use_cache=False).logits, batch["labels"][:, a:b])
-            for a, b in zip(starts[:-1], starts[1:], strict=True)
-        ])  # fmt: skip
+        alone = torch.cat(
+            [
+                _token_losses(
+                    model(input_ids=batch["input_ids"][:, a:b], use_cache=False).logits, batch["labels"][:, a:b]
+                )
+                for a, b in zip(starts[:-1], starts[1:], strict=True)
+            ]
+        )
     assert packed.numel() == alone.numel() > 0
     torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
 

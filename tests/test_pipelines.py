@@ -124,8 +124,12 @@ def test_speech_to_text_answer_mode_asks_with_chain_of_modality_and_returns_the_
 def test_speech_to_text_takes_a_custom_instruction_and_a_list(pipes, recording):
     pipe = pipes["speech-to-text"]
     scripted = [_script(pipe.processor, "hello<eoa>") for _ in range(2)]
-    outputs = [pipe([str(recording)], instruction="Write down what the speaker says.", logits_processor=LogitsProcessorList([s]))
-               for s in scripted]  # fmt: skip
+    outputs = [
+        pipe(
+            [str(recording)], instruction="Write down what the speaker says.", logits_processor=LogitsProcessorList([s])
+        )
+        for s in scripted
+    ]
     assert outputs == [[{"text": "hello"}], [{"text": "hello"}]]
     request = pipe.processor.encode("Write down what the speaker says. This is input:", add_special_tokens=False)
     assert _contains(scripted[0].prompt_ids, request[1:])
@@ -189,8 +193,11 @@ def test_any_to_any_text_and_audio_out(pipes, recording):
     np.testing.assert_allclose(audio[0]["generated_audio"], pipe.chat.vocoder.synthesize(UNITS).numpy())
     assert "Please answer in speech." in pipe.processor.decode(scripted.prompt_ids)
     scripted = _script(pipe.processor, "hello<eoa>")
-    both = pipe(text="Transcribe this. This is input:", audio={"array": _tone(), "sampling_rate": 16000},
-                logits_processor=LogitsProcessorList([scripted]))  # fmt: skip
+    both = pipe(
+        text="Transcribe this. This is input:",
+        audio={"array": _tone(), "sampling_rate": 16000},
+        logits_processor=LogitsProcessorList([scripted]),
+    )
     assert both[0]["generated_text"] == "hello"
     assert _contains(scripted.prompt_ids, _units_ids(pipe, _tone()))
 
@@ -206,9 +213,12 @@ def test_a_repo_id_loads_the_model_processor_unit_tokenizer_and_vocoder(system, 
     local_hub(tmp_path / "vocoder", "tiny/vocoder")
     tokenizer = build_tiny_tokenizer()
     model, tokenizer = add_speech_units(
-        build_tiny_causal_lm(vocab_size=len(tokenizer)), tokenizer, num_units=NUM_UNITS,
-        unit_tokenizer_repo="tiny/units", vocoder_repo="tiny/vocoder",
-    )  # fmt: skip
+        build_tiny_causal_lm(vocab_size=len(tokenizer)),
+        tokenizer,
+        num_units=NUM_UNITS,
+        unit_tokenizer_repo="tiny/units",
+        vocoder_repo="tiny/vocoder",
+    )
     model.save_pretrained(tmp_path / "lm")
     SpeechGPTProcessor(tokenizer, num_units=NUM_UNITS).save_pretrained(tmp_path / "lm")
     repo = local_hub(tmp_path / "lm", "tiny/speechgpt")
@@ -253,12 +263,26 @@ def test_other_models_still_get_the_stock_pipelines():
 
     tokenizer = build_tiny_tokenizer()
     config = VitsConfig(
-        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, ffn_dim=16, flow_size=16,
-        spectrogram_bins=17, upsample_initial_channel=16, upsample_rates=[4, 4], upsample_kernel_sizes=[8, 8],
-        resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]], prior_encoder_num_flows=1,
-        prior_encoder_num_wavenet_layers=1, posterior_encoder_num_wavenet_layers=1, duration_predictor_num_flows=1,
-        duration_predictor_filter_channels=16, depth_separable_num_layers=1, sampling_rate=8000,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        ffn_dim=16,
+        flow_size=16,
+        spectrogram_bins=17,
+        upsample_initial_channel=16,
+        upsample_rates=[4, 4],
+        upsample_kernel_sizes=[8, 8],
+        resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]],
+        prior_encoder_num_flows=1,
+        prior_encoder_num_wavenet_layers=1,
+        posterior_encoder_num_wavenet_layers=1,
+        duration_predictor_num_flows=1,
+        duration_predictor_filter_channels=16,
+        depth_separable_num_layers=1,
+        sampling_rate=8000,
+    )
     tts = pipeline("text-to-audio", model=VitsModel(config).eval(), tokenizer=tokenizer, device="cpu")
     assert type(tts) is TextToAudioPipeline
     output = tts("hello there")

@@ -168,8 +168,17 @@ def sentencepiece_model(tmp_path_factory):
     sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(400)]
     folder = tmp_path_factory.mktemp("sentencepiece")
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences), model_prefix=str(folder / "tokenizer"), vocab_size=400, model_type="bpe",
-        byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, character_coverage=1.0, minloglevel=2,
+        sentence_iterator=iter(sentences),
+        model_prefix=str(folder / "tokenizer"),
+        vocab_size=400,
+        model_type="bpe",
+        byte_fallback=True,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        character_coverage=1.0,
+        minloglevel=2,
     )
     return folder
 
@@ -195,8 +204,11 @@ def _tokenizer(kind, folder):
         return _qwen_style_tokenizer()
     if kind.startswith("sentencepiece"):  # the slow, SentencePiece-run tokenizer of the original release
         return SentencePieceBackend(
-            vocab_file=str(folder / "tokenizer.model"), legacy=kind.endswith("legacy"),
-            unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+            vocab_file=str(folder / "tokenizer.model"),
+            legacy=kind.endswith("legacy"),
+            unk_token="<unk>",
+            bos_token="<s>",
+            eos_token="</s>",
         )
     return LlamaTokenizer.from_pretrained(folder, legacy=kind.endswith("legacy"))
 

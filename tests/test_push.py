@@ -25,9 +25,11 @@ class RecordingApi:
     def upload_folder(self, **kwargs):
         self.calls.append(("upload_folder", kwargs["repo_id"], kwargs))
         return huggingface_hub.CommitInfo(
-            commit_url=f"https://huggingface.co/{kwargs['repo_id']}/commit/abc", commit_message="m",
-            commit_description="", oid="abc",
-        )  # fmt: skip
+            commit_url=f"https://huggingface.co/{kwargs['repo_id']}/commit/abc",
+            commit_message="m",
+            commit_description="",
+            oid="abc",
+        )
 
 
 @pytest.fixture
@@ -96,8 +98,12 @@ def test_hub_components_pass_and_the_repo_type_is_detected(api, tmp_path):
     (space / "README.md").write_text("---\nsdk: gradio\napp_file: app.py\n---\n# Space\n")
     push(space, "me/space")
     types = [(name, repo, kwargs["repo_type"]) for name, repo, kwargs in api.calls]
-    assert types == [("create_repo", "me/lm", "model"), ("upload_folder", "me/lm", "model"),
-                     ("create_repo", "me/space", "space"), ("upload_folder", "me/space", "space")]  # fmt: skip
+    assert types == [
+        ("create_repo", "me/lm", "model"),
+        ("upload_folder", "me/lm", "model"),
+        ("create_repo", "me/space", "space"),
+        ("upload_folder", "me/space", "space"),
+    ]
     assert api.calls[2][2]["space_sdk"] == "gradio"
 
 

@@ -33,9 +33,15 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 NUM_UNITS = 64
 VOICES = ("piper:joe", "piper:joe-fast", "espeak:en-us", "espeak:en-gb")  # the quickstart vocoder's voices
 TINY_VOCODER = dict(
-    unit_embed_dim=16, speaker_embed_dim=8, duration_predictor_hidden_dim=16, upsample_initial_channel=16, upsample_rates=[5, 4, 4, 4],
-    upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
-)  # fmt: skip
+    unit_embed_dim=16,
+    speaker_embed_dim=8,
+    duration_predictor_hidden_dim=16,
+    upsample_initial_channel=16,
+    upsample_rates=[5, 4, 4, 4],
+    upsample_kernel_sizes=[11, 8, 8, 8],
+    resblock_kernel_sizes=[3],
+    resblock_dilation_sizes=[[1, 3]],
+)
 
 
 def readme_blocks(text: str) -> list[tuple[str, int, str, bool]]:
@@ -112,9 +118,12 @@ def _write_system(output: Path, audio: Path) -> None:
     base.save_pretrained(output / "base-lm")
     tokenizer.save_pretrained(output / "base-lm")
     model, tokenizer = add_speech_units(
-        base, tokenizer, num_units=NUM_UNITS, unit_tokenizer_repo=str(output / "unit-tokenizer"),
+        base,
+        tokenizer,
+        num_units=NUM_UNITS,
+        unit_tokenizer_repo=str(output / "unit-tokenizer"),
         vocoder_repo=str(output / "vocoder"),
-    )  # fmt: skip
+    )
     model.save_pretrained(output / "lm" / "chain_of_modality")
     processor = SpeechGPTProcessor(tokenizer, num_units=NUM_UNITS)
     processor.use_components_of(model.config)

@@ -12,12 +12,27 @@ from speechgpt_hf.data.corpus import normalise
 from speechgpt_hf.data.loading import load_speechinstruct
 
 TINY = [
-    "num_train=24", "num_test=3", 'voices=["espeak:en-us", "espeak:en-gb"]', "unit_encoder=mfcc", "num_units=24",
-    "unit_fit_frames=5000", "text_vocab_size=400", "lm_hidden=32", "lm_layers=1", "lm_heads=2",
-    'stage_steps={"modality_adaptation": 2, "cross_modal": 3, "chain_of_modality": 2}', "batch_size=2",
-    "com_pairs=2", "vocoder_steps=2", "vocoder_warmup_steps=1", "vocoder_channels=32", "eval_items=2",
-    "eval_questions=2", "judge=pocketsphinx", "naturalness=false",
-]  # fmt: skip
+    "num_train=24",
+    "num_test=3",
+    'voices=["espeak:en-us", "espeak:en-gb"]',
+    "unit_encoder=mfcc",
+    "num_units=24",
+    "unit_fit_frames=5000",
+    "text_vocab_size=400",
+    "lm_hidden=32",
+    "lm_layers=1",
+    "lm_heads=2",
+    'stage_steps={"modality_adaptation": 2, "cross_modal": 3, "chain_of_modality": 2}',
+    "batch_size=2",
+    "com_pairs=2",
+    "vocoder_steps=2",
+    "vocoder_warmup_steps=1",
+    "vocoder_channels=32",
+    "eval_items=2",
+    "eval_questions=2",
+    "judge=pocketsphinx",
+    "naturalness=false",
+]
 
 
 def test_quickstart_reproduces_at_a_tiny_size_and_resumes(tmp_path, capsys):
@@ -48,8 +63,9 @@ def test_quickstart_reproduces_at_a_tiny_size_and_resumes(tmp_path, capsys):
     assert model.config.num_units == 24 and model.config.vocoder_repo.startswith("../")
     processor = json.loads((Path(summary["repos"]["speechgpt"]) / "processor_config.json").read_text())
     assert (processor["unit_tokenizer_repo"], processor["vocoder_repo"]) == (
-        model.config.unit_tokenizer_repo, model.config.vocoder_repo,
-    )  # fmt: skip
+        model.config.unit_tokenizer_repo,
+        model.config.vocoder_repo,
+    )
     assert AutoModel.from_pretrained(summary["repos"]["vocoder"]).config.num_units == 24
 
     assert (

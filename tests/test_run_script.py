@@ -36,8 +36,11 @@ def _run(tmp_path: Path, venv: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}", "SPEECHGPT_HF_VENV": str(venv)}
     return subprocess.run(
         ["bash", str(ROOT / "scripts" / "run.sh"), "test", "-k", "nothing"],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_a_failing_pip_in_an_existing_environment_stops_the_run(tmp_path):

@@ -25,9 +25,14 @@ from speechgpt_hf.space.wheel import package_wheel, repack_installed
 REPO = Path(__file__).resolve().parents[1]
 NUM_UNITS = 30
 TINY_VOCODER = dict(
-    unit_embed_dim=16, duration_predictor_hidden_dim=16, upsample_initial_channel=16, upsample_rates=[5, 4, 4, 4],
-    upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
-)  # fmt: skip
+    unit_embed_dim=16,
+    duration_predictor_hidden_dim=16,
+    upsample_initial_channel=16,
+    upsample_rates=[5, 4, 4, 4],
+    upsample_kernel_sizes=[11, 8, 8, 8],
+    resblock_kernel_sizes=[3],
+    resblock_dilation_sizes=[[1, 3]],
+)
 
 
 def _tone(path: Path, seconds: float) -> Path:
@@ -101,8 +106,11 @@ def test_the_folder_is_a_space_with_its_card_wheel_and_system(space):
 def test_the_requirements_resolve_and_the_app_imports_the_bundled_source(space):
     result = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "-r", "requirements.txt"],
-        cwd=space, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=space,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     probe = "import sys; sys.path.insert(0, '.'); import speechgpt_hf.space.app as a; print(a.__file__)"
     imported = subprocess.run([sys.executable, "-c", probe], cwd=space, capture_output=True, text=True, timeout=300)
@@ -111,8 +119,22 @@ def test_the_requirements_resolve_and_the_app_imports_the_bundled_source(space):
 
 def test_an_installed_wheel_packs_back_into_the_same_wheel(tmp_path):
     wheel = package_wheel(tmp_path / "built")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
-                    str(tmp_path / "site"), str(wheel)], check=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--target",
+            str(tmp_path / "site"),
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
     (info,) = (tmp_path / "site").glob("speechgpt_hf-*.dist-info")
     repacked = repack_installed(metadata.Distribution.at(info), tmp_path)
     assert repacked.name == wheel.name
@@ -139,8 +161,13 @@ def _free_port() -> int:
 def served_space(space, tmp_path_factory):
     """The Space's own `python app.py` on a free local port (the package imported from this checkout)."""
     port, log = _free_port(), tmp_path_factory.mktemp("served") / "app.log"
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "SPEECHGPT_MAX_NEW_TOKENS": "24", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "SPEECHGPT_MAX_NEW_TOKENS": "24",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env, stdout=out, stderr=subprocess.STDOUT)
     url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 240
@@ -223,8 +250,13 @@ def test_the_spoken_answer_streams_before_the_turn_ends_and_gets_a_picture(tmp_p
     model, processor, units, vocoder = _tiny_system()
     spoken = "".join(f"<{u % NUM_UNITS}>" for u in range(0, 120, 7))
     answer = processor.encode(f"[ta] here it is; [ua] <sosp>{spoken}<eosp><eoa>", add_special_tokens=False)
-    chat = SpeechGPTChat(model, processor, unit_tokenizer=units, vocoder=vocoder,
-                         generation_kwargs={"max_new_tokens": 40, "logits_processor": [ScriptedAnswer(answer)]})  # fmt: skip
+    chat = SpeechGPTChat(
+        model,
+        processor,
+        unit_tokenizer=units,
+        vocoder=vocoder,
+        generation_kwargs={"max_new_tokens": 40, "logits_processor": [ScriptedAnswer(answer)]},
+    )
     session = SpaceSession(LazyChat(lambda: chat), max_seconds=3, audio_dir=tmp_path)
     steps = list(session.respond({"text": "Say something.", "files": []}, "speech", new_state()))
     chunks = [audio for _, audio, _, _, _ in steps[:-1] if audio is not None]
@@ -241,9 +273,10 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
 @pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
-    "chromium-driver); no browser is downloaded"
-)  # fmt: skip
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
+    "chromium-driver); no browser is downloaded",
+)
 def test_two_browser_sessions_each_see_only_their_own_turn(served_space, tmp_path):
     """Real headless browsers type a question each; the screenshot goes to $SPEECHGPT_SPACE_SCREENSHOT when set."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium: pip install 'speechgpt-hf[browser]'")

@@ -28,8 +28,11 @@ def _text_by_part(events):
 @pytest.mark.parametrize(
     "answer,expected,units",
     [
-        ("[tq] what is said; [ta] The capital of France is Paris.<eoa>",
-         {"transcript": "what is said", "answer": "The capital of France is Paris."}, []),
+        (
+            "[tq] what is said; [ta] The capital of France is Paris.<eoa>",
+            {"transcript": "what is said", "answer": "The capital of France is Paris."},
+            [],
+        ),
         ("[ta] hi there; [ua] <sosp><3><4><eosp><eoa>", {"answer": "hi there"}, [3, 4]),
         ("hello there ; [ta] hi<eos>", {"answer": "hello therehi"}, []),
         ("Paris; Rome [and] <more><eoa> left over", {"answer": "Paris; Rome [and] <more>"}, []),

@@ -117,8 +117,9 @@ def test_cross_modal_rows_follow_the_paper_template(tmp_path, speech_dataset, to
     expected = tokenizer.encode(speech_dataset[0]["audio"]).units
     first = rows.filter(lambda r: r["source_id"] == "utt-0")[0]
     assert (first["input_units"] or first["output_units"]) == expected
-    only_asr = _build("cross_modal", tmp_path / "asr", audio_source=speech_dataset, unit_tokenizer=tokenizer,
-                      asr_probability=1.0)  # fmt: skip
+    only_asr = _build(
+        "cross_modal", tmp_path / "asr", audio_source=speech_dataset, unit_tokenizer=tokenizer, asr_probability=1.0
+    )
     assert set(only_asr["task"]) == {"asr"}
 
 
@@ -140,8 +141,10 @@ def test_streamed_sources_give_the_same_rows_and_resume(tmp_path, speech_dataset
     stream = speech_dataset.to_iterable_dataset(num_shards=2)
     assert _build("cross_modal", tmp_path / "stream", audio_source=stream, **common).to_list() == reference
     first = build_speechinstruct_folder(tmp_path / "out", ["cross_modal"], audio_source=stream, **common)
-    assert sorted(p.name for p in (tmp_path / "out" / "cross_modal").iterdir()) == ["train-00000.parquet",
-                                                                                  "train-00001.parquet"]  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "out" / "cross_modal").iterdir()) == [
+        "train-00000.parquet",
+        "train-00001.parquet",
+    ]
     again = build_speechinstruct_folder(tmp_path / "out", ["cross_modal"], audio_source=stream, **common)
     assert (first["cross_modal"]["train"].reused_shards, again["cross_modal"]["train"].reused_shards) == (0, 2)
     assert datasets.load_dataset(str(tmp_path / "out"), "cross_modal", split="train").to_list() == reference
@@ -151,8 +154,15 @@ def test_encoder_tokenizers_hash_by_weights_and_work_in_worker_processes(tmp_pat
     import torch
     from transformers import HubertConfig
 
-    hubert = HubertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                          conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)  # fmt: skip
+    hubert = HubertConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
 
     def encoder_tokenizer(seed: int) -> SpeechUnitTokenizer:
         torch.manual_seed(seed)
@@ -160,8 +170,16 @@ def test_encoder_tokenizers_hash_by_weights_and_work_in_worker_processes(tmp_pat
         return SpeechUnitTokenizer(config).eval()
 
     source = speech_dataset.select(range(4))
-    builders = [SpeechInstruct(config_name="modality_adaptation", cache_dir=str(tmp_path / "cache"), audio_source=source,
-                               unit_tokenizer=encoder_tokenizer(seed), shard_size=2) for seed in (0, 0, 1)]  # fmt: skip
+    builders = [
+        SpeechInstruct(
+            config_name="modality_adaptation",
+            cache_dir=str(tmp_path / "cache"),
+            audio_source=source,
+            unit_tokenizer=encoder_tokenizer(seed),
+            shard_size=2,
+        )
+        for seed in (0, 0, 1)
+    ]
     assert builders[0].config_id == builders[1].config_id != builders[2].config_id
     builders[0].download_and_prepare(num_proc=2)  # the weight-normed encoder travels to the workers by state dict
     in_workers = builders[0].as_dataset()["train"]
@@ -170,15 +188,23 @@ def test_encoder_tokenizers_hash_by_weights_and_work_in_worker_processes(tmp_pat
 
 def test_bad_items_are_skipped_and_counted_by_reason(tmp_path, speech_folder, tokenizer):
     summary = build_speechinstruct_folder(
-        tmp_path / "out", ["modality_adaptation", "cross_modal"], audio_source=str(speech_folder),
-        unit_tokenizer=tokenizer, max_audio_seconds=6.0,
-    )  # fmt: skip
+        tmp_path / "out",
+        ["modality_adaptation", "cross_modal"],
+        audio_source=str(speech_folder),
+        unit_tokenizer=tokenizer,
+        max_audio_seconds=6.0,
+    )
     cross = summary["cross_modal"]["train"]
     assert cross.items == len(SENTENCES) + 4 and cross.rows == len(SENTENCES)
-    assert cross.skipped == Counter({"missing transcript": 1, "corrupt audio": 1, "empty or silent audio": 1,
-                                     "too long": 1})  # fmt: skip
-    assert cross.skipped.names == {"missing transcript": ["no_transcript.wav"], "corrupt audio": ["corrupt.wav"],
-                                   "empty or silent audio": ["silent.wav"], "too long": ["long.wav"]}  # fmt: skip
+    assert cross.skipped == Counter(
+        {"missing transcript": 1, "corrupt audio": 1, "empty or silent audio": 1, "too long": 1}
+    )
+    assert cross.skipped.names == {
+        "missing transcript": ["no_transcript.wav"],
+        "corrupt audio": ["corrupt.wav"],
+        "empty or silent audio": ["silent.wav"],
+        "too long": ["long.wav"],
+    }
     stage1 = summary["modality_adaptation"]["train"]
     assert stage1.rows == len(SENTENCES) + 1  # unlabelled speech needs no transcript
     assert stage1.skipped == Counter({"corrupt audio": 1, "empty or silent audio": 1, "too long": 1})
@@ -190,16 +216,22 @@ def test_bad_items_are_skipped_and_counted_by_reason(tmp_path, speech_folder, to
     assert "corrupt.wav" not in card  # the card, pushed to the Hub, counts the skipped files without naming them
     other_units = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=16))
     with pytest.raises(ValueError, match="other settings \\(unit_tokenizer\\)"):
-        build_speechinstruct_folder(tmp_path / "out", ["cross_modal"], audio_source=str(speech_folder),
-                                    unit_tokenizer=other_units, max_audio_seconds=6.0)  # fmt: skip
+        build_speechinstruct_folder(
+            tmp_path / "out",
+            ["cross_modal"],
+            audio_source=str(speech_folder),
+            unit_tokenizer=other_units,
+            max_audio_seconds=6.0,
+        )
     assert f"| `cross_modal` | 2: cross-modal | train | {len(SENTENCES)} | {len(SENTENCES) + 4} | 4 |" in card
 
 
 def test_a_corrupt_file_in_a_decoding_audio_column_is_skipped_and_named(tmp_path, speech_folder, tokenizer):
     files = [str(speech_folder / name) for name in ("utt0.wav", "corrupt.wav", "utt1.wav")]
     source = datasets.Dataset.from_dict({"audio": files}).cast_column("audio", datasets.Audio(sampling_rate=16000))
-    summary = build_speechinstruct_folder(tmp_path / "out", ["modality_adaptation"], audio_source=source,
-                                          unit_tokenizer=tokenizer)  # fmt: skip
+    summary = build_speechinstruct_folder(
+        tmp_path / "out", ["modality_adaptation"], audio_source=source, unit_tokenizer=tokenizer
+    )
     stage1 = summary["modality_adaptation"]["train"]
     assert stage1.rows == 2 and stage1.skipped.names == {"corrupt audio": [files[1]]}
     rows = datasets.load_dataset(str(tmp_path / "out"), "modality_adaptation", split="train")
@@ -209,8 +241,15 @@ def test_a_corrupt_file_in_a_decoding_audio_column_is_skipped_and_named(tmp_path
 
 def test_multi_turn_rows_stay_within_the_token_limit(tmp_path, speech_dataset, tokenizer):
     limit = 3 * estimate_tokens(DEFAULT_SYSTEM_PROMPT)
-    rows = _build("cross_modal", tmp_path, audio_source=speech_dataset, unit_tokenizer=tokenizer,
-                  multi_turn_probability=1.0, max_turns=3, max_tokens=limit)  # fmt: skip
+    rows = _build(
+        "cross_modal",
+        tmp_path,
+        audio_source=speech_dataset,
+        unit_tokenizer=tokenizer,
+        multi_turn_probability=1.0,
+        max_turns=3,
+        max_tokens=limit,
+    )
     assert sum(1 + len(r["history"]) for r in rows) == len(SENTENCES)
     assert any(r["history"] for r in rows) and all(len(r["history"]) < 3 for r in rows)
     for row in rows:
@@ -223,20 +262,33 @@ def test_multi_turn_rows_stay_within_the_token_limit(tmp_path, speech_dataset, t
     from speechgpt_hf.testing_utils import build_tiny_tokenizer
 
     text_tokenizer = build_tiny_tokenizer()
-    exact = _build("cross_modal", tmp_path / "exact", audio_source=speech_dataset, unit_tokenizer=tokenizer,
-                   multi_turn_probability=1.0, max_tokens=1000, tokenizer=text_tokenizer)  # fmt: skip
+    exact = _build(
+        "cross_modal",
+        tmp_path / "exact",
+        audio_source=speech_dataset,
+        unit_tokenizer=tokenizer,
+        multi_turn_probability=1.0,
+        max_tokens=1000,
+        tokenizer=text_tokenizer,
+    )
     count = token_counter(text_tokenizer)  # this tiny BPE splits every unit into several tokens
     assert all(count(text) <= 1000 for text in exact["text"]) and count("<sosp><1><eosp>") > 3
     assert sum(1 + len(h) for h in exact["history"]) == len(SENTENCES)
-    too_small = build_speechinstruct_folder(tmp_path / "small", ["cross_modal"], audio_source=speech_dataset,
-                                            unit_tokenizer=tokenizer, max_tokens=20)  # fmt: skip
+    too_small = build_speechinstruct_folder(
+        tmp_path / "small", ["cross_modal"], audio_source=speech_dataset, unit_tokenizer=tokenizer, max_tokens=20
+    )
     assert too_small["cross_modal"]["train"].skipped == Counter({"too long": len(SENTENCES)})
 
 
 def test_chain_of_modality_gives_the_four_formats_with_real_speech_units(tmp_path, tokenizer):
     engine = EspeakTTS(speakers=["en-us+f3"])
-    rows = _build("chain_of_modality", tmp_path, instructions=datasets.Dataset.from_list(PAIRS),
-                  unit_tokenizer=tokenizer, tts=engine)  # fmt: skip
+    rows = _build(
+        "chain_of_modality",
+        tmp_path,
+        instructions=datasets.Dataset.from_list(PAIRS),
+        unit_tokenizer=tokenizer,
+        tts=engine,
+    )
     assert len(rows) == 4 * len(PAIRS) and Counter(rows["task"]) == Counter({t: len(PAIRS) for t in COM_TASKS})
     spoken_answer = tokenizer.encode(engine(PAIRS[0]["response"])[0], sampling_rate=22050).units
     for row in rows:
@@ -259,8 +311,15 @@ def test_chain_of_modality_gives_the_four_formats_with_real_speech_units(tmp_pat
         calls.append(text)
         return np.sin(np.arange(16000 * len(text) // 10) * 0.3 * (1 + len(text) % 5)).astype(np.float32), 16000
 
-    one_each = _build("chain_of_modality", tmp_path / "one", instructions=PAIRS, unit_tokenizer=tokenizer, tts=tone,
-                      com_all_tasks=False, seed=1)  # fmt: skip
+    one_each = _build(
+        "chain_of_modality",
+        tmp_path / "one",
+        instructions=PAIRS,
+        unit_tokenizer=tokenizer,
+        tts=tone,
+        com_all_tasks=False,
+        seed=1,
+    )
     assert len(one_each) == len(PAIRS) and set(one_each["speaker"]) == {"tone:tone"}
     assert len(calls) == sum(sum(m.value == "speech" for m in COM_TASKS[task]) for task in one_each["task"])
 
@@ -274,13 +333,20 @@ def test_modality_adaptation_rows_are_unit_sequences(tmp_path, speech_dataset, t
 
 
 def test_original_jsonl_round_trip_and_the_released_layout(tmp_path, speech_dataset, tokenizer):
-    cross = _build("cross_modal", tmp_path / "cm", audio_source=speech_dataset, unit_tokenizer=tokenizer,
-                   multi_turn_probability=0.6, system_prompt="Be brief.\n")  # fmt: skip
+    cross = _build(
+        "cross_modal",
+        tmp_path / "cm",
+        audio_source=speech_dataset,
+        unit_tokenizer=tokenizer,
+        multi_turn_probability=0.6,
+        system_prompt="Be brief.\n",
+    )
     com = _build(
         "chain_of_modality", tmp_path / "com", instructions=PAIRS[:1], unit_tokenizer=tokenizer, tts="espeak-ng"
     )
-    stage1 = _build("modality_adaptation", tmp_path / "ma", audio_source=speech_dataset.select(range(2)),
-                    unit_tokenizer=tokenizer)  # fmt: skip
+    stage1 = _build(
+        "modality_adaptation", tmp_path / "ma", audio_source=speech_dataset.select(range(2)), unit_tokenizer=tokenizer
+    )
     rows = [*cross, *com, *stage1]
     path = tmp_path / "speechinstruct.jsonl"
     assert write_original_jsonl(rows, path) == len(rows)
@@ -293,12 +359,17 @@ def test_original_jsonl_round_trip_and_the_released_layout(tmp_path, speech_data
         kept = [k for k in compared if not (k == "input_text" and original["task"] == "modality_adaptation")]
         assert {k: restored[k] for k in kept} == {k: original[k] for k in kept}  # bare unit rows lose transcripts
         assert len(restored["history"]) == len(original["history"])
-    released_asr = {"prefix": "P", "plain_text": "[Human]: Transcribe it. This is input: <sosp><5><9><eosp><eoh> "
-                    "[SpeechGPT]: hello world<eoa> "}  # fmt: skip
+    released_asr = {
+        "prefix": "P",
+        "plain_text": "[Human]: Transcribe it. This is input: <sosp><5><9><eosp><eoh> [SpeechGPT]: hello world<eoa> ",
+    }
     asr = parse_original_record(released_asr, "r0")
     assert (asr["task"], asr["input_units"], asr["output_text"]) == ("asr", [5, 9], "hello world")
-    released_com = {"prefix": "P", "plain_text": "[Human]: <sosp><1><2><eosp><eoh>. [SpeechGPT]: what is up; [ta] "
-                    "Not much.; [ua] <sosp><3><eosp><eoa>."}  # fmt: skip
+    released_com = {
+        "prefix": "P",
+        "plain_text": "[Human]: <sosp><1><2><eosp><eoh>. [SpeechGPT]: what is up; [ta] "
+        "Not much.; [ua] <sosp><3><eosp><eoa>.",
+    }
     com_row = parse_original_record(released_com, "r1")
     assert (com_row["task"], com_row["input_text"], com_row["output_text"], com_row["output_units"]) == (
         "speech_to_speech",
@@ -316,18 +387,30 @@ def test_original_jsonl_round_trip_and_the_released_layout(tmp_path, speech_data
 
 # Records written by hand in the release's layouts (the cross-modal and chain-of-modality files), one line each.
 RELEASED_LINES = [
-    {"prefix": "You are SpeechGPT.\n", "plain_text": "[Human]: Transcribe the speech. This is input: <sosp><5><9><eosp>"
-     "<eoh> [SpeechGPT]: hello world<eoa> "},
-    {"prefix": "You are SpeechGPT.\n", "plain_text": "[Human]: Read this text aloud. This is input: good morning<eoh> "
-     "[SpeechGPT]: <sosp><7><3><7><eosp><eoa> "},
-    {"prefix": "You are SpeechGPT.\n", "plain_text": "[Human]: <sosp><1><2><eosp><eoh>. [SpeechGPT]: what is up; [ta] "
-     "Not much.; [ua] <sosp><3><eosp><eoa>."},
+    {
+        "prefix": "You are SpeechGPT.\n",
+        "plain_text": "[Human]: Transcribe the speech. This is input: <sosp><5><9><eosp>"
+        "<eoh> [SpeechGPT]: hello world<eoa> ",
+    },
+    {
+        "prefix": "You are SpeechGPT.\n",
+        "plain_text": "[Human]: Read this text aloud. This is input: good morning<eoh> "
+        "[SpeechGPT]: <sosp><7><3><7><eosp><eoa> ",
+    },
+    {
+        "prefix": "You are SpeechGPT.\n",
+        "plain_text": "[Human]: <sosp><1><2><eosp><eoh>. [SpeechGPT]: what is up; [ta] "
+        "Not much.; [ua] <sosp><3><eosp><eoa>.",
+    },
     {"prefix": "P", "plain_text": "[Human]: <sosp><1><2><eosp><eoh>. [SpeechGPT]: what is up; [ta] Not much.<eoa>."},
     {"prefix": "P", "plain_text": "[Human]: what is up<eoh>. [SpeechGPT]: [ta] Not much.; [ua] <sosp><3><eosp><eoa>."},
     {"prefix": "P", "plain_text": "[Human]: what is up<eoh>. [SpeechGPT]: [ta] Not much.<eoa>."},
-    {"prefix": "P", "plain_text": "[Human]: Say it. This is input: hi<eoh> [SpeechGPT]: <sosp><1><eosp><eoa> [Human]: "
-     "Write it down. This is input: <sosp><2><eosp><eoh> [SpeechGPT]: hi<eoa> "},
-]  # fmt: skip
+    {
+        "prefix": "P",
+        "plain_text": "[Human]: Say it. This is input: hi<eoh> [SpeechGPT]: <sosp><1><eosp><eoa> [Human]: "
+        "Write it down. This is input: <sosp><2><eosp><eoh> [SpeechGPT]: hi<eoa> ",
+    },
+]
 RELEASED_TASKS = ["asr", "tts", "speech_to_speech", "speech_to_text", "text_to_speech", "text_to_text", "asr"]
 
 
@@ -342,16 +425,25 @@ def test_the_original_layouts_are_written_back_byte_for_byte(tmp_path):
     write_original_jsonl(rows, written)
     assert written.read_bytes() == released.read_bytes()
     assert (rows[2]["input_units"], rows[2]["input_text"], rows[2]["output_text"], rows[2]["output_units"]) == (
-        [1, 2], "what is up", "Not much.", [3]
-    )  # fmt: skip
+        [1, 2],
+        "what is up",
+        "Not much.",
+        [3],
+    )
 
 
 def test_original_records_read_the_same_in_any_spacing_and_with_this_packages_instructions():
     reference = [parse_original_record(record, "r") for record in RELEASED_LINES]
     decoded = [  # as the release's slow tokenizer decodes them, with spaces around every added token
-        {**r, "plain_text": r["plain_text"].replace("<", " <").replace(">", "> ").replace("[SpeechGPT]:", "[SpeechGPT] :")}
+        {
+            **r,
+            "plain_text": r["plain_text"]
+            .replace("<", " <")
+            .replace(">", "> ")
+            .replace("[SpeechGPT]:", "[SpeechGPT] :"),
+        }
         for r in RELEASED_LINES
-    ]  # fmt: skip
+    ]
     ours = [  # this package's training text: its own chain-of-modality instructions as the human turn
         {"prefix": r["prefix"], "plain_text": row["text"][len(r["prefix"]) :]}
         for r, row in zip(RELEASED_LINES, reference, strict=True)
@@ -366,9 +458,22 @@ def test_original_records_read_the_same_in_any_spacing_and_with_this_packages_in
 def test_cli_writes_a_loadable_resumable_hub_folder(tmp_path, speech_folder, tokenizer, local_hub, capsys):
     tokenizer.save_pretrained(tmp_path / "units")
     out = tmp_path / "cli-speechinstruct"  # datasets caches local folders by name: keep it unique in the session
-    argv = ["build-speechinstruct", str(out), "--audio", str(speech_folder), "--unit-tokenizer", str(tmp_path / "units"),
-            "--tts", "espeak-ng", "--instructions", str(tmp_path / "pairs.json"), "--shard-size", "4",
-            "--max-audio-seconds", "6"]  # fmt: skip
+    argv = [
+        "build-speechinstruct",
+        str(out),
+        "--audio",
+        str(speech_folder),
+        "--unit-tokenizer",
+        str(tmp_path / "units"),
+        "--tts",
+        "espeak-ng",
+        "--instructions",
+        str(tmp_path / "pairs.json"),
+        "--shard-size",
+        "4",
+        "--max-audio-seconds",
+        "6",
+    ]
     (tmp_path / "pairs.json").write_text(
         json.dumps([{"question": p["instruction"], "answer": p["response"]} for p in PAIRS])
     )
@@ -465,12 +570,14 @@ def test_missing_libraries_and_bugs_stop_the_build_instead_of_counting_corrupt_a
 ):
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "soundfile", None)
-        error = _build_failure(tmp_path / "a", "modality_adaptation", audio_source=str(speech_folder),
-                               unit_tokenizer=tokenizer)  # fmt: skip
+        error = _build_failure(
+            tmp_path / "a", "modality_adaptation", audio_source=str(speech_folder), unit_tokenizer=tokenizer
+        )
     assert isinstance(error, ImportError) and "pip install soundfile" in str(error)
     decoding_bug()
-    error = _build_failure(tmp_path / "b", "modality_adaptation", audio_source=str(speech_folder),
-                           unit_tokenizer=tokenizer)  # fmt: skip
+    error = _build_failure(
+        tmp_path / "b", "modality_adaptation", audio_source=str(speech_folder), unit_tokenizer=tokenizer
+    )
     assert isinstance(error, TypeError) and "a bug" in str(error)
 
 
@@ -480,13 +587,15 @@ def test_a_tts_engine_refusing_a_text_skips_it_and_a_broken_engine_stops_the_bui
             raise ValueError("cannot voice this text")
         return np.sin(np.arange(8000) * 0.3).astype(np.float32), 16000
 
-    summary = build_speechinstruct_folder(tmp_path / "out", ["chain_of_modality"], instructions=PAIRS,
-                                          unit_tokenizer=tokenizer, tts=picky)  # fmt: skip
+    summary = build_speechinstruct_folder(
+        tmp_path / "out", ["chain_of_modality"], instructions=PAIRS, unit_tokenizer=tokenizer, tts=picky
+    )
     assert summary["chain_of_modality"]["train"].skipped == Counter({"TTS failed": 1})
 
     def broken(text: str) -> tuple[np.ndarray, int]:
         raise RuntimeError("the engine's process died")
 
-    error = _build_failure(tmp_path / "broken", "chain_of_modality", instructions=PAIRS, unit_tokenizer=tokenizer,
-                           tts=broken)  # fmt: skip
+    error = _build_failure(
+        tmp_path / "broken", "chain_of_modality", instructions=PAIRS, unit_tokenizer=tokenizer, tts=broken
+    )
     assert isinstance(error, RuntimeError) and "process died" in str(error)

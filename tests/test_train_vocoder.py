@@ -19,10 +19,15 @@ from speechgpt_hf.training.vocoder.losses import discriminator_loss, feature_mat
 from speechgpt_hf_cli import main as cli_main
 
 TINY_MODEL = dict(
-    unit_embed_dim=16, speaker_embed_dim=8, duration_predictor_hidden_dim=16, upsample_initial_channel=16,
-    upsample_rates=[5, 4, 4, 4], upsample_kernel_sizes=[11, 8, 8, 8], resblock_kernel_sizes=[3],
+    unit_embed_dim=16,
+    speaker_embed_dim=8,
+    duration_predictor_hidden_dim=16,
+    upsample_initial_channel=16,
+    upsample_rates=[5, 4, 4, 4],
+    upsample_kernel_sizes=[11, 8, 8, 8],
+    resblock_kernel_sizes=[3],
     resblock_dilation_sizes=[[1, 3]],
-)  # fmt: skip
+)
 
 
 def tone(seconds: float, freq: float, rate: int = 16000) -> np.ndarray:
@@ -35,17 +40,36 @@ def unit_rows(n: int = 6) -> Dataset:
     rows = []
     for i in range(n):
         durations = rng.integers(1, 4, size=12).tolist()
-        rows.append({
-            "audio": {"array": tone(sum(durations) * 0.02, 200 + 40 * i), "sampling_rate": 16000},
-            "units": rng.integers(0, 10, size=12).tolist(), "durations": durations, "speaker": f"s{i % 2}",
-        })  # fmt: skip
+        rows.append(
+            {
+                "audio": {"array": tone(sum(durations) * 0.02, 200 + 40 * i), "sampling_rate": 16000},
+                "units": rng.integers(0, 10, size=12).tolist(),
+                "durations": durations,
+                "speaker": f"s{i % 2}",
+            }
+        )
     return Dataset.from_list(rows)
 
 
 def training_config(tmp_path, **overrides) -> VocoderTrainingConfig:
-    values = dict(output_dir=str(tmp_path / "run"), model=TINY_MODEL, segment_frames=8, batch_size=2, max_steps=4,
-                  log_steps=1, eval_steps=2, save_steps=2, discriminator_width=1 / 32, mpd_periods=(2, 3),
-                  n_fft=256, hop_length=64, win_length=256, n_mels=20, cpu=True, num_audio_samples=1)  # fmt: skip
+    values = dict(
+        output_dir=str(tmp_path / "run"),
+        model=TINY_MODEL,
+        segment_frames=8,
+        batch_size=2,
+        max_steps=4,
+        log_steps=1,
+        eval_steps=2,
+        save_steps=2,
+        discriminator_width=1 / 32,
+        mpd_periods=(2, 3),
+        n_fft=256,
+        hop_length=64,
+        win_length=256,
+        n_mels=20,
+        cpu=True,
+        num_audio_samples=1,
+    )
     values.update(overrides)
     return VocoderTrainingConfig(**values)
 
@@ -60,11 +84,13 @@ def test_lsgan_and_feature_matching_losses():
 
 def test_prepare_through_the_unit_tokenizer_skips_bad_rows(caplog):
     tokenizer = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=12))
-    rows = Dataset.from_list([
-        {"audio": {"array": tone(0.6, 220), "sampling_rate": 22050}, "speaker": "a"},
-        {"audio": {"array": np.zeros(0, dtype=np.float32), "sampling_rate": 16000}, "speaker": "b"},
-        {"audio": {"array": tone(0.4, 330), "sampling_rate": 16000}, "speaker": "c"},
-    ]).cast_column("audio", Audio())  # fmt: skip
+    rows = Dataset.from_list(
+        [
+            {"audio": {"array": tone(0.6, 220), "sampling_rate": 22050}, "speaker": "a"},
+            {"audio": {"array": np.zeros(0, dtype=np.float32), "sampling_rate": 16000}, "speaker": "b"},
+            {"audio": {"array": tone(0.4, 330), "sampling_rate": 16000}, "speaker": "c"},
+        ]
+    ).cast_column("audio", Audio())
     data = prepare_vocoder_dataset(rows, unit_tokenizer=tokenizer, speaker_column="speaker")
     assert len(data) == 2 and data.speakers == ["a", "c"]
     for example in data.examples:
@@ -140,11 +166,26 @@ def test_cli_train_vocoder_with_a_unit_tokenizer(tmp_path, capsys):
     rows = Dataset.from_list([{"audio": {"array": tone(0.5, 150 + 50 * i), "sampling_rate": 16000}} for i in range(4)])
     rows.cast_column("audio", Audio()).save_to_disk(str(tmp_path / "data"))
     recipe = training_config(tmp_path).to_dict()
-    recipe.update(max_steps=2, eval_steps=2, save_steps=2, adam_betas=list(recipe["adam_betas"]),
-                  mpd_periods=list(recipe["mpd_periods"]))  # fmt: skip
+    recipe.update(
+        max_steps=2,
+        eval_steps=2,
+        save_steps=2,
+        adam_betas=list(recipe["adam_betas"]),
+        mpd_periods=list(recipe["mpd_periods"]),
+    )
     (tmp_path / "recipe.yaml").write_text(json.dumps(recipe))
-    argv = ["train-vocoder", str(tmp_path / "data"), "--unit-tokenizer", str(tmp_path / "tok"), "--eval-size", "1",
-            "--config", str(tmp_path / "recipe.yaml"), "--output-dir", str(tmp_path / "cli")]  # fmt: skip
+    argv = [
+        "train-vocoder",
+        str(tmp_path / "data"),
+        "--unit-tokenizer",
+        str(tmp_path / "tok"),
+        "--eval-size",
+        "1",
+        "--config",
+        str(tmp_path / "recipe.yaml"),
+        "--output-dir",
+        str(tmp_path / "cli"),
+    ]
     assert cli_main(argv) == 0
     assert "Wrote" in capsys.readouterr().out
     vocoder = AutoModel.from_pretrained(tmp_path / "cli")

@@ -42,7 +42,9 @@ def _rows(stage: str, n: int = 16) -> list[dict]:
             completion = f"number {i % 4}<eoa>"
         else:
             prompt = format_turn(units_to_string(units))
-            completion = format_chain_of_modality_response(Modality.SPEECH, f"yes {i % 3}", units[:4], "a question") + "<eoa>"
+            completion = (
+                format_chain_of_modality_response(Modality.SPEECH, f"yes {i % 3}", units[:4], "a question") + "<eoa>"
+            )
         rows.append({"prompt": prompt, "completion": completion})
     return rows
 
@@ -75,23 +77,46 @@ def _losses(folder) -> list[float]:
 
 def _common(tmp_path, stage: str, **fields) -> SpeechGPTTrainingConfig:
     settings = dict(
-        stage=stage, output_dir=str(tmp_path / stage), max_steps=8, logging_steps=1, learning_rate=5e-3,
-        per_device_train_batch_size=4, report_to="none", save_strategy="no", use_cpu=True, seed=0,
+        stage=stage,
+        output_dir=str(tmp_path / stage),
+        max_steps=8,
+        logging_steps=1,
+        learning_rate=5e-3,
+        per_device_train_batch_size=4,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
     )
     return SpeechGPTTrainingConfig(**{**settings, **fields})
 
 
 def test_three_stages_chain_and_learn(tmp_path, speechinstruct_folder, base_model_folder):
     data = dict(dataset_name=str(speechinstruct_folder))
-    stage1 = train_stage(_common(
-        tmp_path, "modality_adaptation", base_model_name_or_path=str(base_model_folder), num_units=NUM_UNITS,
-        packing=True, max_length=64, **data,
-    ))
+    stage1 = train_stage(
+        _common(
+            tmp_path,
+            "modality_adaptation",
+            base_model_name_or_path=str(base_model_folder),
+            num_units=NUM_UNITS,
+            packing=True,
+            max_length=64,
+            **data,
+        )
+    )
     stage2 = train_stage(_common(tmp_path, "cross_modal", model_name_or_path=str(stage1), max_length=128, **data))
-    stage3 = train_stage(_common(
-        tmp_path, "chain_of_modality", model_name_or_path=str(stage2), use_lora=True, train_unit_embeddings=True,
-        learning_rate=2e-2, max_length=128, **data,
-    ))
+    stage3 = train_stage(
+        _common(
+            tmp_path,
+            "chain_of_modality",
+            model_name_or_path=str(stage2),
+            use_lora=True,
+            train_unit_embeddings=True,
+            learning_rate=2e-2,
+            max_length=128,
+            **data,
+        )
+    )
     for folder in (stage1, stage2, stage3):
         losses = _losses(folder)
         assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, (folder.name, losses)
@@ -114,12 +139,31 @@ def test_config_rejects_a_missing_or_double_model(tmp_path):
 
 def test_cli_trains_from_a_recipe_with_overrides(tmp_path, speechinstruct_folder, base_model_folder):
     out = tmp_path / "cli"
-    speechgpt_hf_cli.main([
-        "train", "--recipe", "stage1_modality_adaptation",
-        "--base_model_name_or_path", str(base_model_folder), "--num_units", str(NUM_UNITS),
-        "--dataset_name", str(speechinstruct_folder), "--output_dir", str(out), "--max_steps", "2",
-        "--per_device_train_batch_size", "2", "--max_length", "64", "--use_cpu", "true", "--save_strategy", "no",
-    ])
+    speechgpt_hf_cli.main(
+        [
+            "train",
+            "--recipe",
+            "stage1_modality_adaptation",
+            "--base_model_name_or_path",
+            str(base_model_folder),
+            "--num_units",
+            str(NUM_UNITS),
+            "--dataset_name",
+            str(speechinstruct_folder),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "2",
+            "--max_length",
+            "64",
+            "--use_cpu",
+            "true",
+            "--save_strategy",
+            "no",
+        ]
+    )
     assert AutoModelForCausalLM.from_pretrained(out).config.num_units == NUM_UNITS
 
 
@@ -142,8 +186,13 @@ def test_the_papers_recipes_parse_into_the_config():
 
 def test_rows_longer_than_max_length_are_reported(tmp_path, speechinstruct_folder, base_model_folder, caplog):
     config = _common(
-        tmp_path, "cross_modal", base_model_name_or_path=str(base_model_folder), num_units=NUM_UNITS,
-        dataset_name=str(speechinstruct_folder), max_length=8, max_steps=1,
+        tmp_path,
+        "cross_modal",
+        base_model_name_or_path=str(base_model_folder),
+        num_units=NUM_UNITS,
+        dataset_name=str(speechinstruct_folder),
+        max_length=8,
+        max_steps=1,
     )
     with pytest.raises(ValueError, match="16 of 16 rows have prompts longer than max_length=8"):
         train_stage(config)
@@ -156,12 +205,36 @@ def test_two_processes_under_accelerate_train_and_save_once(tmp_path, speechinst
 
     out = tmp_path / "ddp"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "-m", "speechgpt_hf_cli", "train", "--recipe", "stage1_modality_adaptation",
-        "--base_model_name_or_path", str(base_model_folder), "--num_units", str(NUM_UNITS),
-        "--dataset_name", str(speechinstruct_folder), "--output_dir", str(out), "--max_steps", "2",
-        "--per_device_train_batch_size", "2", "--max_length", "64", "--use_cpu", "true", "--save_strategy", "no",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "-m",
+        "speechgpt_hf_cli",
+        "train",
+        "--recipe",
+        "stage1_modality_adaptation",
+        "--base_model_name_or_path",
+        str(base_model_folder),
+        "--num_units",
+        str(NUM_UNITS),
+        "--dataset_name",
+        str(speechinstruct_folder),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_length",
+        "64",
+        "--use_cpu",
+        "true",
+        "--save_strategy",
+        "no",
+    ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -231,9 +304,12 @@ def test_model_init_kwargs_reach_from_pretrained(
     stage = "modality_adaptation" if source == "base" else "cross_modal"
     quantization = {"quant_method": "bitsandbytes", "load_in_4bit": True}
     config = _stage_config(
-        tmp_path, stage, bf16_checkpoints, speechinstruct_folder,
+        tmp_path,
+        stage,
+        bf16_checkpoints,
+        speechinstruct_folder,
         model_init_kwargs={"attn_implementation": "eager", "quantization_config": quantization},
-    )  # fmt: skip
+    )
     seen = {}
     load = AutoModelForCausalLM.from_pretrained
 
@@ -274,10 +350,19 @@ def test_lora_trains_only_the_unit_and_marker_rows(tmp_path, model_type, bf16_ch
     from safetensors import safe_open
 
     source = bf16_checkpoints / model_type
-    output = train_stage(_common(
-        tmp_path, "chain_of_modality", model_name_or_path=str(source), dataset_name=str(speechinstruct_folder),
-        use_lora=True, train_unit_embeddings=True, learning_rate=2e-2, max_steps=2, max_length=128,
-    ))  # fmt: skip
+    output = train_stage(
+        _common(
+            tmp_path,
+            "chain_of_modality",
+            model_name_or_path=str(source),
+            dataset_name=str(speechinstruct_folder),
+            use_lora=True,
+            train_unit_embeddings=True,
+            learning_rate=2e-2,
+            max_steps=2,
+            max_length=128,
+        )
+    )
     before = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     merged = AutoModelForCausalLM.from_pretrained(output)
     rows = speech_token_ids(before)
@@ -307,9 +392,12 @@ def test_an_expanded_model_keeps_the_system_prompt_of_its_data(tmp_path, speechi
     from speechgpt_hf.models.speechgpt.prompt_format import DEFAULT_SYSTEM_PROMPT
     from speechgpt_hf.training.stages import load_model_and_processor
 
-    settings = dict(base_model_name_or_path=str(base_model_folder), num_units=NUM_UNITS,
-                    dataset_name=str(speechinstruct_folder))  # fmt: skip
-    _, processor = load_model_and_processor(_common(tmp_path, "modality_adaptation", system_prompt="Be brief.\n", **settings))
+    settings = dict(
+        base_model_name_or_path=str(base_model_folder), num_units=NUM_UNITS, dataset_name=str(speechinstruct_folder)
+    )
+    _, processor = load_model_and_processor(
+        _common(tmp_path, "modality_adaptation", system_prompt="Be brief.\n", **settings)
+    )
     assert processor.system_prompt == "Be brief.\n"
     assert processor.build_prompt("hi").startswith("Be brief.\n[Human]: hi")
     _, default = load_model_and_processor(_common(tmp_path, "modality_adaptation", **settings))
@@ -319,8 +407,14 @@ def test_an_expanded_model_keeps_the_system_prompt_of_its_data(tmp_path, speechi
 def test_stage3_replays_cross_modal_rows(tmp_path, speechinstruct_folder):
     from speechgpt_hf.training.stages import load_stage_dataset
 
-    config = _common(tmp_path, "chain_of_modality", model_name_or_path="unused", dataset_name=str(speechinstruct_folder),
-                     replay_config="cross_modal", replay_fraction=1.5)  # fmt: skip
+    config = _common(
+        tmp_path,
+        "chain_of_modality",
+        model_name_or_path="unused",
+        dataset_name=str(speechinstruct_folder),
+        replay_config="cross_modal",
+        replay_fraction=1.5,
+    )
     rows = load_stage_dataset(config)
     completions = rows["completion"]
     replayed = [c for c in completions if c.startswith("number ")]
@@ -333,8 +427,9 @@ def test_replay_needs_a_prompt_completion_stage_and_a_positive_fraction(tmp_path
     with pytest.raises(ValueError, match="replay_config"):
         _common(tmp_path, "modality_adaptation", model_name_or_path="unused", replay_config="cross_modal")
     with pytest.raises(ValueError, match="replay_fraction=0"):
-        _common(tmp_path, "chain_of_modality", model_name_or_path="unused", replay_config="cross_modal",
-                replay_fraction=0)  # fmt: skip
+        _common(
+            tmp_path, "chain_of_modality", model_name_or_path="unused", replay_config="cross_modal", replay_fraction=0
+        )
 
 
 def test_each_stage_saves_a_processor_naming_the_components_without_loading_them(
@@ -352,10 +447,17 @@ def test_each_stage_saves_a_processor_naming_the_components_without_loading_them
     build_tiny_vocoder(NUM_UNITS).save_pretrained(tmp_path / "vocoder")
     unit_loads, vocoder_loads = load_spy(SpeechUnitTokenizer), load_spy(UnitHiFiGANVocoder)
     data = dict(dataset_name=str(speechinstruct_folder), max_steps=1, max_length=128)
-    stage1 = train_stage(_common(
-        tmp_path, "modality_adaptation", base_model_name_or_path=str(base_model_folder), num_units=NUM_UNITS,
-        unit_tokenizer_repo=str(tmp_path / "units"), vocoder_repo=str(tmp_path / "vocoder"), **data,
-    ))  # fmt: skip
+    stage1 = train_stage(
+        _common(
+            tmp_path,
+            "modality_adaptation",
+            base_model_name_or_path=str(base_model_folder),
+            num_units=NUM_UNITS,
+            unit_tokenizer_repo=str(tmp_path / "units"),
+            vocoder_repo=str(tmp_path / "vocoder"),
+            **data,
+        )
+    )
     stage2 = train_stage(_common(tmp_path, "cross_modal", model_name_or_path=str(stage1), **data))
     for folder in (stage1, stage2):
         stored = json.loads((folder / "processor_config.json").read_text())

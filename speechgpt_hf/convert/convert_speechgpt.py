@@ -45,7 +45,9 @@ def check_original_layout(tokenizer: PreTrainedTokenizerBase, num_units: int) ->
     offset = vocab["<0>"]
     wrong = [u for u in range(num_units) if vocab.get(f"<{u}>") != offset + u]
     if wrong:
-        raise ValueError(f"Unit tokens are not contiguous from <0>={offset}: e.g. <{wrong[0]}> is {vocab.get(f'<{wrong[0]}>')}.")
+        raise ValueError(
+            f"Unit tokens are not contiguous from <0>={offset}: e.g. <{wrong[0]}> is {vocab.get(f'<{wrong[0]}>')}."
+        )
     markers = {key: vocab[tok] for key, tok in ORIGINAL_MARKERS.items()}
     expected = {key: offset + num_units + i for i, key in enumerate(ORIGINAL_MARKERS)}
     if markers != expected:

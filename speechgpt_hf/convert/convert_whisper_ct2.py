@@ -195,7 +195,9 @@ def convert_whisper_ct2(model_dir: str | Path, output_dir: str | Path) -> Path:
     missing, unexpected = model.load_state_dict(whisper_state_dict(ct2), strict=False)
     missing = [key for key in missing if key != "proj_out.weight"]  # tied to the token embeddings
     if missing or unexpected:
-        raise CTranslate2FormatError(f"The converted weights do not fit Whisper: missing {missing}, extra {unexpected}.")
+        raise CTranslate2FormatError(
+            f"The converted weights do not fit Whisper: missing {missing}, extra {unexpected}."
+        )
     model.tie_weights()
     model.generation_config = whisper_generation_config(config, ct2_config, special_ids)
     model.save_pretrained(output_dir)

@@ -131,17 +131,27 @@ class _SentenceSampler:
         person, subject = self._subject()
         topic = self.rng.choice([k for k in self.grammar.nouns if k not in _PLACE_KINDS and self._adjectives(k)])
         fill: dict[str, Callable[[], str]] = {
-            "S": lambda: subject, "V": lambda: verb.base if person != "third" else verb.third,
-            "V_BASE": lambda: verb.base, "V_PAST": lambda: verb.past, "V_ING": lambda: verb.ing,
+            "S": lambda: subject,
+            "V": lambda: verb.base if person != "third" else verb.third,
+            "V_BASE": lambda: verb.base,
+            "V_PAST": lambda: verb.past,
+            "V_ING": lambda: verb.ing,
             "BE": lambda: {"first": "am", "third": "is"}.get(person, "are"),
-            "DO": lambda: "does" if person == "third" else "do", "O": lambda: self._object(kind),
-            "NUM": lambda: self._counted(kind), "PL": lambda: self._plural(kind),
-            "NUM_ANY": lambda: self._counted(self._pick_counted_kind()), "LOC": self._location,
-            "P_OBJ": self._object_person, "MOOD": lambda: self.rng.choice(self.grammar.adjectives["mood"]),
-            "N": lambda: f"the {self._noun(topic).singular}", "N_ADJ": lambda: self.rng.choice(self._adjectives(topic)),
-            **{f"T_{name.upper()}": functools.partial(self.rng.choice, times)
-               for name, times in self.rules["times"].items()},
-        }  # fmt: skip
+            "DO": lambda: "does" if person == "third" else "do",
+            "O": lambda: self._object(kind),
+            "NUM": lambda: self._counted(kind),
+            "PL": lambda: self._plural(kind),
+            "NUM_ANY": lambda: self._counted(self._pick_counted_kind()),
+            "LOC": self._location,
+            "P_OBJ": self._object_person,
+            "MOOD": lambda: self.rng.choice(self.grammar.adjectives["mood"]),
+            "N": lambda: f"the {self._noun(topic).singular}",
+            "N_ADJ": lambda: self.rng.choice(self._adjectives(topic)),
+            **{
+                f"T_{name.upper()}": functools.partial(self.rng.choice, times)
+                for name, times in self.rules["times"].items()
+            },
+        }
         text = _SLOT.sub(lambda match: fill[match.group(1)](), template)
         return text[0].upper() + text[1:]
 
@@ -423,8 +433,14 @@ def _voice(utterances: list[_Utterance], clips: Path, engines: Mapping[str, Any]
             audio, sampling_rate = resolved[engine](utterance.text, speaker=speaker)
             _write_clip(clips / utterance.clip_name, audio, sampling_rate)
         except Exception as error:  # one sentence an engine cannot speak is skipped and counted, not fatal
-            failures.append({"id": utterance.id, "voice": utterance.voice, "text": utterance.text,
-                             "error": f"{type(error).__name__}: {error}"})  # fmt: skip
+            failures.append(
+                {
+                    "id": utterance.id,
+                    "voice": utterance.voice,
+                    "text": utterance.text,
+                    "error": f"{type(error).__name__}: {error}",
+                }
+            )
             progress.set_postfix(skipped=len(failures))
     _refuse_silent_voices(utterances, clips, failures)
     return failures
@@ -444,14 +460,24 @@ def _dataset_dict(utterances: list[_Utterance], clips: Path) -> Any:
 
     string = datasets.Value("string")
     features = datasets.Features(
-        {"audio": datasets.Audio(sampling_rate=SAMPLING_RATE), "text": string, "speaker": string, "id": string,
-         "kind": string}
-    )  # fmt: skip
+        {
+            "audio": datasets.Audio(sampling_rate=SAMPLING_RATE),
+            "text": string,
+            "speaker": string,
+            "id": string,
+            "kind": string,
+        }
+    )
     splits = {}
     for name in ("train", "test", "test_voice"):
         rows = [u for u in utterances if u.split == name and (clips / u.clip_name).exists()]
-        table = {"audio": [str(clips / u.clip_name) for u in rows], "text": [u.text for u in rows],
-                 "speaker": [u.voice for u in rows], "id": [u.id for u in rows], "kind": [u.kind for u in rows]}  # fmt: skip
+        table = {
+            "audio": [str(clips / u.clip_name) for u in rows],
+            "text": [u.text for u in rows],
+            "speaker": [u.voice for u in rows],
+            "id": [u.id for u in rows],
+            "kind": [u.kind for u in rows],
+        }
         splits[name] = datasets.Dataset.from_dict(table, features=features)
     return datasets.DatasetDict(splits)
 
@@ -504,9 +530,16 @@ def build_speech_corpus(
     engines = dict(engines or {})
     _check_voices(voices, held_out_voices, engines)
     output = Path(output_dir)
-    settings = {"num_train": num_train, "num_test": num_test, "voices": list(voices), "seed": seed,
-                "held_out_voices": list(held_out_voices), "held_out_fraction": held_out_fraction,
-                "sampling_rate": SAMPLING_RATE, "grammar": hashlib.sha1(GRAMMAR_PATH.read_bytes()).hexdigest()}  # fmt: skip
+    settings = {
+        "num_train": num_train,
+        "num_test": num_test,
+        "voices": list(voices),
+        "seed": seed,
+        "held_out_voices": list(held_out_voices),
+        "held_out_fraction": held_out_fraction,
+        "sampling_rate": SAMPLING_RATE,
+        "grammar": hashlib.sha1(GRAMMAR_PATH.read_bytes()).hexdigest(),
+    }
     manifest_path, dataset_path = output / "manifest.json", output / "dataset"
     if manifest_path.exists() and dataset_path.exists():
         if json.loads(manifest_path.read_text(encoding="utf-8")).get("settings") == settings:

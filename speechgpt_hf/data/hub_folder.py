@@ -35,8 +35,17 @@ STAGES = {
     CHAIN_OF_MODALITY: "3: chain-of-modality",
 }
 # Settings that change the rows: a rerun with other values must not mix its shards with the old ones.
-_SETTINGS = ("asr_probability", "multi_turn_probability", "max_turns", "max_tokens", "max_audio_seconds",
-             "com_all_tasks", "shard_size", "seed", "system_prompt")  # fmt: skip
+_SETTINGS = (
+    "asr_probability",
+    "multi_turn_probability",
+    "max_turns",
+    "max_tokens",
+    "max_audio_seconds",
+    "com_all_tasks",
+    "shard_size",
+    "seed",
+    "system_prompt",
+)
 
 
 @dataclass
@@ -91,9 +100,14 @@ def _write_shard(builder: SpeechInstruct, shard: Shard, items: Iterable, data: P
         os.replace(partial, data)
     else:
         data.unlink(missing_ok=True)
-    record = {"file": data.name if result.rows else None, "rows": len(result.rows), "items": len(items),
-              "skipped": dict(result.skipped), "skipped_names": result.skipped.names,
-              "seconds": result.seconds}  # fmt: skip
+    record = {
+        "file": data.name if result.rows else None,
+        "rows": len(result.rows),
+        "items": len(items),
+        "skipped": dict(result.skipped),
+        "skipped_names": result.skipped.names,
+        "seconds": result.seconds,
+    }
     state.write_text(json.dumps(record, indent=1))
     return record
 
@@ -225,9 +239,12 @@ def _warn_if_empty(name: str, split: str, summary: SplitSummary) -> None:
 
 
 def _build_configs(
-    folder: Path, configs: Mapping[str, Mapping[str, Any]] | Sequence[str], num_proc: int, overwrite: bool,
+    folder: Path,
+    configs: Mapping[str, Mapping[str, Any]] | Sequence[str],
+    num_proc: int,
+    overwrite: bool,
     common: Mapping[str, Any],
-) -> dict[str, dict[str, SplitSummary]]:  # fmt: skip
+) -> dict[str, dict[str, SplitSummary]]:
     """Builds each configuration into `folder` (see `build_speechinstruct_folder`) and records its description."""
     configs = {name: {} for name in configs} if not isinstance(configs, Mapping) else configs
     summaries: dict[str, dict[str, SplitSummary]] = {}
@@ -241,8 +258,14 @@ def _build_configs(
         }
         descriptions[name] = describe_build(builder)
         for split, summary in summaries[name].items():
-            logger.info("%s/%s: %d rows from %d items; skipped %s", name, split, summary.rows, summary.items,
-                        dict(summary.skipped) or "nothing")  # fmt: skip
+            logger.info(
+                "%s/%s: %d rows from %d items; skipped %s",
+                name,
+                split,
+                summary.rows,
+                summary.items,
+                dict(summary.skipped) or "nothing",
+            )
             _warn_if_empty(name, split, summary)
     (folder / STATE_DIR / "descriptions.json").write_text(json.dumps(descriptions, indent=1))
     return summaries
@@ -315,10 +338,17 @@ def write_summary(folder: str | Path) -> Path:
     """Writes `.speechinstruct/summary.json`: per configuration and split, the rows, the source items read and every
     skipped item by reason and name, as the records of the folder's finished shards give them."""
     summary = {
-        config: {split: {"rows": v.rows, "source_items": v.items, "skipped": dict(v.skipped),
-                         "skipped_names": v.skipped.names} for split, v in splits.items()}
+        config: {
+            split: {
+                "rows": v.rows,
+                "source_items": v.items,
+                "skipped": dict(v.skipped),
+                "skipped_names": v.skipped.names,
+            }
+            for split, v in splits.items()
+        }
         for config, splits in folder_counts(folder).items()
-    }  # fmt: skip
+    }
     path = Path(folder) / STATE_DIR / SUMMARY_FILE
     path.write_text(json.dumps(summary, indent=1))
     return path
@@ -351,10 +381,24 @@ def write_readme(folder: str | Path, repo_id: str | None = None, license: str = 
             if any(v.rows for v in splits.values())
         ],
     )
-    table = [{"config": c, "stage": STAGES.get(c, c), "split": s, "rows": v.rows, "source_items": v.items,
-              "skipped_total": sum(v.skipped.values())} for c, splits in counts.items() for s, v in splits.items()]  # fmt: skip
-    reasons = [{"config": c, "split": s, "reason": reason, "count": n} for c, splits in counts.items()
-               for s, v in splits.items() for reason, n in sorted(v.skipped.items())]  # fmt: skip
+    table = [
+        {
+            "config": c,
+            "stage": STAGES.get(c, c),
+            "split": s,
+            "rows": v.rows,
+            "source_items": v.items,
+            "skipped_total": sum(v.skipped.values()),
+        }
+        for c, splits in counts.items()
+        for s, v in splits.items()
+    ]
+    reasons = [
+        {"config": c, "split": s, "reason": reason, "count": n}
+        for c, splits in counts.items()
+        for s, v in splits.items()
+        for reason, n in sorted(v.skipped.items())
+    ]
     descriptions = _read_descriptions(folder)
     card = DatasetCard.from_template(
         card_data,

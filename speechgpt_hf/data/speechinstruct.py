@@ -351,9 +351,11 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
             for result in results:
                 if result.skipped:
                     logger.warning(
-                        "SpeechInstruct %s/%s skipped:\n%s", self.config.name, shard.split,
+                        "SpeechInstruct %s/%s skipped:\n%s",
+                        self.config.name,
+                        shard.split,
                         "\n".join(result.skipped.lines()),
-                    )  # fmt: skip
+                    )
                 for row in result.rows:
                     yield row["id"], row
 

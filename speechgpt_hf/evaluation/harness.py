@@ -170,7 +170,7 @@ def evaluate_speechgpt(
                 "seconds": r.seconds,
             }
             for name, r in tasks.items()
-        },  # fmt: skip
+        },
         "config": {k: v for k, v in asdict(config).items() if k not in ("dataset", "qa_tts", "output_dir")}
         | {
             "dataset": str(config.dataset) if isinstance(config.dataset, (str, Path)) else type(config.dataset).__name__

@@ -132,10 +132,16 @@ def evaluate_asr(
     scores = error_rates([item.text for item in items], hypotheses)
     result.metrics.update(wer=scores["wer"], cer=scores["cer"])
     result.items = [
-        {"id": item.id, "reference": item.text, "hypothesis": hypothesis, "wer": wer, "seconds": item.seconds,
-         "problems": reply.response.problems}
+        {
+            "id": item.id,
+            "reference": item.text,
+            "hypothesis": hypothesis,
+            "wer": wer,
+            "seconds": item.seconds,
+            "problems": reply.response.problems,
+        }
         for item, hypothesis, wer, reply in zip(items, hypotheses, scores["item_wer"], replies, strict=True)
-    ]  # fmt: skip
+    ]
     if judges is not None:  # what the independent judge hears in the same audio: an ASR reference point
         result.metrics["reference_judge_wer"] = error_rates(
             [item.text for item in items], judges.transcribe([item.audio for item in items])
@@ -158,10 +164,15 @@ def evaluate_tts(
     replies = _ask(system, progress, items, "tts", ask)
     outputs = [_to_16k(reply.waveform, reply.sampling_rate) for reply in replies]
     result.items = [
-        {"id": item.id, "reference": item.text, "units": len(reply.response.units or []),
-         "speech_seconds": 0.0 if out is None else len(out) / SAMPLING_RATE, "problems": reply.response.problems}
+        {
+            "id": item.id,
+            "reference": item.text,
+            "units": len(reply.response.units or []),
+            "speech_seconds": 0.0 if out is None else len(out) / SAMPLING_RATE,
+            "problems": reply.response.problems,
+        }
         for item, reply, out in zip(items, replies, outputs, strict=True)
-    ]  # fmt: skip
+    ]
     _judged_speech(result, outputs, items, judges)
     return result
 
@@ -214,10 +225,17 @@ def evaluate_spoken_qa(
     transcripts = error_rates([item.text for item in spoken], [r.response.transcript or "" for r in replies])
     result.metrics["question_transcript_wer"] = transcripts["wer"]
     result.items = [
-        {"id": item.id, "question": item.text, "transcript": reply.response.transcript, "answer": answer,
-         "accepted": by_id[item.id].answers, "correct": correct, "problems": reply.response.problems}
+        {
+            "id": item.id,
+            "question": item.text,
+            "transcript": reply.response.transcript,
+            "answer": answer,
+            "accepted": by_id[item.id].answers,
+            "correct": correct,
+            "problems": reply.response.problems,
+        }
         for item, reply, answer, correct in zip(spoken, replies, answers, scored["correct"], strict=True)
-    ]  # fmt: skip
+    ]
     if judges is None or getattr(system, "vocoder", None) is None:
         result.skipped["consistency not measured: " + (NO_VOCODER if judges else "no judge")] = len(spoken)
         return result

@@ -72,8 +72,10 @@ def record_provenance(folder: str | Path, step: Mapping[str, Any], inherit_from:
 def unit_fit_step(result: Any, data: str, made_by: str) -> dict[str, Any]:
     """The provenance step of a k-means codebook fit (a `KMeansResult`) on `data` (a description of the audio)."""
     stop = "converged" if result.converged else "stopped at the pass limit"
-    summary = (f"k-means on a sample of {result.num_frames} of {result.frames_seen} frames of {data}, "
-               f"{result.iterations} passes ({stop})")  # fmt: skip
+    summary = (
+        f"k-means on a sample of {result.num_frames} of {result.frames_seen} frames of {data}, "
+        f"{result.iterations} passes ({stop})"
+    )
     facts = {"fit frames": result.num_frames, "inertia per frame": result.inertia_per_frame}
     return {"name": "codebook fit", "made_by": made_by, "summary": summary, "facts": facts}
 
@@ -82,8 +84,12 @@ def write_converted_card(folder: str | Path, what: str, sources: list[str | Path
     """Records that `folder` was converted from the original release's `what` (its files `sources`) and renders
     the card; the first source is the base model a converted SpeechGPT names."""
     names = [Path(s).name for s in sources if s is not None]
-    step = {"name": "conversion", "made_by": "speechgpt-hf convert", "base_model": f"original release {names[0]}",
-            "summary": f"converted from the original release's {what} ({', '.join(names)}) without fairseq"}  # fmt: skip
+    step = {
+        "name": "conversion",
+        "made_by": "speechgpt-hf convert",
+        "base_model": f"original release {names[0]}",
+        "summary": f"converted from the original release's {what} ({', '.join(names)}) without fairseq",
+    }
     record_provenance(folder, step)
     return write_model_card(folder)
 
@@ -102,10 +108,16 @@ def model_index(results: Mapping[str, Any]) -> list[Any]:
         for metric, value in outcome.get("metrics", {}).items():
             if metric.startswith("reference_") or not isinstance(value, (int, float)):
                 continue
-            entries.append(EvalResult(
-                task_type=task_type, task_name=task_name, dataset_type=dataset if is_hub_id(dataset) else "local",
-                dataset_name=Path(dataset).name or dataset, metric_type=metric, metric_value=value,
-            ))  # fmt: skip
+            entries.append(
+                EvalResult(
+                    task_type=task_type,
+                    task_name=task_name,
+                    dataset_type=dataset if is_hub_id(dataset) else "local",
+                    dataset_name=Path(dataset).name or dataset,
+                    metric_type=metric,
+                    metric_value=value,
+                )
+            )
     return entries
 
 
@@ -138,9 +150,13 @@ def _common(folder: Path, repo_id: str | None) -> dict[str, Any]:
 def _speechgpt_facts(folder: Path, config: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
     text = config.get("text_config", {})
     train = read_json(folder / "train_results.json")
-    rows = [{"task": EVAL_TASK_TYPES.get(t, (t, t))[1], "metric": m, "value": _round(v)}
-            for t, o in results.get("tasks", {}).items() if not o.get("not_run")
-            for m, v in o.get("metrics", {}).items() if not m.startswith("reference_")]  # fmt: skip
+    rows = [
+        {"task": EVAL_TASK_TYPES.get(t, (t, t))[1], "metric": m, "value": _round(v)}
+        for t, o in results.get("tasks", {}).items()
+        if not o.get("not_run")
+        for m, v in o.get("metrics", {}).items()
+        if not m.startswith("reference_")
+    ]
     return {
         "architecture": text.get("model_type", "unknown"),
         "num_layers": text.get("num_hidden_layers", "?"),
@@ -164,14 +180,23 @@ def _unit_tokenizer_facts(folder: Path, config: dict[str, Any], results: dict[st
     else:
         features = f"layer {config.get('layer')} of a {encoder.get('model_type', 'speech')} encoder"
     rate = config.get("sampling_rate", 16000)
-    return {"features": features, "num_units": config.get("num_units"), "sampling_rate": rate,
-            "frame_ms": round(1000 * config.get("frame_hop", 320) / rate, 1), "pipeline_tag": "feature-extraction"}  # fmt: skip
+    return {
+        "features": features,
+        "num_units": config.get("num_units"),
+        "sampling_rate": rate,
+        "frame_ms": round(1000 * config.get("frame_hop", 320) / rate, 1),
+        "pipeline_tag": "feature-extraction",
+    }
 
 
 def _vocoder_facts(folder: Path, config: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
-    return {"num_units": config.get("num_units"), "sampling_rate": config.get("sampling_rate", 16000),
-            "num_speakers": config.get("num_speakers", 0), "duration_predictor": config.get("use_duration_predictor"),
-            "pipeline_tag": None}  # fmt: skip
+    return {
+        "num_units": config.get("num_units"),
+        "sampling_rate": config.get("sampling_rate", 16000),
+        "num_speakers": config.get("num_speakers", 0),
+        "duration_predictor": config.get("use_duration_predictor"),
+        "pipeline_tag": None,
+    }
 
 
 _FACTS = {
@@ -205,12 +230,19 @@ def write_model_card(
     license = license or ("other" if kind == "speechgpt" else "apache-2.0")
     evals = model_index(results) if kind == "speechgpt" else []
     card_data = ModelCardData(
-        language=["en"], license=license, library_name="transformers", pipeline_tag=facts.pop("pipeline_tag"),
-        tags=["speechgpt", "speech-units", "audio", "speechgpt-hf"], base_model=facts["hub_base_models"] or None,
-        datasets=facts["hub_datasets"] or None, model_name=facts["model_name"], eval_results=evals or None,
-    )  # fmt: skip
-    card = ModelCard.from_template(card_data, template_path=str(template_path(TEMPLATES[kind])),
-                                   license=license, **facts)  # fmt: skip
+        language=["en"],
+        license=license,
+        library_name="transformers",
+        pipeline_tag=facts.pop("pipeline_tag"),
+        tags=["speechgpt", "speech-units", "audio", "speechgpt-hf"],
+        base_model=facts["hub_base_models"] or None,
+        datasets=facts["hub_datasets"] or None,
+        model_name=facts["model_name"],
+        eval_results=evals or None,
+    )
+    card = ModelCard.from_template(
+        card_data, template_path=str(template_path(TEMPLATES[kind])), license=license, **facts
+    )
     path = folder / "README.md"
     card.save(path)
     return path

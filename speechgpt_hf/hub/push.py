@@ -15,13 +15,19 @@ from .cards import is_hub_id, read_json
 
 REPO_TYPES = ("model", "dataset", "space")
 IGNORE_PATTERNS = [
-    "checkpoint-*", "checkpoint-*/**", "training_args.bin", "*.partial", ".speechinstruct/**", "__pycache__/**",
-    ".git/**", "runs/**",
-]  # fmt: skip
+    "checkpoint-*",
+    "checkpoint-*/**",
+    "training_args.bin",
+    "*.partial",
+    ".speechinstruct/**",
+    "__pycache__/**",
+    ".git/**",
+    "runs/**",
+]
 
 
 def detect_repo_type(folder: str | Path) -> str:
-    """"space" for a folder with app.py, "model" for one with a config.json, "dataset" for parquet data."""
+    """ "space" for a folder with app.py, "model" for one with a config.json, "dataset" for parquet data."""
     folder = Path(folder)
     if (folder / "app.py").is_file():
         return "space"
@@ -40,8 +46,11 @@ def _check_card(folder: Path, repo_type: str) -> None:
 
     readme = folder / "README.md"
     if not readme.is_file():
-        way_out = {"model": f"speechgpt-hf card {folder}", "dataset": "speechgpt-hf build-speechinstruct (it writes one)",
-                   "space": "speechgpt-hf space"}[repo_type]  # fmt: skip
+        way_out = {
+            "model": f"speechgpt-hf card {folder}",
+            "dataset": "speechgpt-hf build-speechinstruct (it writes one)",
+            "space": "speechgpt-hf space",
+        }[repo_type]
         raise ValueError(f"{folder} has no README.md card; write one first ({way_out}).")
     metadata = RepoCard.load(readme).data.to_dict()
     if not metadata:

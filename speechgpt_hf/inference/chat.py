@@ -95,9 +95,13 @@ class SpeechGPTChat:
         model = AutoModelForCausalLM.from_pretrained(repo, **model_kwargs)
         processor = AutoProcessor.from_pretrained(repo)
         return cls(
-            model, processor, unit_tokenizer=unit_tokenizer, vocoder=vocoder, constrain_units=constrain_units,
+            model,
+            processor,
+            unit_tokenizer=unit_tokenizer,
+            vocoder=vocoder,
+            constrain_units=constrain_units,
             speaker_id=speaker_id,
-        )  # fmt: skip
+        )
 
     @property
     def unit_tokenizer(self) -> Any | None:

@@ -61,7 +61,10 @@ class UnitSpanLogitsProcessor(LogitsProcessor):
     def from_processor(cls, processor: Any, max_span_units: int | None = None) -> UnitSpanLogitsProcessor:
         """Builds the processor from a `SpeechGPTProcessor`'s unit offset, K and marker ids."""
         return cls(
-            processor.unit_token_offset, processor.num_units, processor.sosp_token_id, processor.eosp_token_id,
+            processor.unit_token_offset,
+            processor.num_units,
+            processor.sosp_token_id,
+            processor.eosp_token_id,
             max_span_units=max_span_units,
         )
 
@@ -98,7 +101,10 @@ class UnitSpanLogitsProcessor(LogitsProcessor):
         return self._masks[vocab_size, device]
 
     def _build_masks(self, vocab_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.unit_token_offset + self.num_units > vocab_size or max(self.sosp_token_id, self.eosp_token_id) >= vocab_size:
+        if (
+            self.unit_token_offset + self.num_units > vocab_size
+            or max(self.sosp_token_id, self.eosp_token_id) >= vocab_size
+        ):
             raise ValueError(
                 f"The scores have {vocab_size} entries but the unit block ends at {self.unit_token_offset + self.num_units} "
                 f"and the markers are {self.sosp_token_id}/{self.eosp_token_id}: this processor was built for another model."
@@ -120,9 +126,7 @@ class UnitSpanLogitsProcessor(LogitsProcessor):
         return scores.masked_fill(~allowed, -float("inf"))
 
 
-def unit_span_logits_processor(
-    model_or_processor: Any, max_span_units: int | None = None
-) -> UnitSpanLogitsProcessor:
+def unit_span_logits_processor(model_or_processor: Any, max_span_units: int | None = None) -> UnitSpanLogitsProcessor:
     """A `UnitSpanLogitsProcessor` for a SpeechGPTForCausalLM, its SpeechGPTConfig or its SpeechGPTProcessor.
 
     Pass it to generation as `model.generate(..., logits_processor=LogitsProcessorList([it]))`.

@@ -101,9 +101,13 @@ class SpeechGPTPipeline(Pipeline):
         unit_tokenizer = self._component(unit_tokenizer, "unit_tokenizer")
         vocoder = self._component(vocoder, "vocoder")
         self.chat = SpeechGPTChat(
-            self.model, self.processor, unit_tokenizer=unit_tokenizer, vocoder=vocoder, speaker_id=speaker_id,
+            self.model,
+            self.processor,
+            unit_tokenizer=unit_tokenizer,
+            vocoder=vocoder,
+            speaker_id=speaker_id,
             constrain_units=constrain_units,
-        )  # fmt: skip
+        )
 
     def _component(self, given: Any | None, name: str) -> Any | None:
         """`given`, or (if this task uses it) the processor's, else the model the LM's config names, on this

@@ -51,9 +51,12 @@ def _replace_stock_task(task: str, pipeline_class: type) -> None:
     registry_logger.setLevel(logging.ERROR)
     try:
         PIPELINE_REGISTRY.register_pipeline(
-            task, pipeline_class=pipeline_class, pt_model=stock.get("pt"), default=stock.get("default"),
+            task,
+            pipeline_class=pipeline_class,
+            pt_model=stock.get("pt"),
+            default=stock.get("default"),
             type=stock.get("type"),
-        )  # fmt: skip
+        )
     finally:
         registry_logger.setLevel(level)
 

@@ -104,18 +104,24 @@ def build_corpus(output: Path, settings: ReproductionSettings) -> Any:
     from ..data.corpus import build_speech_corpus
 
     return build_speech_corpus(
-        output / "corpus", settings.num_train, settings.num_test, voices=settings.voices,
-        held_out_voices=settings.held_out_voices, seed=settings.seed,
-    )  # fmt: skip
+        output / "corpus",
+        settings.num_train,
+        settings.num_test,
+        voices=settings.voices,
+        held_out_voices=settings.held_out_voices,
+        seed=settings.seed,
+    )
 
 
 def _corpus_summary(output: Path, corpus: Any) -> dict[str, Any]:
     manifest = json.loads((output / "corpus" / "manifest.json").read_text())
     seconds = {split: round(sum(len(r["audio"]["array"]) for r in rows) / 16000) for split, rows in corpus.items()}
     return {
-        "utterances": {split: len(rows) for split, rows in corpus.items()}, "speech_seconds": seconds,
-        "test_only_words": len(manifest.get("test_only_words", [])), "skipped": manifest["skipped"]["count"],
-    }  # fmt: skip
+        "utterances": {split: len(rows) for split, rows in corpus.items()},
+        "speech_seconds": seconds,
+        "test_only_words": len(manifest.get("test_only_words", [])),
+        "skipped": manifest["skipped"]["count"],
+    }
 
 
 def _new_unit_tokenizer(settings: ReproductionSettings) -> Any:
@@ -144,18 +150,23 @@ def fit_units(output: Path, settings: ReproductionSettings, corpus: Any) -> dict
         (row["audio"] for row in fit_on), max_frames=settings.unit_fit_frames, seed=settings.seed, progress=True
     )
     tokenizer.save_pretrained(output / "unit-tokenizer")
-    record_provenance(output / "unit-tokenizer", unit_fit_step(result, f"{len(fit_on)} training utterances",
-                                                               "speechgpt-hf reproduce"))  # fmt: skip
+    record_provenance(
+        output / "unit-tokenizer", unit_fit_step(result, f"{len(fit_on)} training utterances", "speechgpt-hf reproduce")
+    )
     write_model_card(output / "unit-tokenizer")
     units = encode_split(tokenizer, train)
     (output / "unit-tokenizer" / "train_units.json").write_text(json.dumps(units))
     lengths = [len(u["units"]) for u in units.values()]
     seconds = sum(len(row["audio"]["array"]) for row in train) / 16000
     return {
-        "encoder": settings.unit_encoder, "num_units": settings.num_units, "passes": result.iterations,
-        "inertia_per_pass": [round(float(x), 4) for x in result.inertia_history], "frames_seen": result.frames_seen,
-        "merged_units_per_second": round(sum(lengths) / seconds, 2), "units_in_use": len({u for v in units.values() for u in v["units"]}),
-    }  # fmt: skip
+        "encoder": settings.unit_encoder,
+        "num_units": settings.num_units,
+        "passes": result.iterations,
+        "inertia_per_pass": [round(float(x), 4) for x in result.inertia_history],
+        "frames_seen": result.frames_seen,
+        "merged_units_per_second": round(sum(lengths) / seconds, 2),
+        "units_in_use": len({u for v in units.values() for u in v["units"]}),
+    }
 
 
 def encode_split(tokenizer: Any, split: Any) -> dict[str, dict[str, list[int]]]:
@@ -202,14 +213,25 @@ def build_base_lm(output: Path, settings: ReproductionSettings, corpus: Any) -> 
     from ..testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
 
     pairs = load_instruction_pairs(None)[: settings.com_pairs]
-    texts = [*corpus["train"]["text"], *(p["instruction"] for p in pairs), *(p["response"] for p in pairs),
-             *load_task_descriptions(None, "asr"), *load_task_descriptions(None, "tts"), settings.system_prompt]  # fmt: skip
+    texts = [
+        *corpus["train"]["text"],
+        *(p["instruction"] for p in pairs),
+        *(p["response"] for p in pairs),
+        *load_task_descriptions(None, "asr"),
+        *load_task_descriptions(None, "tts"),
+        settings.system_prompt,
+    ]
     tokenizer = build_tiny_tokenizer(texts, vocab_size=settings.text_vocab_size)
     model = build_tiny_causal_lm(
-        "llama", vocab_size=len(tokenizer), hidden_size=settings.lm_hidden, intermediate_size=4 * settings.lm_hidden,
-        num_hidden_layers=settings.lm_layers, num_attention_heads=settings.lm_heads,
-        num_key_value_heads=settings.lm_heads, seed=settings.seed,
-    )  # fmt: skip
+        "llama",
+        vocab_size=len(tokenizer),
+        hidden_size=settings.lm_hidden,
+        intermediate_size=4 * settings.lm_hidden,
+        num_hidden_layers=settings.lm_layers,
+        num_attention_heads=settings.lm_heads,
+        num_key_value_heads=settings.lm_heads,
+        seed=settings.seed,
+    )
     model.save_pretrained(output / "base-lm")
     tokenizer.save_pretrained(output / "base-lm")
     return {"parameters": sum(p.numel() for p in model.parameters()), "text_vocab": len(tokenizer)}
@@ -233,11 +255,16 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
     steps = settings.stage_steps[stage]
     folder = output / "lm" / stage
     source = (
-        dict(base_model_name_or_path=str(output / "base-lm"), num_units=settings.num_units,
-             unit_tokenizer_repo=str(output / "unit-tokenizer"), system_prompt=settings.system_prompt, packing=False)
+        dict(
+            base_model_name_or_path=str(output / "base-lm"),
+            num_units=settings.num_units,
+            unit_tokenizer_repo=str(output / "unit-tokenizer"),
+            system_prompt=settings.system_prompt,
+            packing=False,
+        )
         if stage == STAGES[0]
         else dict(model_name_or_path=str(output / "lm" / STAGES[STAGES.index(stage) - 1]))
-    )  # fmt: skip
+    )
     # Stage 3 is the release's LoRA on q/v with the unit rows frozen (measured on the quickstart: training them at 10x
     # the rate made the model answer ASR requests with units), rehearsing stage 2's rows so that it keeps ASR and TTS.
     lora = {}
@@ -247,13 +274,26 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
             lora.update(replay_config=STAGES[1], replay_fraction=settings.replay_fraction)
     learning_rate = settings.lora_learning_rate if stage == STAGES[2] else settings.learning_rate
     config = SpeechGPTTrainingConfig(
-        stage=stage, dataset_name=str(output / "speechinstruct"), output_dir=str(folder), max_steps=steps,
-        per_device_train_batch_size=settings.batch_size, learning_rate=learning_rate,
-        lr_scheduler_type="cosine", warmup_steps=0.05, logging_steps=max(1, steps // 50), save_steps=max(50, steps // 5),
-        save_total_limit=1, report_to="none", use_cpu=True, seed=settings.seed, max_length=1024,
-        resume_from_checkpoint=_latest_checkpoint(folder), disable_tqdm=False, gradient_checkpointing=False,
+        stage=stage,
+        dataset_name=str(output / "speechinstruct"),
+        output_dir=str(folder),
+        max_steps=steps,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        logging_steps=max(1, steps // 50),
+        save_steps=max(50, steps // 5),
+        save_total_limit=1,
+        report_to="none",
+        use_cpu=True,
+        seed=settings.seed,
+        max_length=1024,
+        resume_from_checkpoint=_latest_checkpoint(folder),
+        disable_tqdm=False,
+        gradient_checkpointing=False,
         **{**source, **lora},
-    )  # fmt: skip
+    )
     run_stage(config)
     history = json.loads((folder / "trainer_state.json").read_text())["log_history"]
     losses = [entry["loss"] for entry in history if "loss" in entry]
@@ -277,13 +317,24 @@ def train_vocoder_step(output: Path, settings: ReproductionSettings, corpus: Any
     channels = settings.vocoder_channels
     folder = output / "vocoder"
     config = VocoderTrainingConfig(
-        output_dir=str(folder), max_steps=settings.vocoder_steps, batch_size=6, segment_frames=24, cpu=True,
-        seed=settings.seed, log_steps=10, eval_steps=max(50, settings.vocoder_steps // 10),
-        save_steps=max(50, settings.vocoder_steps // 10), discriminator_start_step=settings.vocoder_warmup_steps,
-        discriminator_width=0.25, resume_from_checkpoint=True if list(folder.glob("checkpoint-*")) else None,
-        model=dict(upsample_initial_channel=channels, unit_embed_dim=min(128, channels),
-                   duration_predictor_hidden_dim=min(128, channels)),
-    )  # fmt: skip
+        output_dir=str(folder),
+        max_steps=settings.vocoder_steps,
+        batch_size=6,
+        segment_frames=24,
+        cpu=True,
+        seed=settings.seed,
+        log_steps=10,
+        eval_steps=max(50, settings.vocoder_steps // 10),
+        save_steps=max(50, settings.vocoder_steps // 10),
+        discriminator_start_step=settings.vocoder_warmup_steps,
+        discriminator_width=0.25,
+        resume_from_checkpoint=True if list(folder.glob("checkpoint-*")) else None,
+        model=dict(
+            upsample_initial_channel=channels,
+            unit_embed_dim=min(128, channels),
+            duration_predictor_hidden_dim=min(128, channels),
+        ),
+    )
     train_vocoder(config, data, num_units=settings.num_units)
     return {"steps": settings.vocoder_steps, "speakers": len(data.speakers) if hasattr(data, "speakers") else None}
 
@@ -310,8 +361,13 @@ def evaluate_held_out(output: Path, settings: ReproductionSettings, corpus: Any)
     from ..evaluation.harness import EvaluationConfig, evaluate_speechgpt, load_judges, load_system
 
     model = assemble(output)
-    base = EvaluationConfig(judge=settings.judge, naturalness=settings.naturalness, max_items=settings.eval_items,
-                            max_questions=settings.eval_questions, latency_items=3)  # fmt: skip
+    base = EvaluationConfig(
+        judge=settings.judge,
+        naturalness=settings.naturalness,
+        max_items=settings.eval_items,
+        max_questions=settings.eval_questions,
+        latency_items=3,
+    )
     judges = load_judges(base)
     system = load_system(str(model), base.generation_kwargs, constrain_units=settings.constrained_decoding)
     probe = (
@@ -344,8 +400,10 @@ def _wer_by_kind(items: list[dict[str, Any]], split: Any) -> dict[str, float]:
     grouped: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         grouped.setdefault(kinds.get(item["id"], "unknown"), []).append(item)
-    return {kind: error_rates([i["reference"] for i in rows], [i["hypothesis"] for i in rows])["wer"]
-            for kind, rows in grouped.items()}  # fmt: skip
+    return {
+        kind: error_rates([i["reference"] for i in rows], [i["hypothesis"] for i in rows])["wer"]
+        for kind, rows in grouped.items()
+    }
 
 
 def run_reproduction(

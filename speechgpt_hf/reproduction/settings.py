@@ -33,9 +33,15 @@ class ReproductionSettings:
     num_train: int = 2000
     num_test: int = 100
     voices: tuple[str, ...] = (
-        "piper:joe", "piper:joe-slow", "piper:joe-fast", "espeak:en-us", "espeak:en-gb", "espeak:en-us+m3",
-        "espeak:en-us+f2", "espeak:en-gb-x-rp+f4",
-    )  # fmt: skip
+        "piper:joe",
+        "piper:joe-slow",
+        "piper:joe-fast",
+        "espeak:en-us",
+        "espeak:en-gb",
+        "espeak:en-us+m3",
+        "espeak:en-us+f2",
+        "espeak:en-gb-x-rp+f4",
+    )
     held_out_voices: tuple[str, ...] = ("espeak:en-gb-scotland+m4",)
     unit_encoder: str = "whisper-tiny.en"
     unit_layer: int = 4

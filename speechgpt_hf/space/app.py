@@ -113,8 +113,9 @@ class SpaceSession:
         session = self.chat.session(state["history"])
         parts: dict[str, str] = {}
         try:
-            events = session.stream(text=text or None, audio=samples, sampling_rate=rate,
-                                    output_modality=ANSWER_MODES[answer_in])  # fmt: skip
+            events = session.stream(
+                text=text or None, audio=samples, sampling_rate=rate, output_modality=ANSWER_MODES[answer_in]
+            )
             for event in events:
                 if isinstance(event, SpeechGPTReply):
                     yield self._finish(event, session, state, answer)
@@ -183,8 +184,9 @@ def build_demo(chat: LazyChat, max_seconds: float = 30.0, queue_size: int = 16, 
                 chatbot = gr.Chatbot(label="Conversation", height=420)
                 box = gr.MultimodalTextbox(
                     placeholder="Ask anything, or record or upload a spoken question",
-                    sources=["upload", "microphone"], show_label=False,
-                )  # fmt: skip
+                    sources=["upload", "microphone"],
+                    show_label=False,
+                )
                 answer_in = gr.Radio(list(ANSWER_MODES), value="as asked", label="Answer in")
                 reset = gr.Button("New conversation")
             with gr.Column(scale=2):
@@ -219,9 +221,11 @@ def launch(model: str, max_seconds: float = 30.0, **launch_kwargs: Any) -> None:
         return chat
 
     demo = build_demo(
-        LazyChat(load), max_seconds=max_seconds, queue_size=_env_number("SPEECHGPT_QUEUE_SIZE", 16, int),
+        LazyChat(load),
+        max_seconds=max_seconds,
+        queue_size=_env_number("SPEECHGPT_QUEUE_SIZE", 16, int),
         concurrency=_env_number("SPEECHGPT_CONCURRENCY", 2, int),
-    )  # fmt: skip
+    )
     demo.launch(max_file_size=MAX_UPLOAD, **launch_kwargs)
 
 

@@ -150,16 +150,27 @@ def write_space_card(output: Path, title: str, hub_model: str | None, version: s
     from huggingface_hub import SpaceCard, SpaceCardData
 
     data = SpaceCardData(
-        title=title, sdk="gradio", sdk_version=metadata.version("gradio"), python_version="3.11", app_file="app.py",
-        license="apache-2.0", models=[hub_model] if hub_model and is_hub_id(hub_model) else None,
-        tags=["speech", "speech-to-speech", "speechgpt"], emoji="🗣️", colorFrom="indigo", colorTo="pink",
+        title=title,
+        sdk="gradio",
+        sdk_version=metadata.version("gradio"),
+        python_version="3.11",
+        app_file="app.py",
+        license="apache-2.0",
+        models=[hub_model] if hub_model and is_hub_id(hub_model) else None,
+        tags=["speech", "speech-to-speech", "speechgpt"],
+        emoji="🗣️",
+        colorFrom="indigo",
+        colorTo="pink",
         pinned=False,
-    )  # fmt: skip
+    )
     card = SpaceCard.from_template(
-        data, template_path=str(template_path("space_card.md")), title=title,
+        data,
+        template_path=str(template_path("space_card.md")),
+        title=title,
         model=f"[{hub_model}](https://huggingface.co/{hub_model})" if hub_model else f"bundled in `{SYSTEM_FOLDER}/`",
-        version=version, max_seconds=f"{max_seconds:g}",
-    )  # fmt: skip
+        version=version,
+        max_seconds=f"{max_seconds:g}",
+    )
     card.save(output / "README.md")
 
 

@@ -42,14 +42,19 @@ class SpeechGPTTrainingConfig(SFTConfig):
     stage: str = field(default="cross_modal", metadata={"help": f"Which stage to run: one of {', '.join(STAGES)}."})
     model_name_or_path: str | None = field(default=None, metadata={"help": "A SpeechGPT repo id or folder to train."})
     base_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A text causal LM to expand into a SpeechGPT first (instead of model_name_or_path)."}
+        default=None,
+        metadata={"help": "A text causal LM to expand into a SpeechGPT first (instead of model_name_or_path)."},
     )
     num_units: int = field(default=1000, metadata={"help": "Unit vocabulary size K when expanding a base model."})
-    unit_tokenizer_repo: str | None = field(default=None, metadata={"help": "Unit tokenizer repo to record when expanding."})
+    unit_tokenizer_repo: str | None = field(
+        default=None, metadata={"help": "Unit tokenizer repo to record when expanding."}
+    )
     vocoder_repo: str | None = field(default=None, metadata={"help": "Vocoder repo to record when expanding."})
     system_prompt: str | None = field(
         default=None,
-        metadata={"help": "System prompt of the expanded model's processor (default: the package's); match the data's."},
+        metadata={
+            "help": "System prompt of the expanded model's processor (default: the package's); match the data's."
+        },
     )
     dataset_name: str | None = field(default=None, metadata={"help": "SpeechInstruct folder or Hub repo id."})
     dataset_config: str | None = field(default=None, metadata={"help": "Dataset config; defaults to the stage's name."})
@@ -57,8 +62,10 @@ class SpeechGPTTrainingConfig(SFTConfig):
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many rows (quick runs)."})
     replay_config: str | None = field(
         default=None,
-        metadata={"help": "Another config of the same dataset whose rows are mixed in (e.g. cross_modal in stage 3), "
-                  "so that the stage keeps what the earlier one taught."},
+        metadata={
+            "help": "Another config of the same dataset whose rows are mixed in (e.g. cross_modal in stage 3), "
+            "so that the stage keeps what the earlier one taught."
+        },
     )
     replay_fraction: float = field(
         default=0.5, metadata={"help": "Rows drawn from replay_config, as a fraction of the stage's own rows."}
@@ -81,7 +88,9 @@ class SpeechGPTTrainingConfig(SFTConfig):
         if self.stage not in STAGES:
             raise ValueError(f"Unknown stage {self.stage!r}: choose one of {', '.join(STAGES)}.")
         if (self.model_name_or_path is None) == (self.base_model_name_or_path is None):
-            raise ValueError("Give exactly one of model_name_or_path (a SpeechGPT) or base_model_name_or_path (a text LM).")
+            raise ValueError(
+                "Give exactly one of model_name_or_path (a SpeechGPT) or base_model_name_or_path (a text LM)."
+            )
         if self.replay_config is not None and (self.stage == STAGES[0] or self.replay_fraction <= 0):
             raise ValueError(
                 "replay_config mixes prompt/completion rows into stage cross_modal or chain_of_modality with a "
@@ -197,7 +206,9 @@ def _with_replay(config: SpeechGPTTrainingConfig, dataset: Any, columns: list[st
     replay = load_speechinstruct(config.dataset_name, config.replay_config, split=config.dataset_split)
     missing = [c for c in columns if c not in replay.column_names]
     if missing:
-        raise ValueError(f"replay_config {config.replay_config!r} lacks the column(s) {missing} that {config.stage} trains on.")
+        raise ValueError(
+            f"replay_config {config.replay_config!r} lacks the column(s) {missing} that {config.stage} trains on."
+        )
     wanted = max(1, round(config.replay_fraction * len(dataset)))
     order = replay.shuffle(seed=config.seed).select_columns(columns)
     picks = [i % len(order) for i in range(wanted)]
@@ -349,8 +360,10 @@ def stage_summary(config: SpeechGPTTrainingConfig, sequences: int | None, steps:
     packed = ", packed" if config.packing else ""
     data = data if sequences is None else f"{sequences} sequences of {data}"
     schedule = getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type)
-    return (f"{method}; {steps} steps of batch {batch} per device{packed} on {data}; "
-            f"learning rate {config.learning_rate:g} ({schedule}), max length {config.max_length}")  # fmt: skip
+    return (
+        f"{method}; {steps} steps of batch {batch} per device{packed} on {data}; "
+        f"learning rate {config.learning_rate:g} ({schedule}), max length {config.max_length}"
+    )
 
 
 def write_stage_card(config: SpeechGPTTrainingConfig, output_dir: Path, sequences: int | None, steps: int) -> Path:

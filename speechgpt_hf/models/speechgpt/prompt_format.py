@@ -66,15 +66,24 @@ def format_cross_modal_instruction(task_description: str, content: str) -> str:
 
 # The chain-of-modality instruction: a sentence naming the input modality and holding the input, a sentence
 # naming the wanted output modality, then step-by-step guidance for that pair of modalities.
-_INPUT_SENTENCE = {Modality.SPEECH: "Here is an instruction in speech:", Modality.TEXT: "Here is an instruction in text:"}
+_INPUT_SENTENCE = {
+    Modality.SPEECH: "Here is an instruction in speech:",
+    Modality.TEXT: "Here is an instruction in text:",
+}
 _OUTPUT_SENTENCE = {Modality.SPEECH: "Please answer in speech.", Modality.TEXT: "Please answer in text."}
 _GUIDANCE = {
     (Modality.SPEECH, Modality.SPEECH): "Go step by step: first write down the words you hear, then think of the "
     "answer in text, and last speak that answer aloud.",
     (Modality.SPEECH, Modality.TEXT): "Go step by step: first write down the words you hear, then think of the "
     "answer and write it in text.",
-    (Modality.TEXT, Modality.SPEECH): "Go step by step: first think of the answer in text, then speak that answer aloud.",
-    (Modality.TEXT, Modality.TEXT): "Go step by step: first think the instruction through, then write the answer in text.",
+    (
+        Modality.TEXT,
+        Modality.SPEECH,
+    ): "Go step by step: first think of the answer in text, then speak that answer aloud.",
+    (
+        Modality.TEXT,
+        Modality.TEXT,
+    ): "Go step by step: first think the instruction through, then write the answer in text.",
 }
 
 

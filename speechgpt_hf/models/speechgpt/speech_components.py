@@ -52,9 +52,12 @@ def config_pointers(name_or_path: str, **kwargs: Any) -> dict[str, Pointer]:
     from transformers.utils import cached_file
 
     found = cached_file(
-        name_or_path, CONFIG_NAME, _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False, **_repo_kwargs(kwargs),
-    )  # fmt: skip
+        name_or_path,
+        CONFIG_NAME,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
+        **_repo_kwargs(kwargs),
+    )
     if found is None or json.loads(Path(found).read_text()).get("model_type") != "speechgpt":
         return {}
     from .configuration_speechgpt import SpeechGPTConfig
@@ -177,9 +180,10 @@ class SpeechComponents:
     def unnamed(self) -> list[str]:
         """The attached components that have no repo or folder to point to."""
         return [
-            name for name, component in self._attached.items()
+            name
+            for name, component in self._attached.items()
             if component is not None and not getattr(component, "name_or_path", None)
-        ]  # fmt: skip
+        ]
 
 
 __all__ = [

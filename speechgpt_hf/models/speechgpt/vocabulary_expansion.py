@@ -72,7 +72,9 @@ def add_speech_units(
         raise ValueError(f"num_units must be positive, got {num_units}.")
     if isinstance(model, SpeechGPTForCausalLM):
         raise ValueError("This model is a SpeechGPT already; its vocabulary holds the unit tokens.")
-    seed_ids = {key: tokenizer(words, add_special_tokens=False)["input_ids"] for key, words in _MARKER_SEED_WORDS.items()}
+    seed_ids = {
+        key: tokenizer(words, add_special_tokens=False)["input_ids"] for key, words in _MARKER_SEED_WORDS.items()
+    }
     first_new = len(tokenizer)
     _add_tokens(tokenizer, unit_tokens(num_units) + list(SPEECHGPT_SPECIAL_TOKENS.values()))
     special_ids = {key: tokenizer.convert_tokens_to_ids(tok) for key, tok in SPEECHGPT_SPECIAL_TOKENS.items()}

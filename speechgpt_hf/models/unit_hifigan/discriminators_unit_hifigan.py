@@ -62,8 +62,15 @@ class ScaleDiscriminator(nn.Module):
     def __init__(self, width: float = 1.0, use_spectral_norm: bool = False) -> None:
         super().__init__()
         norm = spectral_norm if use_spectral_norm else weight_norm
-        spec = [(128, 15, 1, 1), (128, 41, 2, 4), (256, 41, 2, 16), (512, 41, 4, 16), (1024, 41, 4, 16),
-                (1024, 41, 1, 16), (1024, 5, 1, 1)]  # fmt: skip
+        spec = [
+            (128, 15, 1, 1),
+            (128, 41, 2, 4),
+            (256, 41, 2, 16),
+            (512, 41, 4, 16),
+            (1024, 41, 4, 16),
+            (1024, 41, 1, 16),
+            (1024, 5, 1, 1),
+        ]
         layers, c_in = [], 1
         for channels, kernel, stride, groups in spec:
             c_out = _scaled(channels, width)

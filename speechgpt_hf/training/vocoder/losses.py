@@ -23,9 +23,19 @@ class LogMelSpectrogram(nn.Module):
         import torchaudio
 
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sampling_rate, n_fft=n_fft, hop_length=hop_length, win_length=win_length, n_mels=n_mels,
-            f_min=f_min, f_max=f_max, power=1.0, norm="slaney", mel_scale="slaney", center=True, pad_mode="reflect",
-        )  # fmt: skip
+            sample_rate=sampling_rate,
+            n_fft=n_fft,
+            hop_length=hop_length,
+            win_length=win_length,
+            n_mels=n_mels,
+            f_min=f_min,
+            f_max=f_max,
+            power=1.0,
+            norm="slaney",
+            mel_scale="slaney",
+            center=True,
+            pad_mode="reflect",
+        )
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return torch.log(torch.clamp(self.mel(waveform.float()), min=1e-5))

@@ -89,9 +89,10 @@ def train_vocoder(
     from accelerate.utils import set_seed
 
     accelerator = Accelerator(
-        cpu=config.cpu, mixed_precision=config.mixed_precision,
+        cpu=config.cpu,
+        mixed_precision=config.mixed_precision,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )  # fmt: skip
+    )
     set_seed(config.seed)
     vocoder = build_vocoder(config, train_data, num_units)
     generator = GeneratorTrainingForward(vocoder)
@@ -100,12 +101,20 @@ def train_vocoder(
     opt_d = torch.optim.AdamW(discriminator.parameters(), config.learning_rate, betas=config.adam_betas)
     sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, gamma=config.lr_decay)
     sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=config.lr_decay)
-    collate = VocoderCollator(config.segment_frames, vocoder.config.hop_length, vocoder.config.num_speakers > 0,
-                              seed=config.seed + accelerator.process_index)  # fmt: skip
+    collate = VocoderCollator(
+        config.segment_frames,
+        vocoder.config.hop_length,
+        vocoder.config.num_speakers > 0,
+        seed=config.seed + accelerator.process_index,
+    )
     loader = torch.utils.data.DataLoader(
-        train_data, batch_size=config.batch_size, shuffle=True, collate_fn=collate, num_workers=config.num_workers,
+        train_data,
+        batch_size=config.batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        num_workers=config.num_workers,
         generator=torch.Generator().manual_seed(config.seed),  # keeps iterator seeding off the global RNG
-    )  # fmt: skip
+    )
     generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
     # Per-epoch decay: kept out of `prepare`, which would step them once per process.
     accelerator.register_for_checkpointing(sched_g, sched_d)
@@ -117,8 +126,9 @@ def train_vocoder(
 
 
 def _mel(config: VocoderTrainingConfig, sampling_rate: int) -> LogMelSpectrogram:
-    return LogMelSpectrogram(sampling_rate, config.n_fft, config.hop_length, config.win_length, config.n_mels,
-                             config.f_min, config.f_max)  # fmt: skip
+    return LogMelSpectrogram(
+        sampling_rate, config.n_fft, config.hop_length, config.win_length, config.n_mels, config.f_min, config.f_max
+    )
 
 
 def _loop(
@@ -315,14 +325,29 @@ def write_vocoder_card(config: VocoderTrainingConfig, utterances: int, steps: in
     from ...hub.cards import record_provenance, write_model_card
 
     start = f"from {Path(config.init_from).name}" if config.init_from else "from scratch"
-    summary = (f"{steps} of {config.max_steps} steps {start}, batch {config.batch_size} of {config.segment_frames}-frame segments, "
-               f"AdamW lr {config.learning_rate:g} (decay {config.lr_decay} an epoch), mel loss weight "
-               f"{config.mel_weight:g}, discriminators from step {config.discriminator_start_step}")  # fmt: skip
-    step = {"name": "unit HiFi-GAN training", "made_by": "speechgpt-hf train-vocoder", "summary": summary,
-            "facts": {"training utterances": utterances, "training steps": steps}}  # fmt: skip
+    summary = (
+        f"{steps} of {config.max_steps} steps {start}, batch {config.batch_size} of {config.segment_frames}-frame segments, "
+        f"AdamW lr {config.learning_rate:g} (decay {config.lr_decay} an epoch), mel loss weight "
+        f"{config.mel_weight:g}, discriminators from step {config.discriminator_start_step}"
+    )
+    step = {
+        "name": "unit HiFi-GAN training",
+        "made_by": "speechgpt-hf train-vocoder",
+        "summary": summary,
+        "facts": {"training utterances": utterances, "training steps": steps},
+    }
     record_provenance(config.output_dir, step)
     return write_model_card(config.output_dir)
 
 
-__all__ = ["GeneratorTrainingForward", "TrainerState", "build_vocoder", "evaluate_vocoder", "plot_losses",
-           "save_checkpoint", "train_step", "train_vocoder", "write_vocoder_card"]  # fmt: skip
+__all__ = [
+    "GeneratorTrainingForward",
+    "TrainerState",
+    "build_vocoder",
+    "evaluate_vocoder",
+    "plot_losses",
+    "save_checkpoint",
+    "train_step",
+    "train_vocoder",
+    "write_vocoder_card",
+]
