@@ -37,8 +37,9 @@ from speechgpt_hf import (
     units_to_string,
 )
 from speechgpt_hf.models.speechgpt import SpeechGPTProcessor
+from speechgpt_hf.stages import STAGES
 from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
-from speechgpt_hf.training.stages import STAGES, SpeechGPTTrainingConfig, build_trainer
+from speechgpt_hf.training.stages import SpeechGPTTrainingConfig, build_trainer
 
 RESULT = Path(__file__).with_suffix(".md")
 SR = 16000

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from speechgpt_hf.data.tts_engines import PiperTTS
-from speechgpt_hf.evaluation.asr_judge import PocketsphinxJudge
+from speechgpt_hf.evaluation.pocketsphinx_judge import PocketsphinxJudge
 from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 from speechgpt_hf.training.vocoder import (
     LogMelSpectrogram,

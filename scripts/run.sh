@@ -2,13 +2,14 @@
 # Sets up everything speechgpt-hf needs on a fresh Debian machine, then runs one job.
 #   bash scripts/run.sh quickstart [args…]   the whole recipe in miniature, offline
 #   bash scripts/run.sh test [pytest args…]  the test suite
+#   bash scripts/run.sh lint                 ruff check and ruff format --check (CI runs it before the tests)
 # The virtual environment lives outside the clone, keyed on constraints.txt, so a second run reuses it
 # (set SPEECHGPT_HF_VENV to choose another place).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 job=${1:-}
 shift || true
-case "$job" in quickstart|test) ;; *) echo "usage: bash scripts/run.sh {quickstart|test} [args…]" >&2; exit 2 ;; esac
+case "$job" in quickstart|test|lint) ;; *) echo "usage: bash scripts/run.sh {quickstart|test|lint} [args…]" >&2; exit 2 ;; esac
 
 missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
@@ -61,4 +62,5 @@ export PATH="$venv/bin:$PATH" HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLE
 case "$job" in
     quickstart) exec speechgpt-hf quickstart "$@" ;;
     test) HF_HUB_OFFLINE=1 exec python -m pytest -q "$@" ;;
+    lint) ruff check . && exec ruff format --check . ;;
 esac

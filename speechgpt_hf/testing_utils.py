@@ -1,7 +1,7 @@
 """Tiny, fully offline building blocks: a BPE tokenizer trained in memory, small random causal LMs and vocoders,
 and a logits processor that makes `generate` write a fixed answer.
 
-The test suite and the offline quickstart use these instead of downloading a base LLM.
+For the test suite and the benchmarks only: nothing the package runs imports this module.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, LogitsProcessor, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerFast
+
+from .reproduction.base_lm import random_causal_lm, train_bpe_tokenizer
 
 TINY_CORPUS = (
     "The quick brown fox jumps over the lazy dog.",
@@ -27,23 +29,7 @@ TINY_CORPUS = (
 
 def build_tiny_tokenizer(corpus: Iterable[str] = TINY_CORPUS, vocab_size: int = 300) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained on `corpus` in memory, with BOS/EOS/UNK/PAD tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    specials = ["<unk>", "<s>", "</s>", "<pad>"]
-    backend = Tokenizer(models.BPE(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    backend.train_from_iterator(list(corpus), trainer=trainer)
-    bos = backend.token_to_id("<s>")
-    backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
-    )
+    return train_bpe_tokenizer(corpus, vocab_size)
 
 
 def build_tiny_causal_lm(
@@ -57,15 +43,9 @@ def build_tiny_causal_lm(
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=3,
     )
     settings.update(overrides)
-    config = AutoConfig.for_model(model_type, **settings)
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config)
+    return random_causal_lm(model_type, seed=seed, **settings)
 
 
 def fan_in_init_(module: torch.nn.Module, gain: float = 1.0) -> None:

@@ -8,13 +8,15 @@ from ._verbs import UsageError
 
 HELP = "Build SpeechInstruct (modality adaptation, cross-modal, chain-of-modality) into a Hub-ready folder."
 
-_CONFIGS = ("modality_adaptation", "cross_modal", "chain_of_modality")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output_dir", help="folder to write (parquet shards, README.md); a rerun resumes it")
     parser.add_argument(
-        "--configs", nargs="+", choices=_CONFIGS, help="default: all three with --audio, else chain_of_modality"
+        "--configs",
+        nargs="+",
+        metavar="CONFIG",
+        help="configurations to build, named after the stages they train (default: all three with --audio, else only "
+        "the chain-of-modality one)",
     )
     source = parser.add_argument_group("sources")
     source.add_argument("--audio", help="speech corpus: a local folder of audio files or a Hub dataset id")
@@ -46,9 +48,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from speechgpt_hf.data.hub_folder import build_speechinstruct_folder, push_folder
+    from speechgpt_hf.data.hub_folder import build_speechinstruct_folder
+    from speechgpt_hf.hub.push import check_folder, push
+    from speechgpt_hf.stages import CHAIN_OF_MODALITY, STAGES
 
-    configs = args.configs or (list(_CONFIGS) if args.audio else ["chain_of_modality"])
+    unknown = sorted(set(args.configs or ()) - set(STAGES))
+    if unknown:
+        raise UsageError(f"Unknown configuration {', '.join(unknown)}: choose from {', '.join(STAGES)}.")
+
+    configs = args.configs or (list(STAGES) if args.audio else [CHAIN_OF_MODALITY])
     if not args.audio and set(configs) - {"chain_of_modality"}:
         raise UsageError("modality_adaptation and cross_modal need speech: pass --audio FOLDER_OR_HUB_ID.")
     summaries = build_speechinstruct_folder(
@@ -82,7 +90,9 @@ def run(args: argparse.Namespace) -> None:
         f"speechgpt_hf.data.loading.load_speechinstruct({args.output_dir!r}, '<config>'))"
     )
     if args.push_to_hub:
-        print(f"Pushed to {push_folder(args.output_dir, args.push_to_hub, private=args.private)}")
+        check_folder(args.output_dir, "dataset")
+        url = push(args.output_dir, args.push_to_hub, repo_type="dataset", private=args.private)
+        print(f"Pushed to {url}")
 
 
 def _print_summaries(summaries: dict[str, dict[str, Any]], output_dir: str) -> None:

@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from speechgpt_hf.quickstart import run_quickstart
     from speechgpt_hf.reproduction import PRESETS
+    from speechgpt_hf.reproduction.quickstart import run_quickstart
 
     settings = PRESETS["quickstart"].override(**parse_overrides(args.set))
     run_quickstart(args.output_dir, settings, overwrite=args.overwrite)

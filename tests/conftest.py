@@ -17,6 +17,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow (real checkpoints, long runs)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def publish_to_local_hub(folder: str | Path, repo_id: str, repo_type: str = "model") -> str:
     """Lays `folder` out in the offline Hub cache as `repo_id`, exactly as a download would, and returns the id."""
     prefix = {"model": "models", "dataset": "datasets", "space": "spaces"}[repo_type]

@@ -14,7 +14,7 @@ import speechgpt_hf
 from speechgpt_hf.audio import AudioInputError, load_audio, read_audio, to_float, to_int16
 from speechgpt_hf.data.sources import decode_audio
 from speechgpt_hf.data.tts_engines import CallableTTS
-from speechgpt_hf.evaluation.asr_judge import PocketsphinxJudge
+from speechgpt_hf.evaluation.pocketsphinx_judge import PocketsphinxJudge
 from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 from speechgpt_hf.space.app import read_upload
 from speechgpt_hf.training.vocoder import prepare_vocoder_dataset

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from speechgpt_hf.data.corpus import (
+from speechgpt_hf.reproduction.corpus import (
     MAX_WORDS,
     MIN_WORDS,
     NEW_COMBINATION,

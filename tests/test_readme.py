@@ -159,3 +159,33 @@ def test_readme_snippet_runs(language, code, workdir, monkeypatch):
     import speechgpt_hf_cli
 
     assert speechgpt_hf_cli.main(argv[1:]) == 0
+
+
+def _documented_names() -> set[str]:
+    """Every `speechgpt_hf.…` dotted name in the README's prose and code, and every name its code imports from it."""
+    text = README.read_text(encoding="utf-8")
+    names = set(re.findall(r"\bspeechgpt_hf(?:\.[A-Za-z_]\w*)+", text))
+    for module, imported in re.findall(r"from (speechgpt_hf(?:\.\w+)*) import ([\w, ()]+)", text):
+        names.update(f"{module}.{name.strip()}" for name in imported.strip("()").split(",") if name.strip())
+    return names
+
+
+def test_every_public_name_the_readme_mentions_exists():
+    import importlib
+
+    missing = []
+    for dotted in sorted(_documented_names()):
+        parts = dotted.split(".")
+        # the longest importable module prefix, then attributes down from it
+        for cut in range(len(parts), 0, -1):
+            try:
+                target = importlib.import_module(".".join(parts[:cut]))
+                break
+            except ImportError:
+                continue
+        for attribute in parts[cut:]:
+            if not hasattr(target, attribute):
+                missing.append(dotted)
+                break
+            target = getattr(target, attribute)
+    assert len(_documented_names()) > 5 and not missing, f"README names that do not exist: {missing}"

@@ -8,8 +8,8 @@ import datasets
 from transformers import AutoModel, AutoModelForCausalLM
 
 import speechgpt_hf_cli
-from speechgpt_hf.data.corpus import normalise
 from speechgpt_hf.data.loading import load_speechinstruct
+from speechgpt_hf.reproduction.corpus import normalise
 
 TINY = [
     "num_train=24",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from speechgpt_hf.data.hub_folder import build_speechinstruct_folder, push_folder
+from speechgpt_hf.data.hub_folder import build_speechinstruct_folder
 from speechgpt_hf.data.original_format import (
     iter_original_jsonl,
     original_jsonl_to_dataset,
@@ -20,9 +20,10 @@ from speechgpt_hf.data.original_format import (
     write_original_jsonl,
 )
 from speechgpt_hf.data.rows import COM_TASKS, TURN_KEYS, estimate_tokens, token_counter
-from speechgpt_hf.data.sources import decode_audio, load_instruction_pairs, load_task_descriptions, normalize_transcript
+from speechgpt_hf.data.sources import decode_audio, load_instruction_pairs, normalize_transcript
 from speechgpt_hf.data.speechinstruct import SpeechInstruct, SpeechInstructConfig
 from speechgpt_hf.data.tts_engines import EspeakTTS
+from speechgpt_hf.hub.push import IGNORE_PATTERNS
 from speechgpt_hf.models.speechgpt.prompt_format import (
     DEFAULT_SYSTEM_PROMPT,
     format_chain_of_modality_instruction,
@@ -30,6 +31,7 @@ from speechgpt_hf.models.speechgpt.prompt_format import (
     parse_response,
     units_to_string,
 )
+from speechgpt_hf.models.speechgpt.task_descriptions import load_task_descriptions
 from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 from speechgpt_hf_cli import main as cli_main
 
@@ -513,15 +515,21 @@ def test_cli_writes_a_loadable_resumable_hub_folder(tmp_path, speech_folder, tok
     assert len(datasets.load_dataset(snapshot, "chain_of_modality", split="train")) == 12
 
 
-def test_push_uploads_the_folder_without_build_records(tmp_path, monkeypatch):
+def test_push_to_hub_uploads_as_speechgpt_hf_push_does(tmp_path, tokenizer, monkeypatch, capsys):
     from huggingface_hub import HfApi
 
     calls = {}
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("create", (repo_id, kw)))
-    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.setdefault("upload", kw))
-    push_folder(tmp_path, "someone/speechinstruct", private=True)
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.update(upload=kw) or "done")
+    out = tmp_path / "out"
+    tokenizer.save_pretrained(tmp_path / "units")
+    (tmp_path / "pairs.json").write_text(json.dumps(PAIRS[:2]))
+    argv = ["build-speechinstruct", str(out), "--unit-tokenizer", str(tmp_path / "units"), "--tts", "espeak-ng"]
+    argv += ["--instructions", str(tmp_path / "pairs.json"), "--push-to-hub", "someone/speechinstruct", "--private"]
+    assert cli_main(argv) == 0
     assert calls["create"] == ("someone/speechinstruct", {"repo_type": "dataset", "private": True, "exist_ok": True})
-    assert calls["upload"]["repo_type"] == "dataset" and ".speechinstruct/**" in calls["upload"]["ignore_patterns"]
+    assert calls["upload"]["repo_type"] == "dataset" and calls["upload"]["ignore_patterns"] == IGNORE_PATTERNS
+    assert ".speechinstruct/**" in IGNORE_PATTERNS and "Pushed to done" in capsys.readouterr().out
 
 
 def test_transcripts_lose_corpus_tags_that_would_look_like_markers():

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from ..audio import SAMPLING_RATE
 from .read_ctranslate2 import CTranslate2FormatError, CTranslate2Model, read_ctranslate2
 
-SAMPLING_RATE = 16000
 MULTILINGUAL_VOCAB_SIZE = 51865  # multilingual Whisper vocabularies; the English-only (.en) ones hold 51864
 _LAYER_PARTS = {  # CTranslate2 sub-module -> transformers sub-module, per layer
     "self_attention/layer_norm": "self_attn_layer_norm",

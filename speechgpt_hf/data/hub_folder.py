@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .rows import CHAIN_OF_MODALITY, CROSS_MODAL, MODALITY_ADAPTATION
+from ..stages import CHAIN_OF_MODALITY, CROSS_MODAL, MODALITY_ADAPTATION
 from .skipped import SkippedItems
 from .speechinstruct import Shard, SpeechInstruct
 
@@ -422,28 +422,11 @@ def _size_category(rows: int) -> str:
     return "1M<n<10M" if rows < 10_000_000 else "10M<n<100M"
 
 
-def push_folder(folder: str | Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
-    """Creates the dataset repo if needed and uploads the folder (without its build records); returns the URL."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    commit = api.upload_folder(
-        folder_path=str(folder),
-        repo_id=repo_id,
-        repo_type="dataset",
-        ignore_patterns=[f"{STATE_DIR}/*", f"{STATE_DIR}/**", "*.partial"],
-        commit_message="Upload SpeechInstruct built with speechgpt-hf",
-    )
-    return str(getattr(commit, "repo_url", f"https://huggingface.co/datasets/{repo_id}"))
-
-
 __all__ = [
     "SplitSummary",
     "build_speechinstruct_folder",
     "describe_build",
     "folder_counts",
-    "push_folder",
     "write_readme",
     "write_summary",
 ]

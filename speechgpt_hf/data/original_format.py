@@ -36,7 +36,8 @@ from ..models.speechgpt.prompt_format import (
     string_to_units,
     units_to_string,
 )
-from .rows import ASR, COM_TASKS, MODALITY_ADAPTATION, TTS, make_turn, render_exchange, render_row
+from ..stages import MODALITY_ADAPTATION
+from .rows import ASR, COM_TASKS, TTS, make_turn, render_exchange, render_row
 
 _TURN = re.compile(r"\[Human\]\s*:\s*(?P<human>.*?)\s*<eoh>\s*\.?\s*(?P<answer>\[SpeechGPT\]\s*:.*?<eoa>)", re.DOTALL)
 _INPUT_MARKER = re.compile(r"\s*this is input\s*:\s*", re.IGNORECASE)

@@ -26,8 +26,8 @@ from ..models.speechgpt.prompt_format import (
     format_turn,
     units_to_string,
 )
+from ..stages import CHAIN_OF_MODALITY, CROSS_MODAL, MODALITY_ADAPTATION
 
-MODALITY_ADAPTATION, CROSS_MODAL, CHAIN_OF_MODALITY = "modality_adaptation", "cross_modal", "chain_of_modality"
 ASR, TTS = "asr", "tts"
 # Chain-of-modality tasks: (input modality, output modality).
 COM_TASKS: dict[str, tuple[Modality, Modality]] = {

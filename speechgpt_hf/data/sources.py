@@ -196,18 +196,6 @@ def _pair(record: Mapping[str, Any], index: int) -> dict[str, str]:
     }
 
 
-def load_task_descriptions(source: str | Path | Sequence[str] | None, task: str) -> list[str]:
-    """ASR or TTS task descriptions: a list, a text file (one a line), or None for the shipped 100."""
-    if source is None:
-        source = DATA_DIR / "task_descriptions" / f"{task}.txt"
-    if isinstance(source, (str, Path)):
-        source = Path(source).read_text(encoding="utf-8").splitlines()
-    descriptions = [line.strip() for line in source if line.strip()]
-    if not descriptions:
-        raise ValueError(f"No {task.upper()} task descriptions given.")
-    return descriptions
-
-
 __all__ = [
     "BUILTIN_INSTRUCTIONS",
     "SkipItem",
@@ -216,6 +204,5 @@ __all__ = [
     "find_column",
     "load_instruction_pairs",
     "load_speech_source",
-    "load_task_descriptions",
     "normalize_transcript",
 ]

@@ -29,13 +29,12 @@ import numpy as np
 
 from ..audio import AudioInputError
 from ..models.speechgpt.prompt_format import DEFAULT_SYSTEM_PROMPT, Modality
+from ..models.speechgpt.task_descriptions import load_task_descriptions
+from ..stages import CHAIN_OF_MODALITY, CROSS_MODAL, MODALITY_ADAPTATION
 from .rows import (
     ASR,
-    CHAIN_OF_MODALITY,
     COM_TASKS,
-    CROSS_MODAL,
     FEATURES,
-    MODALITY_ADAPTATION,
     TTS,
     make_turn,
     render_row,
@@ -56,7 +55,6 @@ from .sources import (
     find_column,
     load_instruction_pairs,
     load_speech_source,
-    load_task_descriptions,
     normalize_transcript,
 )
 from .tts_engines import resolve_tts

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ..audio import SAMPLING_RATE
 from ..data.skipped import SkippedItems, audio_name
 
-SAMPLING_RATE = 16000
 SPOKEN_QA_FILE = Path(__file__).parent / "data" / "spoken_qa.jsonl"
 
 

@@ -94,9 +94,9 @@ def load_judges(config: EvaluationConfig) -> Judges:
 
 
 def _description(given: str | None, task: str) -> str:
-    from ..data.sources import load_task_descriptions
+    from ..models.speechgpt.task_descriptions import default_task_description
 
-    return given or load_task_descriptions(None, task)[0]
+    return given or default_task_description(task)
 
 
 def _run_tasks(system: Any, config: EvaluationConfig, judges: Judges, skipped: SkippedItems) -> dict[str, TaskResult]:

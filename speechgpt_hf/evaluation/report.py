@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..audio import SAMPLING_RATE
 from ..data.skipped import capped
 
 # Metrics where lower is better, shown as a system bar beside the judge's reference bar.
@@ -81,7 +82,7 @@ def _plot_spectrograms(report: Any, path: Path) -> bool:
     fig, axes = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True)
     for ax, waveform, title in zip(axes, example, (f"{task.task}: spoken answer", "reference"), strict=True):
         with np.errstate(divide="ignore"):  # digital silence has no level in dB
-            ax.specgram(waveform, NFFT=512, Fs=16000, noverlap=384, cmap="magma")
+            ax.specgram(waveform, NFFT=512, Fs=SAMPLING_RATE, noverlap=384, cmap="magma")
         ax.set_ylabel("Hz")
         ax.set_title(title)
     axes[-1].set_xlabel("time (s)")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..audio import SAMPLING_RATE
 from ..models.speechgpt.chat_template import history_messages
 from ..models.speechgpt.prompt_format import (
     EOA,
@@ -37,7 +38,7 @@ class SpeechGPTReply:
 
     response: SpeechGPTResponse
     waveform: np.ndarray | None = None
-    sampling_rate: int = 16000
+    sampling_rate: int = SAMPLING_RATE
     generated_text: str = ""
     prompt: str = field(default="", repr=False)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..data.sources import load_task_descriptions
 from ..models.speechgpt.prompt_format import INPUT_MARKER
+from ..models.speechgpt.task_descriptions import default_task_description
 from .base import SpeechGPTPipeline, speech_input
 
 MODES = ("transcribe", "answer")
@@ -84,7 +84,7 @@ class SpeechToSpeechPipeline(SpeechGPTSpeechInPipeline):
 
 def _transcription_request(description: str | None) -> str:
     """The ASR request the units follow: `description` (default: the first shipped one) then "This is input:"."""
-    description = (description or load_task_descriptions(None, "asr")[0]).strip()
+    description = (description or default_task_description("asr")).strip()
     return description if description.endswith(INPUT_MARKER) else f"{description} {INPUT_MARKER}"
 
 

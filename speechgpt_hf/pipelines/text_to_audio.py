@@ -13,8 +13,8 @@ from typing import Any
 
 from transformers.pipelines.text_to_audio import TextToAudioPipeline
 
-from ..data.sources import load_task_descriptions
 from ..models.speechgpt.prompt_format import format_cross_modal_instruction
+from ..models.speechgpt.task_descriptions import default_task_description
 from .base import SpeechGPTPipeline, StockTaskDispatch, reject_chat
 
 MODES = ("read", "answer")
@@ -42,7 +42,7 @@ class SpeechGPTTextToAudioPipeline(StockTaskDispatch, SpeechGPTPipeline):
             if instruction is not None:
                 raise ValueError("mode='answer' answers the text itself: leave `instruction` unset.")
             return self._prompt_inputs(self.chat.instruction(text=text, output_modality="speech"))
-        description = instruction or load_task_descriptions(None, "tts")[0]
+        description = instruction or default_task_description("tts")
         return self._prompt_inputs(format_cross_modal_instruction(description, text.strip()))
 
     def postprocess(self, model_outputs: dict[str, Any]) -> dict[str, Any]:

@@ -19,11 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from ..audio import SAMPLING_RATE
+from ..stages import STAGES
+from .base_lm import build_base_lm
 from .settings import PRESETS, ReproductionSettings
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("modality_adaptation", "cross_modal", "chain_of_modality")
 EVAL_SPLITS = ("test", "test_voice")
 TRAIN_PROBE = "train_probe"  # a few training sentences, scored like the held-out ones: the overfitting gap
 
@@ -101,7 +103,7 @@ class PrecomputedUnits:
 
 
 def build_corpus(output: Path, settings: ReproductionSettings) -> Any:
-    from ..data.corpus import build_speech_corpus
+    from .corpus import build_speech_corpus
 
     return build_speech_corpus(
         output / "corpus",
@@ -115,7 +117,9 @@ def build_corpus(output: Path, settings: ReproductionSettings) -> Any:
 
 def _corpus_summary(output: Path, corpus: Any) -> dict[str, Any]:
     manifest = json.loads((output / "corpus" / "manifest.json").read_text())
-    seconds = {split: round(sum(len(r["audio"]["array"]) for r in rows) / 16000) for split, rows in corpus.items()}
+    seconds = {
+        split: round(sum(len(r["audio"]["array"]) for r in rows) / SAMPLING_RATE) for split, rows in corpus.items()
+    }
     return {
         "utterances": {split: len(rows) for split, rows in corpus.items()},
         "speech_seconds": seconds,
@@ -188,12 +192,13 @@ def load_units(output: Path) -> tuple[Any, dict[str, dict[str, list[int]]]]:
 
 def build_data(output: Path, settings: ReproductionSettings, corpus: Any) -> dict[str, Any]:
     from ..data.hub_folder import build_speechinstruct_folder
-    from ..data.sources import load_instruction_pairs, load_task_descriptions
+    from ..data.sources import load_instruction_pairs
+    from ..models.speechgpt.task_descriptions import load_task_descriptions
 
     tokenizer, table = load_units(output)
     summaries = build_speechinstruct_folder(
         output / "speechinstruct",
-        ["modality_adaptation", "cross_modal", "chain_of_modality"],
+        list(STAGES),
         audio_source=corpus["train"],
         unit_tokenizer=PrecomputedUnits(tokenizer, {k: v["units"] for k, v in table.items()}),
         tts="piper",
@@ -206,14 +211,13 @@ def build_data(output: Path, settings: ReproductionSettings, corpus: Any) -> dic
     return {name: {split: s.rows for split, s in splits.items()} for name, splits in summaries.items()}
 
 
-def build_base_lm(output: Path, settings: ReproductionSettings, corpus: Any) -> dict[str, Any]:
-    """A BPE tokenizer trained on the training text (sentences, instructions, task descriptions) and a Llama
-    of the configured size, from scratch: no pretrained text LM installs offline."""
-    from ..data.sources import load_instruction_pairs, load_task_descriptions
-    from ..testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
+def base_lm_texts(settings: ReproductionSettings, corpus: Any) -> list[str]:
+    """The text the from-scratch tokenizer is trained on: training sentences, instructions, task descriptions."""
+    from ..data.sources import load_instruction_pairs
+    from ..models.speechgpt.task_descriptions import load_task_descriptions
 
     pairs = load_instruction_pairs(None)[: settings.com_pairs]
-    texts = [
+    return [
         *corpus["train"]["text"],
         *(p["instruction"] for p in pairs),
         *(p["response"] for p in pairs),
@@ -221,20 +225,6 @@ def build_base_lm(output: Path, settings: ReproductionSettings, corpus: Any) -> 
         *load_task_descriptions(None, "tts"),
         settings.system_prompt,
     ]
-    tokenizer = build_tiny_tokenizer(texts, vocab_size=settings.text_vocab_size)
-    model = build_tiny_causal_lm(
-        "llama",
-        vocab_size=len(tokenizer),
-        hidden_size=settings.lm_hidden,
-        intermediate_size=4 * settings.lm_hidden,
-        num_hidden_layers=settings.lm_layers,
-        num_attention_heads=settings.lm_heads,
-        num_key_value_heads=settings.lm_heads,
-        seed=settings.seed,
-    )
-    model.save_pretrained(output / "base-lm")
-    tokenizer.save_pretrained(output / "base-lm")
-    return {"parameters": sum(p.numel() for p in model.parameters()), "text_vocab": len(tokenizer)}
 
 
 def _latest_checkpoint(folder: Path) -> str | None:
@@ -421,7 +411,7 @@ def run_reproduction(
     corpus = build_corpus(output, settings)  # built: loaded from disk
     summary["units"] = steps.run("units", lambda: fit_units(output, settings, corpus))
     summary["speechinstruct"] = steps.run("speechinstruct", lambda: build_data(output, settings, corpus))
-    summary["base_lm"] = steps.run("base_lm", lambda: build_base_lm(output, settings, corpus))
+    summary["base_lm"] = steps.run("base_lm", lambda: build_base_lm(output, settings, base_lm_texts(settings, corpus)))
     for stage in STAGES:
         summary[stage] = steps.run(stage, lambda stage=stage: train_stage(output, settings, stage))
     summary["vocoder"] = steps.run("vocoder", lambda: train_vocoder_step(output, settings, corpus))

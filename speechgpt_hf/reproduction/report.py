@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-STAGE_TITLES = {"modality_adaptation": "stage 1", "cross_modal": "stage 2", "chain_of_modality": "stage 3"}
+from ..stages import STAGES
+
+STAGE_TITLES = {name: f"stage {number}" for number, name in enumerate(STAGES, 1)}
 # The goals of the reproduction: (split, task, metric, bound, higher is better).
 GOALS = (
     ("test", "asr", "wer", 0.20, False),

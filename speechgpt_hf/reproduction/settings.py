@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ..stages import CHAIN_OF_MODALITY, CROSS_MODAL, MODALITY_ADAPTATION
+
 UNIT_ENCODERS = ("whisper-tiny.en", "mfcc")
 # A one-line system prompt: the package's three-line one is over half of every stage-2 row for a small BPE
 # vocabulary, compute that a small model trained from scratch spends on a constant prefix.
@@ -53,7 +55,7 @@ class ReproductionSettings:
     lm_layers: int = 4
     lm_heads: int = 4
     stage_steps: dict[str, int] = field(
-        default_factory=lambda: {"modality_adaptation": 400, "cross_modal": 2400, "chain_of_modality": 300}
+        default_factory=lambda: {MODALITY_ADAPTATION: 400, CROSS_MODAL: 2400, CHAIN_OF_MODALITY: 300}
     )
     batch_size: int = 16
     learning_rate: float = 1e-3
@@ -109,7 +111,7 @@ PRESETS: dict[str, ReproductionSettings] = {
         text_vocab_size=600,
         lm_hidden=128,
         lm_layers=3,
-        stage_steps={"modality_adaptation": 60, "cross_modal": 1000, "chain_of_modality": 60},
+        stage_steps={MODALITY_ADAPTATION: 60, CROSS_MODAL: 1000, CHAIN_OF_MODALITY: 60},
         batch_size=8,
         learning_rate=2e-3,
         com_pairs=12,

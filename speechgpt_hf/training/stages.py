@@ -21,9 +21,10 @@ from typing import Any
 
 from trl import SFTConfig
 
+from ..stages import CROSS_MODAL, MODALITY_ADAPTATION, STAGES
+
 logger = logging.getLogger(__name__)
 
-STAGES = ("modality_adaptation", "cross_modal", "chain_of_modality")
 RECIPES_DIR = Path(__file__).parent / "recipes"
 ACCELERATE_CONFIGS_DIR = Path(__file__).parent / "accelerate_configs"
 _DTYPE_NAMES = ("bfloat16", "float16", "float32")
@@ -39,7 +40,7 @@ class SpeechGPTTrainingConfig(SFTConfig):
     optionally the unit rows of the embeddings trained alongside (`train_unit_embeddings`).
     """
 
-    stage: str = field(default="cross_modal", metadata={"help": f"Which stage to run: one of {', '.join(STAGES)}."})
+    stage: str = field(default=CROSS_MODAL, metadata={"help": f"Which stage to run: one of {', '.join(STAGES)}."})
     model_name_or_path: str | None = field(default=None, metadata={"help": "A SpeechGPT repo id or folder to train."})
     base_model_name_or_path: str | None = field(
         default=None,
@@ -181,7 +182,7 @@ def load_stage_dataset(config: SpeechGPTTrainingConfig) -> Any:
     from ..data.loading import load_speechinstruct
 
     dataset = load_speechinstruct(config.dataset_name, config.dataset_config, split=config.dataset_split)
-    columns = ["text"] if config.stage == "modality_adaptation" else ["prompt", "completion"]
+    columns = ["text"] if config.stage == MODALITY_ADAPTATION else ["prompt", "completion"]
     missing = [c for c in columns if c not in dataset.column_names]
     if missing:
         raise ValueError(
@@ -387,7 +388,6 @@ def write_stage_card(config: SpeechGPTTrainingConfig, output_dir: Path, sequence
 __all__ = [
     "ACCELERATE_CONFIGS_DIR",
     "RECIPES_DIR",
-    "STAGES",
     "SpeechGPTTrainingConfig",
     "build_trainer",
     "load_model_and_processor",

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+SAMPLING_RATE = 16000  # the rate every speech model of this package reads and writes
 MIN_SAMPLING_RATE = 4000
 MAX_SAMPLING_RATE = 384000
 
@@ -163,7 +164,7 @@ def read_audio(item: Any, sampling_rate: int | None = None) -> tuple[np.ndarray,
 
 
 def load_audio(
-    item: Any, sampling_rate: int | None = None, target_rate: int = 16000, min_samples: int = 400
+    item: Any, sampling_rate: int | None = None, target_rate: int = SAMPLING_RATE, min_samples: int = 400
 ) -> np.ndarray:
     """One input as a checked mono float32 waveform at `target_rate` (`read_audio`, then resampling).
 

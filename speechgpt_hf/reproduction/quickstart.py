@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .reproduction import PRESETS, ReproductionSettings, run_reproduction
-from .reproduction.pipeline import STAGES, build_corpus
+from ..stages import STAGES
+from .pipeline import build_corpus, run_reproduction
+from .settings import PRESETS, ReproductionSettings
 
 
 def _step(message: str) -> None:
@@ -27,19 +28,19 @@ def talk(output: Path, corpus: Any) -> dict[str, Any]:
     """Loads the system from its folder and uses it on held-out speech: hear one sentence, speak another."""
     import soundfile
 
-    from .data.sources import load_task_descriptions
-    from .inference.chat import SpeechGPTChat
-    from .models.speechgpt.prompt_format import INPUT_MARKER, format_cross_modal_instruction
+    from ..inference.chat import SpeechGPTChat
+    from ..models.speechgpt.prompt_format import INPUT_MARKER, format_cross_modal_instruction
+    from ..models.speechgpt.task_descriptions import default_task_description
 
     chat = SpeechGPTChat.from_pretrained(str(output / "lm" / STAGES[-1]))
     chat.generation_kwargs.update(max_new_tokens=300, do_sample=False)
     heard_item, spoken_item = corpus["test_voice"][0], corpus["test"][len(corpus["test"]) - 1]
-    request = f"{load_task_descriptions(None, 'asr')[0]} {INPUT_MARKER}"
+    request = f"{default_task_description('asr')} {INPUT_MARKER}"
     audio = heard_item["audio"]
     heard = chat.respond(text=request, audio=audio["array"], sampling_rate=audio["sampling_rate"]).response
     chat.reset()
     start, first_audio, reply = time.perf_counter(), None, None
-    request = format_cross_modal_instruction(load_task_descriptions(None, "tts")[0], spoken_item["text"])
+    request = format_cross_modal_instruction(default_task_description("tts"), spoken_item["text"])
     for event in chat.stream(text=request):
         if getattr(event, "audio", None) is not None and first_audio is None:
             first_audio = time.perf_counter() - start

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from speechgpt_hf.audio import SAMPLING_RATE
 from speechgpt_hf.data.tts_engines import EspeakTTS, PiperTTS, TTSEngine, resolve_tts
 
 GRAMMAR_PATH = Path(__file__).with_name("corpus_grammar.json")
 MIN_WORDS, MAX_WORDS = 4, 14
-SAMPLING_RATE = 16000
 NEW_WORDS, NEW_COMBINATION, TRAINING = "new_words", "new_combination", "train"
 DEFAULT_VOICES = (
     "piper:joe", "piper:joe-slow", "piper:joe-fast", "espeak:en-us", "espeak:en-gb",

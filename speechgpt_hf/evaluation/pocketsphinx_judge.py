@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import to_int16
-from .judges import SAMPLING_RATE, ASRJudge, JudgeResult, prepare_waveforms
-from .metrics import normalize_text, word_error_rate
+from .judges import SAMPLING_RATE, ASRJudge, prepare_waveforms
 
 
 class PocketsphinxJudge(ASRJudge):
@@ -29,8 +28,11 @@ class PocketsphinxJudge(ASRJudge):
             raise ImportError("The pocketsphinx judge needs pocketsphinx: pip install pocketsphinx") from error
         self.decoder = Decoder(samprate=SAMPLING_RATE, logfn="/dev/null")
 
-    def transcribe(self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE) -> list[str]:
-        """The text heard in each mono waveform (resampled to 16 kHz when `sampling_rate` differs)."""
+    def transcribe(
+        self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE, expected: Sequence[str] | None = None
+    ) -> list[str]:
+        """The text heard in each mono waveform (resampled to 16 kHz when `sampling_rate` differs); its decoding
+        cannot loop, so `expected` is not needed."""
         return [self._decode(wave) for wave in prepare_waveforms(waveforms, sampling_rate)]
 
     def _decode(self, wave: np.ndarray) -> str:
@@ -41,4 +43,4 @@ class PocketsphinxJudge(ASRJudge):
         return hypothesis.hypstr if hypothesis is not None else ""
 
 
-__all__ = ["JudgeResult", "PocketsphinxJudge", "normalize_text", "word_error_rate"]
+__all__ = ["PocketsphinxJudge"]
