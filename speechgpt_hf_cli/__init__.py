@@ -15,6 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ._library_warnings import quiet_library_warnings
 from ._verbs import USER_ERRORS, add_verbs, one_line
 
 # Verb name -> module in this package defining HELP, add_arguments(parser) and run(args).
@@ -49,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The `speechgpt-hf` parser: one sub-command a verb, plus `--version` and `--debug`."""
     parser = argparse.ArgumentParser(prog="speechgpt-hf", description="SpeechGPT on the Hugging Face stack.")
     parser.add_argument("--version", action="version", version=f"speechgpt-hf {_version()}")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback when a command fails")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback when a command fails, and every library warning"
+    )
     add_verbs(parser, COMMANDS, dest="command")
     return parser
 
@@ -61,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not args._passthrough:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
+    if not args.debug:
+        quiet_library_warnings()
     try:
         result = args._run(args)
     except USER_ERRORS as error:
