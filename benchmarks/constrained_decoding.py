@@ -5,8 +5,9 @@ A tiny Llama SpeechGPT (K = 1000 units, the paper's vocabulary) measured random,
 that units are frequent but not yet quite where they belong. At each point it samples 50 answers (10 prompts,
 text and speech instructions, 5 samples each) three ways from the same seed: free, with
 `UnitSpanLogitsProcessor`, and with it plus `max_span_units`; each with transformers' default top-k 50 and with
-plain sampling (top_k=0). Per answer: `SpeechGPTProcessor.parse(...).problems`, and the span-rule breaches that
-parse does not report (unit tokens outside spans, text inside spans, stray `<eosp>`).
+plain sampling (top_k=0). Per answer: `SpeechGPTProcessor.parse(...).problems`, and the span-rule breaches
+counted token by token (unit tokens outside spans, text inside spans, stray `<eosp>`). The reading under the
+tables is written by `reading()` from the run's own rows.
 
 Run: python benchmarks/constrained_decoding.py [--steps 60 200] [--new-tokens 128]
 """
@@ -14,8 +15,10 @@ Run: python benchmarks/constrained_decoding.py [--steps 60 200] [--new-tokens 12
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,28 +33,16 @@ from speechgpt_hf.testing_utils import TINY_CORPUS, build_tiny_causal_lm, build_
 RESULT = Path(__file__).with_suffix(".md")
 NUM_UNITS = 1000
 MAX_SPAN_UNITS = 40
-READING = """\
-Reading (numbers of the default run):
-- Free decoding breaks the span rules whenever the sampler reaches the unit tokens: with plain sampling
-  the random model writes about 86 bare units an answer (the 1000 unit rows hold about three quarters of
-  its probability mass, spread thin, so top-k 50 almost never reaches them), and after 60 steps the
-  young model puts text inside its spans and closes spans it never opened, under either sampler. The
-  constraint removes every breach in every row, and there it also cuts parse problems per answer
-  (0.84 -> 0.54 and 0.82 -> 0.64 at 60 steps; 1.00 -> 0.62 for the random model) and turns broken spans
-  into clean unit answers (answers with units 9 -> 19, 18 -> 29).
-- `parse(...).problems` does not count units leaked into the text (they stay in `text` as `<12>`
-  strings), so it understates what free decoding gets wrong: at 200 steps with plain sampling free
-  decoding has fewer parse problems (0.44 vs 0.60, 50 answers, noisy) but 7.8 bare units an answer.
-- Once the model knows the format (200 steps, top-k 50) free decoding is already clean and the
-  constraint changes next to nothing.
-- What it cannot fix: answers cut off before an end marker, and `[ua]` followed by text instead of a
-  span (`[ua]` is ordinary text, so the span rules do not see it). A span the constraint keeps open runs
-  until `max_new_tokens`; `max_span_units` closes it (random model, plain sampling: unclosed spans 8 -> 1).
-"""
+FREE, CONSTRAINED = "free", "constrained"
+CAPPED = f"constrained, max_span_units={MAX_SPAN_UNITS}"
+BREACHES = ("units outside spans", "text inside spans", "stray <eosp>")
+IN_TEXT, AFTER_SPAN = "units in the text", "units after the span"
 PROBLEM_KINDS = {
     "no end marker": "no end marker",
     "not closed": "unit span not closed",
     "holds no": "[ua] without span",
+    "outside the spoken answer's unit span": IN_TEXT,
+    "after <eosp>": AFTER_SPAN,
 }
 
 
@@ -105,24 +96,27 @@ def prompts(processor: SpeechGPTProcessor) -> list[str]:
 
 
 def sample_answers(
-    model, processor, constraint: UnitSpanLogitsProcessor | None, new_tokens: int, top_k: int
+    model, processor, constraint: UnitSpanLogitsProcessor | None, new_tokens: int, top_k: int, repeats: int = 2
 ) -> tuple[list, float]:
-    """50 sampled answers (ids after the prompt) and the seconds the generate call took."""
+    """50 sampled answers (ids after the prompt) and the CPU seconds of this process in the fastest of `repeats`
+    identical generate calls (same seed, same answers): other jobs on the machine inflate wall time far more."""
     inputs = processor(prompts(processor), return_tensors="pt")
     processors = LogitsProcessorList([] if constraint is None else [constraint])
-    torch.manual_seed(0)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        output = model.generate(
-            **inputs,
-            do_sample=True,
-            top_k=top_k,
-            num_return_sequences=5,
-            max_new_tokens=new_tokens,
-            logits_processor=processors,
-        )
-    seconds = time.perf_counter() - start
-    return [row[inputs["input_ids"].shape[1] :].tolist() for row in output], seconds
+    times = []
+    for _ in range(repeats):
+        torch.manual_seed(0)
+        start = time.process_time()
+        with torch.inference_mode():
+            output = model.generate(
+                **inputs,
+                do_sample=True,
+                top_k=top_k,
+                num_return_sequences=5,
+                max_new_tokens=new_tokens,
+                logits_processor=processors,
+            )
+        times.append(time.process_time() - start)
+    return [row[inputs["input_ids"].shape[1] :].tolist() for row in output], min(times)
 
 
 def breaches(answer: list[int], processor: SpeechGPTProcessor) -> Counter:
@@ -152,8 +146,7 @@ def measure(answers: list[list[int]], processor: SpeechGPTProcessor, model) -> d
         totals["problems"] += len(response.problems)
         with_problems += bool(response.problems)
         with_units += bool(response.units)
-        for problem in response.problems:
-            kinds.update(label for key, label in PROBLEM_KINDS.items() if key in problem)
+        kinds.update({label for problem in response.problems for key, label in PROBLEM_KINDS.items() if key in problem})
     n = len(answers)
     return {
         "n": n,
@@ -176,9 +169,9 @@ def compare(model, processor, new_tokens: int) -> dict[str, dict]:
     """The three decodings of the same model, from the same seed, with top-k 50 (transformers' default) and
     plain sampling (top_k=0)."""
     decodings = {
-        "free": None,
-        "constrained": unit_span_logits_processor(processor),
-        f"constrained, max_span_units={MAX_SPAN_UNITS}": unit_span_logits_processor(processor, MAX_SPAN_UNITS),
+        FREE: None,
+        CONSTRAINED: unit_span_logits_processor(processor),
+        CAPPED: unit_span_logits_processor(processor, MAX_SPAN_UNITS),
     }
     rows = {}
     for top_k in (50, 0):
@@ -198,7 +191,7 @@ def table(name: str, rows: dict[str, dict]) -> list[str]:
         + " | ".join(f"{c} / answer" for c in columns)
         + " | "
         + " | ".join(PROBLEM_KINDS.values())
-        + " | answers with units | generate s |",
+        + " | answers with units | generate CPU s |",
         "| --- |" + " ---: |" * (len(columns) + len(PROBLEM_KINDS) + 3),
     ]
     for label, row in rows.items():
@@ -214,12 +207,140 @@ def table(name: str, rows: dict[str, dict]) -> list[str]:
     return lines + [""]
 
 
+def unit_mass(model, processor: SpeechGPTProcessor) -> float:
+    """Mean next-token probability on the K unit tokens at the end of the ten prompts (left-padded)."""
+    inputs = processor(prompts(processor), return_tensors="pt")
+    with torch.inference_mode():
+        probs = model(**inputs).logits[:, -1].softmax(-1)
+    offset = processor.unit_token_offset
+    return probs[:, offset : offset + NUM_UNITS].sum(-1).mean().item()
+
+
+def _row(results: dict[int, dict[str, dict]], steps: int, top_k: int, decoding: str) -> dict:
+    return results[steps][f"top_k={top_k}, {decoding}"]
+
+
+def _per(row: dict, column: str) -> str:
+    return f"{row['per_answer'].get(column, 0.0):.2f}"
+
+
+def _bullet(text: str) -> str:
+    """One wrapped markdown bullet; an `a -> b` change stays on one line."""
+    kept = text.replace(" -> ", "\0->\0")
+    wrapped = textwrap.fill(kept, width=110, initial_indent="- ", subsequent_indent="  ", break_on_hyphens=False)
+    return wrapped.replace("\0", " ")
+
+
+def _breach_lines(results: dict[int, dict[str, dict]], mass: float, young: int) -> list[str]:
+    """What free decoding breaks, and what the constraint changes, at 0 and `young` steps."""
+    row = functools.partial(_row, results)
+    worst = max(
+        row_["per_answer"].get(column, 0.0)
+        for rows in results.values()
+        for label, row_ in rows.items()
+        if CONSTRAINED in label
+        for column in BREACHES
+    )
+    removed = (
+        "removes every breach in every constrained row"
+        if worst == 0
+        else f"leaves up to {worst:.2f} breaches an answer"
+    )
+    pairs = {top_k: (row(young, top_k, FREE), row(young, top_k, CONSTRAINED)) for top_k in (50, 0)}
+    random_free, random_constrained = row(0, 0, FREE), row(0, 0, CONSTRAINED)
+    return [
+        _bullet(
+            "Free decoding breaks the span rules whenever the sampler reaches the unit tokens. With plain sampling "
+            f"the random model writes {_per(random_free, 'units outside spans')} bare units an answer: the "
+            f"{NUM_UNITS} unit rows hold {mass:.0%} of its next-token probability, spread thin, so top-k 50 "
+            f"rarely reaches them ({_per(row(0, 50, FREE), 'units outside spans')} an answer). After {young} steps "
+            f"the young model puts text inside its spans ({_per(pairs[50][0], 'text inside spans')} and "
+            f"{_per(pairs[0][0], 'text inside spans')} tokens an answer with top-k 50 and plain sampling) and "
+            f"closes spans it never opened ({_per(pairs[50][0], 'stray <eosp>')} and "
+            f"{_per(pairs[0][0], 'stray <eosp>')} stray `<eosp>` an answer)."
+        ),
+        _bullet(
+            f"The constraint {removed}. At {young} steps parse problems an answer go "
+            f"{_per(pairs[50][0], 'problems')} -> {_per(pairs[50][1], 'problems')} with top-k 50 and "
+            f"{_per(pairs[0][0], 'problems')} -> {_per(pairs[0][1], 'problems')} with plain sampling "
+            f"({_per(random_free, 'problems')} -> {_per(random_constrained, 'problems')} for the random model "
+            f"with plain sampling), and answers with units {pairs[50][0]['with_units']} -> "
+            f"{pairs[50][1]['with_units']} and {pairs[0][0]['with_units']} -> {pairs[0][1]['with_units']} of 50: "
+            "broken spans become spans parse can read."
+        ),
+    ]
+
+
+def _leak_lines(results: dict[int, dict[str, dict]], young: int, known: int) -> list[str]:
+    """What the two leaked-unit problem kinds show, with and without the constraint."""
+    row = functools.partial(_row, results)
+    leaks = ", ".join(f"{row(steps, 0, FREE)['kinds'][IN_TEXT]} at {steps} steps" for steps in results)
+    free, constrained = row(known, 0, FREE), row(known, 0, CONSTRAINED)
+    return [
+        _bullet(
+            f"`parse` reports unit tokens outside the answer's span (columns `{IN_TEXT}` and `{AFTER_SPAN}`), so "
+            f"the units free decoding leaks count as parse problems. Free answers with {IN_TEXT} (plain sampling, "
+            f"of 50): {leaks}. At {known} steps free decoding with plain sampling has {_per(free, 'problems')} parse "
+            f"problems an answer and {_per(free, 'units outside spans')} bare units; constrained decoding "
+            f"{_per(constrained, 'problems')} and {_per(constrained, 'units outside spans')}."
+        ),
+        _bullet(
+            "The constraint does not bring those two columns to zero: it checks how a span is written, not how many "
+            "spans an answer has or where they stand. A young model under it still writes a second well-formed span "
+            f"after the first ({AFTER_SPAN}: {row(young, 50, CONSTRAINED)['kinds'][AFTER_SPAN]} and "
+            f"{row(young, 0, CONSTRAINED)['kinds'][AFTER_SPAN]} answers at {young} steps, top-k 50 and plain "
+            f"sampling) or a span inside its text answer ({IN_TEXT}: {row(known, 50, CONSTRAINED)['kinds'][IN_TEXT]}"
+            f" and {row(known, 0, CONSTRAINED)['kinds'][IN_TEXT]} at {known} steps); parse keeps one span as the "
+            "answer's units and drops the units of the others."
+        ),
+    ]
+
+
+def _limit_lines(results: dict[int, dict[str, dict]], young: int, known: int) -> list[str]:
+    """What changes once the format is learnt, and what the constraint cannot fix."""
+    row = functools.partial(_row, results)
+    free, constrained = row(known, 50, FREE), row(known, 50, CONSTRAINED)
+    breaks = sum(free["per_answer"].get(column, 0.0) for column in BREACHES)
+    cut = [row(steps, 0, CONSTRAINED)["kinds"]["no end marker"] for steps in (young, known)]
+    unclosed = [row(0, 0, decoding)["kinds"]["unit span not closed"] for decoding in (CONSTRAINED, CAPPED)]
+    return [
+        _bullet(
+            f"Once the model knows the format ({known} steps, top-k 50) free decoding makes {breaks:.2f} span-rule "
+            f"breaches an answer and the constraint changes little: answers with problems {free['with_problems']} -> "
+            f"{constrained['with_problems']} of 50."
+        ),
+        _bullet(
+            "What it cannot fix: answers cut off before an end marker (constrained, plain sampling: "
+            f"{cut[0]} at {young} steps, {cut[1]} at {known}), and `[ua]` followed by text instead of a span "
+            f"({constrained['kinds']['[ua] without span']} answers at {known} steps, top-k 50; `[ua]` is ordinary "
+            "text, so the span rules do not see it). A span the constraint keeps open runs until `max_new_tokens`; "
+            f"`max_span_units` closes it (random model, plain sampling: unclosed spans {unclosed[0]} -> {unclosed[1]})."
+        ),
+    ]
+
+
+def reading(results: dict[int, dict[str, dict]], mass: float) -> list[str]:
+    """The reading of a run, every number taken from its rows (`results[training steps][row label]`)."""
+    young, known = min(steps for steps in results if steps), max(results)
+    return [
+        "Reading (written by the script from the rows above; its wording was chosen for the default run, "
+        "`--steps 60 200 --new-tokens 128`):",
+        *_breach_lines(results, mass, young),
+        *_leak_lines(results, young, known),
+        *_limit_lines(results, young, known),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[60, 200], help="training steps at which to measure")
     parser.add_argument("--new-tokens", type=int, default=128)
     args = parser.parse_args()
+    if min(args.steps) < 1:
+        parser.error("--steps must be positive (the random model is always measured)")
     started = time.perf_counter()
+    model, processor = build_model()
+    mass = unit_mass(model, processor)
     lines = [
         "# Constrained decoding of unit spans",
         "",
@@ -229,23 +350,25 @@ def main() -> None:
         "",
         f"Llama 64 x 2 with K = {NUM_UNITS} unit tokens; 50 sampled answers (10 prompts x 5, seed 0), at most "
         f"{args.new_tokens} new tokens, cut at the first `</s>`/`<eoa>`. Problem columns count answers whose "
-        "`parse(...).problems` name that problem.",
+        "`parse(...).problems` name that problem; generate CPU s is this process's CPU time in the faster of two "
+        "identical calls. At the end of the ten prompts the random model puts "
+        f"{mass:.0%} of its next-token probability on the unit tokens.",
         "",
     ]
-    model, processor = build_model()
-    lines += table("random model (0 training steps)", compare(model, processor, args.new_tokens))
+    results = {0: compare(model, processor, args.new_tokens)}
+    lines += table("random model (0 training steps)", results[0])
     optimizer, generator, trained = torch.optim.AdamW(model.parameters(), lr=3e-3), torch.Generator().manual_seed(1), 0
-    for checkpoint in sorted(args.steps):
+    for checkpoint in sorted(set(args.steps)):
         loss = train_briefly(model, processor, optimizer, checkpoint - trained, generator)
         trained = checkpoint
-        name = f"young model ({trained} training steps, last loss {loss:.2f})"
-        lines += table(name, compare(model, processor, args.new_tokens))
+        results[trained] = compare(model, processor, args.new_tokens)
+        lines += table(f"young model ({trained} training steps, last loss {loss:.2f})", results[trained])
     lines += [
         f"Whole run: {time.perf_counter() - started:.0f} s on a 2-core machine shared with other jobs; load average "
-        f"(1 min) at the end: {os.getloadavg()[0]:.1f}, so the generate seconds say only that the constraint costs "
-        "no visible time at this size (it reads each row's ids once a step: O(batch x length)).",
+        f"(1 min) at the end: {os.getloadavg()[0]:.1f}. The generate CPU seconds say only that the constraint "
+        "costs no visible time at this size (it reads each row's ids once a step: O(batch x length)).",
         "",
-        READING.rstrip(),
+        *reading(results, mass),
     ]
     RESULT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

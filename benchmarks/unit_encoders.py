@@ -3,6 +3,7 @@
 Both runs use one preset of `speechgpt_hf.reproduction` (corpus, LM, stages, vocoder and evaluation identical) and
 differ only in `unit_encoder`; each is resumable, so a rerun only writes the report. The table sets the held-out
 numbers of the two side by side (judged by Whisper tiny.en, whose own score on the reference audio is the floor).
+The report names the command line it was run with (`sys.argv`) and the commit of the code.
 
     python benchmarks/unit_encoders.py [--preset quickstart] [--set FIELD=VALUE ...]
                                        [--output-root unit_encoders_output] [--report benchmarks/unit_encoders.md]
@@ -13,6 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,21 +53,43 @@ def formatted(value: float | None, name: str) -> str:
 
 
 DEFAULT_REPORT = Path(__file__).with_name("unit_encoders.md")
-NOTES_HEADING = "## What this shows"  # a hand-written reading of the numbers, kept when the report is rewritten
+# Hand-written sections (each heading names its date and the run it reads) come after what the script writes and
+# start at the first heading that begins so; the script keeps everything from there on when it rewrites the report.
+NOTES_HEADING = "## Hand-written"
+
+
+def code_version() -> str:
+    """The checkout's commit, and whether tracked files differ from it ("unknown" outside a git checkout)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except OSError:
+        return "unknown"
+    return (f"commit {commit}" + (", with uncommitted changes" if changed else "")) if commit else "unknown"
 
 
 def write_report(
-    path: Path, preset: str, root: Path, summaries: dict[str, dict[str, Any]], overrides: list[str] = ()
+    path: Path,
+    preset: str,
+    root: Path,
+    summaries: dict[str, dict[str, Any]],
+    overrides: list[str] = (),
+    command: str | None = None,
 ) -> None:
+    """Writes the report; `command` is the command line shown (by default the one this process was run with)."""
     whisper, mfcc = (summaries[encoder] for encoder in UNIT_ENCODERS)
-    changed = " --set " + " ".join(f"'{pair}'" for pair in overrides) if overrides else ""
-    report_flag = f" --report benchmarks/{path.name}" if path.name != DEFAULT_REPORT.name else ""
+    changed = " --set " + shlex.join(overrides) if overrides else ""
+    command = command or shlex.join(["python", *sys.argv])
     lines = [
         "# MFCC units against Whisper-encoder units, same data, same recipe",
         "",
-        f"Command: `python benchmarks/unit_encoders.py --preset {preset}{changed}{report_flag}` (two `speechgpt-hf reproduce "
-        f"--preset {preset}{changed}` runs that differ only in `unit_encoder`). Machine: {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, no GPU, torch {torch.__version__}.",
+        f"Command: `{command}` (two `speechgpt-hf reproduce --preset {preset}{changed}` runs that differ only in "
+        f"`unit_encoder`), code: {code_version()}. Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU, "
+        f"torch {torch.__version__}.",
         "",
         "| | Whisper tiny.en encoder | MFCC | judge floor |",
         "| --- | ---: | ---: | ---: |",

@@ -20,7 +20,9 @@ from .models.speechgpt import (
     units_to_string,
 )
 from .models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANStreamer, UnitHiFiGANVocoder
+from .models.unit_mel import UnitMelConfig, UnitMelStreamer, UnitMelVocoder
 from .models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig, UnitSequence
+from .models.vocoder_protocol import UnitStreamer, UnitVocoder
 
 __version__ = "0.1.0"
 
@@ -41,7 +43,12 @@ __all__ = [
     "UnitHiFiGANConfig",
     "UnitHiFiGANStreamer",
     "UnitHiFiGANVocoder",
+    "UnitMelConfig",
+    "UnitMelStreamer",
+    "UnitMelVocoder",
     "UnitSequence",
+    "UnitStreamer",
+    "UnitVocoder",
     "add_speech_units",
     "load_audio",
     "format_chain_of_modality_response",

@@ -9,6 +9,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProces
 
 from .models.speechgpt import SpeechGPTConfig, SpeechGPTForCausalLM, SpeechGPTProcessor
 from .models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
+from .models.unit_mel import UnitMelConfig, UnitMelVocoder
 from .models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 from .pipelines.registration import register_pipelines
 
@@ -29,6 +30,10 @@ def _register() -> None:
     AutoModel.register(UnitHiFiGANConfig, UnitHiFiGANVocoder, exist_ok=True)
     UnitHiFiGANConfig.register_for_auto_class()
     UnitHiFiGANVocoder.register_for_auto_class("AutoModel")
+    AutoConfig.register(UnitMelConfig.model_type, UnitMelConfig, exist_ok=True)
+    AutoModel.register(UnitMelConfig, UnitMelVocoder, exist_ok=True)
+    UnitMelConfig.register_for_auto_class()
+    UnitMelVocoder.register_for_auto_class("AutoModel")
     register_pipelines()
 
 

@@ -4,7 +4,10 @@ import argparse
 
 from ._verbs import add_verbs
 
-HELP = "Convert a checkpoint of the original SpeechGPT release, or a CTranslate2 Whisper judge (no fairseq needed)."
+HELP = (
+    "Convert a checkpoint of the original SpeechGPT release, a CTranslate2 Whisper judge or a mel HiFi-GAN generator "
+    "(no fairseq needed)."
+)
 
 # What can be converted -> module in this package defining HELP, add_arguments and run.
 CONVERTERS: dict[str, str] = {
@@ -12,6 +15,7 @@ CONVERTERS: dict[str, str] = {
     "vocoder": "convert_vocoder",
     "unit-tokenizer": "convert_unit_tokenizer",
     "whisper-ct2": "convert_whisper_ct2",
+    "mel-hifigan": "convert_mel_hifigan",
 }
 
 

@@ -36,13 +36,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-questions", type=int, default=None, help="spoken QA questions used (all when omitted)")
     parser.add_argument(
-        "--question-voice", default="piper", help="offline TTS voicing the questions: piper or espeak-ng"
+        "--question-voice",
+        nargs="+",
+        default=None,
+        metavar="VOICE",
+        help="offline voices speaking the questions, taken in turn: engine:speaker (piper:joe, espeak:en-gb+f2) or "
+        "piper / espeak-ng (default: espeak:en-gb-scotland+m4, the voice the reproduction never trains on)",
     )
     parser.add_argument("--max-new-tokens", type=int, default=512)
 
 
 def run(args: argparse.Namespace) -> None:
+    from speechgpt_hf.evaluation.eval_data import QUESTION_VOICES
     from speechgpt_hf.evaluation.harness import EvaluationConfig, evaluate_speechgpt
+
+    voices = args.question_voice or QUESTION_VOICES
 
     config = EvaluationConfig(
         tasks=list(dict.fromkeys(args.tasks)),
@@ -53,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
         max_items=args.max_items,
         qa_questions=args.questions,
         max_questions=args.max_questions,
-        qa_tts=args.question_voice,
+        qa_tts=voices[0] if len(voices) == 1 else list(voices),
         judge=args.judge,
         naturalness=not args.no_naturalness,
         generation_kwargs={"do_sample": False, "max_new_tokens": args.max_new_tokens},

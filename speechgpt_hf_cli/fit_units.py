@@ -1,6 +1,7 @@
 """`speechgpt-hf fit-units`: fit a unit codebook (k-means) on audio and save a SpeechUnitTokenizer."""
 
 import argparse
+import os
 
 from ._verbs import UsageError, check_pretrained, existing_path
 
@@ -19,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--encoder",
         default=None,
-        help="a HuBERT/Wav2Vec2/WavLM or Whisper repo or folder (of a Whisper model only the encoder is kept); "
-        "MFCC features when omitted",
+        help="a HuBERT/Wav2Vec2/WavLM or Whisper repo or folder (of a Whisper model only the encoder is kept), or "
+        "a bundled Whisper: whisper-tiny.en (4 layers) or whisper-base (6 layers, multilingual); MFCC when omitted",
     )
     parser.add_argument(
         "--tokenizer", default=None, help="re-fit the codebook of an existing SpeechUnitTokenizer instead"
@@ -29,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--layer",
         type=int,
         default=11,
-        help="encoder layer whose output is clustered (1-based; 11 is SpeechGPT's mHuBERT layer, Whisper tiny has 4)",
+        help="encoder layer whose output is clustered (1-based; 11 is SpeechGPT's mHuBERT layer, Whisper tiny has "
+        "4, base 6)",
     )
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument(
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> None:
     if args.tokenizer:
         tokenizer = SpeechUnitTokenizer.from_pretrained(check_pretrained(args.tokenizer, "--tokenizer"))
     elif args.encoder:
-        check_pretrained(args.encoder, "--encoder")
+        args.encoder = _encoder_path(args.encoder)
         _check_layer(args)
         tokenizer = SpeechUnitTokenizer.from_encoder(args.encoder, layer=args.layer, num_units=args.num_units)
     else:
@@ -92,6 +94,18 @@ def run(args: argparse.Namespace) -> None:
         f"over a sample of {result.num_frames} of {result.frames_seen} frames. Saved to {args.output_dir}"
     )
     print(skipped_summary(result.skipped, len(dataset)))
+
+
+def _encoder_path(name: str) -> str:
+    """`--encoder` as a folder or reachable repo id: a bundled Whisper's name becomes its converted folder."""
+    from speechgpt_hf.convert.convert_whisper_ct2 import BUNDLED_WHISPER, bundled_whisper
+
+    if name in BUNDLED_WHISPER and not os.path.exists(name):
+        try:
+            return str(bundled_whisper(name))
+        except ImportError as error:
+            raise UsageError(f"--encoder {name}: {error}") from error
+    return check_pretrained(name, "--encoder")
 
 
 def _check_layer(args: argparse.Namespace) -> None:

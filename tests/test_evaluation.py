@@ -55,7 +55,7 @@ class StandIn:
 
     def __init__(self, judge: OracleJudge, questions, broken: bool = False) -> None:
         self.judge, self.broken = judge, broken
-        self.by_audio = {}
+        self.by_audio, self.by_text = {}, {question.question: question for question in questions}
         for sentence in SENTENCES:
             self.by_audio[_key(judge.register(sentence))] = ("asr", sentence)
         for question in questions:
@@ -92,6 +92,9 @@ class StandIn:
             answer = wrong if self.broken else target.answers[0]
             waveform = self._speech(answer) if output_modality == "speech" else None
             return SpeechGPTReply(SpeechGPTResponse(transcript=target.question, text=answer, units=[1]), waveform)
+        if output_modality == "text":  # a written question: the same answer, in text only
+            question = self.by_text[text]
+            return SpeechGPTReply(SpeechGPTResponse(text=wrong if self.broken else question.answers[0]))
         sentence = text.split(INPUT_MARKER, 1)[1].strip()
         return SpeechGPTReply(SpeechGPTResponse(units=[1, 2]), self._speech(sentence))
 
@@ -124,14 +127,20 @@ def test_perfect_stand_in_scores_perfectly(tmp_path):
     assert tasks["asr"]["metrics"]["wer"] == 0.0 and tasks["asr"]["metrics"]["cer"] == 0.0
     assert tasks["tts"]["metrics"]["judge_wer"] == 0.0 == tasks["tts"]["metrics"]["reference_judge_wer"]
     assert tasks["resynthesis"]["metrics"]["judge_wer"] == 0.0
-    assert tasks["spoken_qa"]["metrics"]["accuracy"] == 1.0
-    assert tasks["spoken_qa"]["metrics"]["speech_text_consistency_wer"] == 0.0
+    qa = tasks["spoken_qa"]["metrics"]
+    assert qa["accuracy"] == 1.0 == qa["text_accuracy"] == qa["cross_modal_transfer"]
+    assert qa["speech_text_consistency_wer"] == 0.0 and qa["question_judge_wer"] == 0.0
+    assert sum(row["questions"] for row in tasks["spoken_qa"]["by_topic"].values()) == 6
+    assert len(tasks["spoken_qa"]["by_topic"]) == 6  # six questions, six topics: the subset spans the set
     assert tasks["latency"]["metrics"]["first_audio_seconds"] >= 0.0
     assert report.results["skipped_inputs"] == {"dataset: missing transcript": 1}
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["tasks"]["asr"]["items"] == len(SENTENCES)
     report_md = (tmp_path / "report.md").read_text()
     assert "| asr | wer | 0.000 |" in report_md and "missing transcript: 1" in report_md
+    assert "| spoken_qa | cross-modal transfer (spoken / text accuracy) | 1.000 |" in report_md
+    assert "| spoken_qa | accuracy (spoken question, spoken answer) | 1.000 | 0.000 |" in report_md
+    assert "spoken_qa by topic:" in report_md
     assert {"error_rates.png", "wer_by_length.png", "spectrogram.png"} <= {p.name for p in tmp_path.iterdir()}
     assert sum(1 for _ in open(tmp_path / "items.jsonl")) >= 3 * len(SENTENCES) + 6
 
@@ -143,8 +152,61 @@ def test_broken_system_scores_badly(tmp_path):
     assert tasks["asr"]["metrics"]["wer"] >= 0.8
     assert tasks["tts"]["metrics"]["judge_wer"] == 1.0 and tasks["tts"]["metrics"]["reference_judge_wer"] == 0.0
     assert tasks["resynthesis"]["metrics"]["judge_wer"] == 1.0
-    assert tasks["spoken_qa"]["metrics"]["accuracy"] == 0.0
-    assert tasks["spoken_qa"]["metrics"]["speech_text_consistency_wer"] == 1.0
+    qa = tasks["spoken_qa"]["metrics"]
+    assert qa["accuracy"] == 0.0 == qa["text_accuracy"] and "cross_modal_transfer" not in qa
+    assert qa["speech_text_consistency_wer"] == 1.0 and qa["question_judge_wer"] == 0.0
+    assert (
+        "cross-modal transfer (spoken / text accuracy) | n/a (text accuracy is 0)"
+        in (tmp_path / "report.md").read_text()
+    )
+
+
+def test_a_system_that_knows_the_answer_only_in_text_transfers_nothing(tmp_path):
+    judge = OracleJudge()
+    system = StandIn(judge, load_spoken_questions(limit=6))
+    spoken_answer = system.respond
+    system.respond = lambda text=None, audio=None, **kw: (
+        spoken_answer(text=text, audio=audio, **kw)
+        if audio is None
+        else SpeechGPTReply(SpeechGPTResponse(text="no idea"), speak("no idea")[0])
+    )
+    report = _run(system, judge, tmp_path, tasks=["spoken_qa"])
+    qa = report.results["tasks"]["spoken_qa"]["metrics"]
+    assert (qa["accuracy"], qa["text_accuracy"], qa["cross_modal_transfer"]) == (0.0, 1.0, 0.0)
+
+
+def test_questions_are_voiced_in_the_held_out_voice_unless_told_otherwise():
+    from speechgpt_hf.evaluation.eval_data import QUESTION_VOICES, question_voices
+    from speechgpt_hf.reproduction.settings import PRESETS
+
+    assert set(QUESTION_VOICES) == set(PRESETS["quickstart"].held_out_voices)
+    assert not set(QUESTION_VOICES) & (set(PRESETS["quickstart"].voices) | set(PRESETS["hour"].voices))
+    assert EvaluationConfig().qa_tts == QUESTION_VOICES
+    (name, engine, speaker), *_ = question_voices(speak)
+    assert (name, speaker) == ("speak", None) and engine("hi")[1] == 16000
+    with pytest.raises(ValueError, match="not 'piper:SPEAKER' or 'espeak:VOICE'"):
+        question_voices(["espeak:en-gb", "festival:kal"])
+
+
+def test_several_voices_take_the_questions_in_turn(monkeypatch):
+    from speechgpt_hf.data import tts_engines
+    from speechgpt_hf.evaluation.eval_data import voice_questions
+
+    class FakeEspeak:
+        name = "espeak-ng"
+
+        def __init__(self, speakers):
+            self.speakers = list(speakers)
+
+        def __call__(self, text, speaker=None):
+            return speak(f"{speaker} {text}")
+
+    monkeypatch.setattr(tts_engines, "EspeakTTS", FakeEspeak)
+    questions = load_spoken_questions(limit=3)
+    items, skipped = voice_questions(questions, ["espeak:en-gb-scotland+m4", "espeak:en-us+f4"])
+    assert [item.voice for item in items] == ["espeak:en-gb-scotland+m4", "espeak:en-us+f4", "espeak:en-gb-scotland+m4"]
+    np.testing.assert_array_equal(items[1].audio, speak(f"en-us+f4 {questions[1].question}")[0])
+    assert not skipped
 
 
 def test_no_vocoder_skips_speech_tasks_with_a_reason(tmp_path):
@@ -230,40 +292,72 @@ def test_unknown_task_is_refused():
         EvaluationConfig(tasks=["asr", "singing"])
 
 
-def test_tiny_real_system_runs_every_task(tiny_speechgpt, tmp_path):
-    """The real chat (random tiny LM, MFCC units, tiny vocoder) through every task: structure, not quality."""
+def _scripted_chat(tiny_speechgpt, judge: OracleJudge, questions, right: bool):
+    """The real chat (tiny random LM, MFCC units, tiny random vocoder) with every `generate` call scripted: it
+    writes the reference transcript or question answer when `right`, a wrong one otherwise. Requests, prompts,
+    decoding, parsing and voicing are all the chat's own."""
+    from transformers import LogitsProcessorList
+
     from speechgpt_hf.inference.chat import SpeechGPTChat
-    from speechgpt_hf.models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
     from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
+    from speechgpt_hf.testing_utils import ScriptedAnswer, build_tiny_vocoder
+
+    sentences = {_key(judge.register(sentence)): sentence for sentence in SENTENCES}
+    by_audio = {_key(judge.register(q.question)): q for q in questions}
+    by_text = {q.question: q for q in questions}
+    wrong = "something else entirely"
+
+    def answer_for(text, audio):
+        if audio is not None and text:  # ASR: the transcript
+            return f"{sentences[_key(audio)] if right else wrong}<eoa>"
+        if audio is not None or text in by_text:  # a question, spoken or written
+            question = by_audio[_key(audio)] if audio is not None else by_text[text]
+            reply = question.answers[0] if right else wrong
+            return f"[tq] {question.question}; [ta] {reply}; [ua] <sosp><3><4><5><4><eosp><eoa>"
+        return "<sosp><3><4><5><6><7><eosp><eoa>"  # TTS: units, voiced by the random vocoder
+
+    class ScriptedChat(SpeechGPTChat):
+        def _script(self, text, audio):
+            ids = self.processor.encode(answer_for(text, audio), add_special_tokens=False)
+            return LogitsProcessorList([ScriptedAnswer(ids + [self.processor.tokenizer.eos_token_id])])
+
+        def respond(self, text=None, audio=None, sampling_rate=None, output_modality=None, **kwargs):
+            script = self._script(text, audio)
+            return super().respond(text, audio, sampling_rate, output_modality, logits_processor=script, **kwargs)
+
+        def stream(self, text=None, audio=None, sampling_rate=None, output_modality=None, **kwargs):
+            script = self._script(text, audio)
+            return super().stream(text, audio, sampling_rate, output_modality, logits_processor=script, **kwargs)
 
     model, processor = tiny_speechgpt(num_units=50)
     units = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=50)).eval()
-    torch.manual_seed(0)
-    vocoder = UnitHiFiGANVocoder(
-        UnitHiFiGANConfig(
-            num_units=50,
-            unit_embed_dim=16,
-            duration_predictor_hidden_dim=16,
-            upsample_initial_channel=32,
-            upsample_rates=[5, 4, 4, 4],
-            upsample_kernel_sizes=[11, 8, 8, 8],
-            resblock_kernel_sizes=[3],
-            resblock_dilation_sizes=[[1, 3]],
-        )
-    ).eval()
-    chat = SpeechGPTChat(
+    return ScriptedChat(
         model,
         processor,
         unit_tokenizer=units,
-        vocoder=vocoder,
-        generation_kwargs={"max_new_tokens": 12, "do_sample": False},
+        vocoder=build_tiny_vocoder(50),
+        generation_kwargs={"max_new_tokens": 80, "do_sample": False},
     )
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_the_real_chat_through_every_task_scores_what_it_writes(tiny_speechgpt, tmp_path, right):
     judge = OracleJudge()
+    chat = _scripted_chat(tiny_speechgpt, judge, load_spoken_questions(limit=2), right)
     report = _run(chat, judge, tmp_path, max_questions=2, latency_items=1)
     tasks = report.results["tasks"]
     assert set(tasks) == {"asr", "tts", "resynthesis", "spoken_qa", "latency"}
-    assert tasks["asr"]["items"] == len(SENTENCES) and 0.0 <= tasks["asr"]["metrics"]["wer"]
-    assert tasks["resynthesis"]["metrics"]["judge_wer"] == 1.0  # a random vocoder says nothing the judge knows
+    assert tasks["asr"]["items"] == len(SENTENCES)
+    assert tasks["asr"]["metrics"]["wer"] == (0.0 if right else 1.0)
+    qa = tasks["spoken_qa"]["metrics"]
+    assert qa["accuracy"] == qa["text_accuracy"] == (1.0 if right else 0.0)
+    assert qa["question_transcript_wer"] == 0.0  # the scripted transcript is the question itself
+    # The judge hears the reference (and question) audio perfectly, so its 1.0 on the random vocoder's speech is
+    # the vocoder's failure, not the judge's.
+    for name in ("tts", "resynthesis"):
+        assert tasks[name]["metrics"]["reference_judge_wer"] == 0.0 and tasks[name]["metrics"]["judge_wer"] == 1.0
+    assert qa["question_judge_wer"] == 0.0
+    assert tasks["latency"]["metrics"]["real_time_factor"] > 0.0
     assert (tmp_path / "report.md").exists()
 
 

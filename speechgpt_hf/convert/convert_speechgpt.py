@@ -114,7 +114,8 @@ def convert_speechgpt(
     with its added tokens; `adapter_dir` a PEFT adapter (adapter_config.json + adapter_model.bin/.safetensors).
     `system_prompt` is saved with the processor, so loading the repo uses it by default; the release's prompt is
     the `prefix` of its SpeechInstruct records (`read_system_prompt`). Without one, a warning is given and this
-    package's default prompt is used.
+    package's default prompt is used. The processor records the "release" prompt format, so that requests are
+    written as the release was trained on them (a chain-of-modality request is the bare unit span).
     """
     checkpoint_dir, output_dir = Path(checkpoint_dir), Path(output_dir)
     tokenizer = _load_tokenizer(checkpoint_dir)
@@ -141,7 +142,7 @@ def convert_speechgpt(
         _warn_default_system_prompt()
         system_prompt = DEFAULT_SYSTEM_PROMPT
     speechgpt.save_pretrained(output_dir)
-    processor = SpeechGPTProcessor(tokenizer, num_units=num_units, system_prompt=system_prompt)
+    processor = SpeechGPTProcessor(tokenizer, num_units=num_units, system_prompt=system_prompt, prompt_format="release")
     processor.use_components_of(speechgpt.config)
     processor.save_pretrained(output_dir)
     write_converted_card(output_dir, "SpeechGPT-7B checkpoint", [checkpoint_dir, adapter_dir])

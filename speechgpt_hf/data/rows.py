@@ -5,7 +5,9 @@ speaker, source id) and carries the same exchange rendered three ways: `text` (s
 whole conversation, for language modelling), and `prompt`/`completion` (for SFT: the prompt ends with
 `[SpeechGPT]: `, the completion is the answer and `<eoa>`). Multi-turn rows keep their earlier turns
 in `history`; the top-level fields describe the last turn, the one the completion answers. All prompt
-text comes from `speechgpt_hf.models.speechgpt.prompt_format`.
+text comes from `speechgpt_hf.models.speechgpt.prompt_format`. The stored text is this package's prompt format;
+training renders `prompt`/`completion` again from the structured fields in the prompt format (and under the
+system prompt) of the model's processor (`prompt_completion_for`), so that training and use agree.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import datasets
 from ..models.speechgpt.prompt_format import (
     DEFAULT_SYSTEM_PROMPT,
     Modality,
-    format_chain_of_modality_instruction,
+    PromptFormat,
+    format_chain_of_modality_request,
     format_chain_of_modality_response,
     format_cross_modal_instruction,
     format_turn,
@@ -122,11 +125,13 @@ def make_turn(
     }
 
 
-def render_exchange(turn: dict[str, Any]) -> tuple[str, str]:
-    """(human instruction, SpeechGPT response) of one cross-modal or chain-of-modality turn.
+def render_exchange(
+    turn: dict[str, Any], prompt_format: PromptFormat | str = PromptFormat.SPEECHGPT
+) -> tuple[str, str]:
+    """(human instruction, SpeechGPT response) of one cross-modal or chain-of-modality turn in `prompt_format`.
 
-    A chain-of-modality instruction names its input and wanted output modality, so the prompt alone tells which
-    of the four answer formats is wanted.
+    This package's chain-of-modality instruction names its input and wanted output modality, so the prompt alone
+    tells which of the four answer formats is wanted; the "release" format has the bare input instead.
     """
     task = turn["task"]
     if task == ASR:
@@ -138,12 +143,15 @@ def render_exchange(turn: dict[str, Any]) -> tuple[str, str]:
     if task in COM_TASKS:
         speech_in = turn["input_modality"] == Modality.SPEECH.value
         content = units_to_string(turn["input_units"]) if speech_in else turn["input_text"]
-        human = format_chain_of_modality_instruction(content, turn["input_modality"], turn["output_modality"])
+        human = format_chain_of_modality_request(
+            content, turn["input_modality"], turn["output_modality"], prompt_format
+        )
         response = format_chain_of_modality_response(
             turn["output_modality"],
             turn["output_text"],
             answer_units=turn["output_units"] or None,
             transcript=turn["input_text"] if speech_in else None,
+            prompt_format=prompt_format,
         )
         return human, response
     raise ValueError(f"Task {task!r} has no instruction/response form.")
@@ -170,6 +178,18 @@ def row_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
     if row["task"] == MODALITY_ADAPTATION:
         raise ValueError("Modality-adaptation rows are bare unit sequences, not conversations; train on their `text`.")
     return [message for turn in [*row["history"], row] for message in turn_messages(turn)]
+
+
+def prompt_completion_for(row: dict[str, Any], processor: Any) -> dict[str, str]:
+    """A row's `prompt` and `completion` rendered from its structured fields by `processor` (a SpeechGPTProcessor)
+    in its prompt format and under its system prompt: the text the trained model is then prompted with."""
+    if row["task"] == MODALITY_ADAPTATION:
+        raise ValueError("Modality-adaptation rows are bare unit sequences, not conversations; train on their `text`.")
+    *history, (instruction, response) = [
+        render_exchange(turn, processor.prompt_format) for turn in [*(row.get("history") or []), row]
+    ]
+    prompt, completion = processor.prompt_and_completion(instruction, response, history)
+    return {"prompt": prompt, "completion": completion}
 
 
 def _text(text: str) -> dict[str, str]:
@@ -213,6 +233,7 @@ __all__ = [
     "TURN_KEYS",
     "estimate_tokens",
     "make_turn",
+    "prompt_completion_for",
     "render_exchange",
     "render_row",
     "row_messages",

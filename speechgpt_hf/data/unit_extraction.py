@@ -16,12 +16,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .skipped import capped
 
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from ..models.unit_tokenizer.modeling_unit_tokenizer import SpeechUnitTokenizer
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus", ".aiff", ".aif")
-_TOKENIZERS: dict[str, Any] = {}
+_TOKENIZERS: dict[str, SpeechUnitTokenizer] = {}
 
 
 @dataclass
@@ -55,7 +60,7 @@ def _skipped_lines(skipped: list[tuple[int, str]], what: str, shown: int = 20) -
     return capped([f"  {what} {index}: {reason}" for index, reason in skipped], shown=shown)
 
 
-def _tokenizer(path: str, threads: int | None, device: str | None = None) -> Any:
+def _tokenizer(path: str, threads: int | None, device: str | None = None) -> SpeechUnitTokenizer:
     """The tokenizer saved at `path`, loaded once per process (onto `device` when given)."""
     if path not in _TOKENIZERS:
         import torch
@@ -103,7 +108,7 @@ def _named(error: Exception, item: Any) -> str:
     return f"{path}: {reason}" if path and str(path) not in reason else reason
 
 
-def undecoded(dataset: Any, audio_column: str = "audio") -> Any:
+def undecoded(dataset: Dataset, audio_column: str = "audio") -> Dataset:
     """`dataset` with its Audio column read as undecoded {"bytes", "path"} values, so that each item is decoded by
     `load_audio` on its own and a corrupt file raises `AudioInputError` for that item instead of failing the read."""
     from datasets import Audio
@@ -113,7 +118,7 @@ def undecoded(dataset: Any, audio_column: str = "audio") -> Any:
     return dataset
 
 
-def _tokenizer_path(tokenizer: Any, scratch: str) -> str:
+def _tokenizer_path(tokenizer: SpeechUnitTokenizer | str | Path, scratch: str) -> str:
     if isinstance(tokenizer, (str, Path)):
         return str(tokenizer)
     tokenizer.save_pretrained(scratch)
@@ -121,8 +126,8 @@ def _tokenizer_path(tokenizer: Any, scratch: str) -> str:
 
 
 def add_unit_columns(
-    dataset: Any,
-    tokenizer: Any,
+    dataset: Dataset,
+    tokenizer: SpeechUnitTokenizer | str | Path,
     audio_column: str = "audio",
     batch_size: int = 16,
     num_proc: int | None = None,
@@ -131,7 +136,7 @@ def add_unit_columns(
     progress: bool = True,
     keep_failed: bool = True,
     device: str | None = None,
-) -> tuple[Any, ExtractionReport]:
+) -> tuple[Dataset, ExtractionReport]:
     """`dataset` with `units`, `durations` and `unit_error` columns added, and a report of what failed.
 
     `tokenizer` is a SpeechUnitTokenizer or its path/repo id (workers load it from there). An Audio column
@@ -198,7 +203,7 @@ def _progress_bars(shown: bool) -> Iterator[None]:
         bars.enable_progress_bars()
 
 
-def _without_failures(encoded: Any, report: ExtractionReport) -> Any:
+def _without_failures(encoded: Dataset, report: ExtractionReport) -> Dataset:
     """`encoded` less the rows the report lists as failed."""
     if not report.failed:
         return encoded
@@ -212,8 +217,12 @@ def _report(errors: list[str | None]) -> ExtractionReport:
 
 
 def add_unit_columns_distributed(
-    dataset: Any, tokenizer: Any, output_dir: str | Path, shard_size: int = 1000, **kwargs: Any
-) -> tuple[Any, ExtractionReport]:
+    dataset: Dataset,
+    tokenizer: SpeechUnitTokenizer | str | Path,
+    output_dir: str | Path,
+    shard_size: int = 1000,
+    **kwargs: Any,
+) -> tuple[Dataset, ExtractionReport]:
     """`add_unit_columns` across accelerate or torchrun processes, resumable: every process returns the whole dataset
     with units (less the failed rows with `keep_failed=False`), the same as one process would.
 
@@ -258,7 +267,9 @@ def _process_state() -> Any:
 _MANIFEST = "extraction.json"
 
 
-def _manifest(dataset: Any, tokenizer: Any, shard_size: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _manifest(
+    dataset: Dataset, tokenizer: SpeechUnitTokenizer | str | Path, shard_size: int, kwargs: dict[str, Any]
+) -> dict[str, Any]:
     """What decides the shards' content: the dataset, the tokenizer, the shard size and the encoding options."""
     defaults = {"audio_column": "audio", "merge": True, "precision": "float32"}
     options = {key: kwargs.get(key, default) for key, default in defaults.items()}
@@ -295,7 +306,7 @@ def _shard_path(output_dir: Path, index: int) -> Path:
     return output_dir / f"shard-{index:05d}"
 
 
-def _save_shard(encoded: Any, output_dir: Path, index: int) -> None:
+def _save_shard(encoded: Dataset, output_dir: Path, index: int) -> None:
     """Saves a finished shard under a temporary name, then renames it: a shard folder is only ever complete."""
     import shutil
 

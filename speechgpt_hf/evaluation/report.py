@@ -11,6 +11,13 @@ import numpy as np
 from ..audio import SAMPLING_RATE
 from ..data.skipped import capped
 
+# Names shown in reports for metrics whose key alone says too little.
+METRIC_LABELS = {
+    "accuracy": "accuracy (spoken question, spoken answer)",
+    "text_accuracy": "text accuracy (the same questions written)",
+    "cross_modal_transfer": "cross-modal transfer (spoken / text accuracy)",
+    "question_judge_wer": "judge WER on the question audio",
+}
 # Metrics where lower is better, shown as a system bar beside the judge's reference bar.
 _ERROR_METRICS = {"asr": "wer", "tts": "judge_wer", "resynthesis": "judge_wer"}
 
@@ -103,15 +110,40 @@ def _markdown(results: dict[str, Any], plots: list[str]) -> str:
             lines.append(f"| {name} | not run | {task['not_run']} | |")
             continue
         metrics = task["metrics"]
-        reference = {"judge_wer": "reference_judge_wer", "wer": "reference_judge_wer", "dnsmos": "reference_dnsmos"}
+        # Spoken QA's reference audio is the question audio: the judge's WER on it sits beside the accuracy.
+        reference = {
+            "judge_wer": "reference_judge_wer",
+            "wer": "reference_judge_wer",
+            "dnsmos": "reference_dnsmos",
+            "accuracy": "question_judge_wer",
+        }
         for metric, value in metrics.items():
             if metric.startswith("reference_"):
                 continue
             floor = metrics.get(reference.get(metric, ""), "")
-            lines.append(f"| {name} | {metric} | {_fmt(value)} | {_fmt(floor)} |")
+            lines.append(f"| {name} | {METRIC_LABELS.get(metric, metric)} | {_fmt(value)} | {_fmt(floor)} |")
+        if "text_accuracy" in metrics and "cross_modal_transfer" not in metrics:
+            lines.append(f"| {name} | {METRIC_LABELS['cross_modal_transfer']} | n/a (text accuracy is 0) | |")
+    lines += _topic_markdown(results)
     lines += _skipped_markdown(results)
     lines += ["", *(f"![{plot}]({plot})" for plot in plots)]
     return "\n".join(lines) + "\n"
+
+
+def _topic_markdown(results: dict[str, Any]) -> list[str]:
+    """A table of each task's accuracy by question topic (spoken QA), spoken beside text."""
+    lines = []
+    for name, task in results["tasks"].items():
+        topics = task.get("by_topic") or {}
+        if not topics:
+            continue
+        lines += ["", f"{name} by topic:", "", "| topic | questions | spoken accuracy | text accuracy |"]
+        lines.append("| --- | --- | --- | --- |")
+        lines += [
+            f"| {topic} | {row['questions']} | {_fmt(row['accuracy'])} | {_fmt(row['text_accuracy'])} |"
+            for topic, row in topics.items()
+        ]
+    return lines
 
 
 def _skipped_markdown(results: dict[str, Any]) -> list[str]:
@@ -156,4 +188,4 @@ def write_report(report: Any, output_dir: str | Path) -> Path:
     return output
 
 
-__all__ = ["pyplot", "save_figure", "write_report"]
+__all__ = ["METRIC_LABELS", "pyplot", "save_figure", "write_report"]

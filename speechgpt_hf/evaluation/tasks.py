@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -21,13 +21,17 @@ from ..models.speechgpt.prompt_format import INPUT_MARKER, format_cross_modal_in
 from .eval_data import SAMPLING_RATE, SpeechItem, SpokenQuestion
 from .scoring import error_rates, qa_accuracy
 
+if TYPE_CHECKING:
+    from ..inference.chat import SpeechGPTChat
+
 NO_VOCODER = "the system has no vocoder"
 NO_UNIT_TOKENIZER = "the system has no unit tokenizer"
 
 
 @dataclass
 class TaskResult:
-    """One task's scores, its per-item records, and what was skipped (by reason) or not run (and why)."""
+    """One task's scores, its per-item records, and what was skipped (by reason) or not run (and why); `by_topic`
+    holds a task's scores per topic of its items where they have one (spoken QA)."""
 
     task: str
     metrics: dict[str, float] = field(default_factory=dict)
@@ -35,6 +39,7 @@ class TaskResult:
     skipped: Counter = field(default_factory=Counter)
     not_run: str | None = None
     seconds: float = 0.0
+    by_topic: dict[str, dict[str, float]] = field(default_factory=dict)
     examples: list[tuple[np.ndarray | None, np.ndarray]] = field(default_factory=list, repr=False)
 
 
@@ -83,7 +88,9 @@ def _to_16k(waveform: np.ndarray | None, rate: int) -> np.ndarray | None:
         return None
 
 
-def _ask(system: Any, progress: bool, items: Sequence[Any], task: str, ask: Callable[[Any], Any]) -> list[Any]:
+def _ask(
+    system: SpeechGPTChat, progress: bool, items: Sequence[Any], task: str, ask: Callable[[Any], Any]
+) -> list[Any]:
     """Asks the system about every item, each as a fresh conversation."""
     replies = []
     for item in tqdm(items, desc=task, disable=not progress, unit="item"):
@@ -118,7 +125,7 @@ def _judged_speech(
 
 
 def evaluate_asr(
-    system: Any, items: Sequence[SpeechItem], judges: Judges | None, description: str, progress: bool = True
+    system: SpeechGPTChat, items: Sequence[SpeechItem], judges: Judges | None, description: str, progress: bool = True
 ) -> TaskResult:
     """Speech in, transcript out through the cross-modal prompt: WER and CER against the references."""
     result = TaskResult("asr")
@@ -150,7 +157,7 @@ def evaluate_asr(
 
 
 def evaluate_tts(
-    system: Any, items: Sequence[SpeechItem], judges: Judges, description: str, progress: bool = True
+    system: SpeechGPTChat, items: Sequence[SpeechItem], judges: Judges, description: str, progress: bool = True
 ) -> TaskResult:
     """Text in, units out, voiced by the vocoder and transcribed by the judge: judge WER and DNSMOS."""
     result = TaskResult("tts")
@@ -177,7 +184,9 @@ def evaluate_tts(
     return result
 
 
-def evaluate_resynthesis(system: Any, items: Sequence[SpeechItem], judges: Judges, progress: bool = True) -> TaskResult:
+def evaluate_resynthesis(
+    system: SpeechGPTChat, items: Sequence[SpeechItem], judges: Judges, progress: bool = True
+) -> TaskResult:
     """Speech -> units -> vocoder -> judge: the ceiling the unit tokenizer and vocoder set for TTS."""
     result = TaskResult("resynthesis")
     unit_tokenizer, vocoder = getattr(system, "unit_tokenizer", None), getattr(system, "vocoder", None)
@@ -204,41 +213,99 @@ def evaluate_resynthesis(system: Any, items: Sequence[SpeechItem], judges: Judge
 
 
 def evaluate_spoken_qa(
-    system: Any,
+    system: SpeechGPTChat,
     questions: Sequence[SpokenQuestion],
     spoken: Sequence[SpeechItem],
     judges: Judges | None,
     progress: bool = True,
 ) -> TaskResult:
-    """Spoken questions, answered in speech: accuracy of the text answer (an accepted answer appears in it),
-    and the judge WER between the spoken answer and the model's own text answer (their consistency)."""
-    result = TaskResult("spoken_qa")
-    by_id = {question.id: question for question in questions}
+    """Spoken questions answered in speech, beside the same questions written and answered in text.
 
-    def ask(item: SpeechItem) -> Any:
+    `accuracy`: an accepted answer appears in the text answer to the spoken question; `text_accuracy`: the same for
+    the written question, asked through the same chat and processor; `cross_modal_transfer`: their ratio, the share
+    of what the model knows in text that survives speech (left out when text accuracy is 0). `question_judge_wer`:
+    the judge on the question audio (a voice the judge cannot follow is likely lost on the model too);
+    `question_transcript_wer`: the model's own transcript of the question; `speech_text_consistency_wer`: the judge
+    on the spoken answer against the model's text answer. `by_topic`: both accuracies per question topic.
+    """
+    result = TaskResult("spoken_qa")
+    if not spoken:
+        result.not_run = "no question could be voiced"
+        return result
+    by_id = {question.id: question for question in questions}
+    asked = [by_id[item.id] for item in spoken]
+
+    def ask_spoken(item: SpeechItem) -> Any:
         return system.respond(audio=item.audio, sampling_rate=SAMPLING_RATE, output_modality="speech")
 
-    replies = _ask(system, progress, spoken, "spoken_qa", ask)
+    def ask_written(question: SpokenQuestion) -> Any:
+        return system.respond(text=question.question, output_modality="text")
+
+    replies = _ask(system, progress, spoken, "spoken_qa", ask_spoken)
+    written = _ask(system, progress, asked, "spoken_qa (text)", ask_written)
     answers = [reply.response.text or "" for reply in replies]
-    scored = qa_accuracy(answers, [by_id[item.id].answers for item in spoken])
-    result.metrics["accuracy"] = scored["accuracy"]
+    text_answers = [reply.response.text or "" for reply in written]
+    scored = qa_accuracy(answers, [question.answers for question in asked])
+    text_scored = qa_accuracy(text_answers, [question.answers for question in asked])
+    result.metrics.update(accuracy=scored["accuracy"], text_accuracy=text_scored["accuracy"])
+    if text_scored["accuracy"] > 0:
+        result.metrics["cross_modal_transfer"] = scored["accuracy"] / text_scored["accuracy"]
     transcripts = error_rates([item.text for item in spoken], [r.response.transcript or "" for r in replies])
     result.metrics["question_transcript_wer"] = transcripts["wer"]
     result.items = [
         {
             "id": item.id,
+            "topic": question.topic,
+            "voice": item.voice,
             "question": item.text,
             "transcript": reply.response.transcript,
             "answer": answer,
-            "accepted": by_id[item.id].answers,
+            "accepted": question.answers,
             "correct": correct,
+            "text_answer": text_answer,
+            "text_correct": text_correct,
             "problems": reply.response.problems,
         }
-        for item, reply, answer, correct in zip(spoken, replies, answers, scored["correct"], strict=True)
+        for item, question, reply, answer, correct, text_answer, text_correct in zip(
+            spoken, asked, replies, answers, scored["correct"], text_answers, text_scored["correct"], strict=True
+        )
     ]
+    result.by_topic = _accuracy_by_topic(asked, scored["correct"], text_scored["correct"])
+    if judges is not None:
+        heard = judges.transcribe([item.audio for item in spoken])
+        rates = error_rates([item.text for item in spoken], heard)
+        result.metrics["question_judge_wer"] = rates["wer"]
+        for record, text, wer in zip(result.items, heard, rates["item_wer"], strict=True):
+            record.update(question_heard=text, question_judge_wer=wer)
+    _judge_spoken_answers(result, system, replies, answers, judges)
+    return result
+
+
+def _accuracy_by_topic(
+    questions: Sequence[SpokenQuestion], correct: Sequence[bool], text_correct: Sequence[bool]
+) -> dict[str, dict[str, float]]:
+    """`{topic: {"questions", "accuracy", "text_accuracy"}}` over the questions that have a topic."""
+    grouped: dict[str, list[tuple[bool, bool]]] = {}
+    for question, spoken_right, text_right in zip(questions, correct, text_correct, strict=True):
+        if question.topic:
+            grouped.setdefault(question.topic, []).append((spoken_right, text_right))
+    return {
+        topic: {
+            "questions": len(rows),
+            "accuracy": sum(s for s, _ in rows) / len(rows),
+            "text_accuracy": sum(t for _, t in rows) / len(rows),
+        }
+        for topic, rows in sorted(grouped.items())
+    }
+
+
+def _judge_spoken_answers(
+    result: TaskResult, system: SpeechGPTChat, replies: Sequence[Any], answers: Sequence[str], judges: Judges | None
+) -> None:
+    """The judge WER between each spoken answer and the model's own text answer (their consistency)."""
     if judges is None or getattr(system, "vocoder", None) is None:
-        result.skipped["consistency not measured: " + (NO_VOCODER if judges else "no judge")] = len(spoken)
-        return result
+        result.skipped["consistency not measured: " + (NO_VOCODER if judges else "no judge")] = len(replies)
+        return
     pairs = [
         (i, _to_16k(r.waveform, r.sampling_rate)) for i, r in enumerate(replies) if (r.response.text or "").strip()
     ]
@@ -252,10 +319,9 @@ def evaluate_spoken_qa(
         for (index, _), text in zip(spoken_answers, heard, strict=True):
             result.items[index]["heard_answer"] = text
     result.metrics["spoken_answers"] = len(spoken_answers)
-    return result
 
 
-def evaluate_latency(system: Any, items: Sequence[SpeechItem], progress: bool = True) -> TaskResult:
+def evaluate_latency(system: SpeechGPTChat, items: Sequence[SpeechItem], progress: bool = True) -> TaskResult:
     """Spoken answers to spoken input, streamed: time to first audio and real-time factor (compute / speech)."""
     result = TaskResult("latency")
     if getattr(system, "vocoder", None) is None:

@@ -20,6 +20,8 @@ TEMPLATES = {
     "speechgpt": "speechgpt_card.md",
     "speechgpt_unit_tokenizer": "unit_tokenizer_card.md",
     "speechgpt_unit_hifigan": "vocoder_card.md",
+    "speechgpt_unit_mel": "unit_mel_vocoder_card.md",
+    "speecht5_hifigan": "mel_hifigan_card.md",
 }
 # Evaluation task of `speechgpt-hf evaluate` -> the Hub's task type in model-index.
 EVAL_TASK_TYPES = {
@@ -56,7 +58,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def record_provenance(folder: str | Path, step: Mapping[str, Any], inherit_from: str | Path | None = None) -> Path:
-    """Appends one step (`name`, `made_by`, `summary`, optional `base_model`, `datasets`, `facts`) to the folder's
+    """Appends one step (`name`, `made_by`, `summary`, optional `base_model` with `base_weights`, `datasets`,
+    `facts`) to the folder's
     provenance.json, replacing an earlier step of the same name (a rerun); `inherit_from` (a model folder it
     started from) contributes its steps first when the folder has no record yet."""
     folder = Path(folder)
@@ -78,6 +81,30 @@ def unit_fit_step(result: Any, data: str, made_by: str) -> dict[str, Any]:
     )
     facts = {"fit frames": result.num_frames, "inertia per frame": result.inertia_per_frame}
     return {"name": "codebook fit", "made_by": made_by, "summary": summary, "facts": facts}
+
+
+def source_name(name: str | Path) -> str:
+    """A model or dataset as a card names it: a Hub id as it is, a local folder or file by its name only."""
+    if is_hub_id(str(name)):
+        return str(name)
+    return f"local {'file' if Path(name).is_file() else 'folder'} {Path(name).name}"
+
+
+def base_model_step(
+    name_or_path: str | Path, gguf_file: str | None = None, dtype: Any = "float32", made_by: str = "add_speech_units"
+) -> dict[str, Any]:
+    """The provenance step of expanding a text LM into a SpeechGPT: which base (a repo, folder or GGUF file) and,
+    for a GGUF, its quantisation and the dtype its weights were dequantised to (`base_weights`)."""
+    from ..models.speechgpt.base_models import describe_base_weights, split_gguf
+
+    repo, gguf_file = split_gguf(name_or_path, gguf_file)
+    base = source_name(Path(repo) / gguf_file if gguf_file and Path(repo).is_dir() else repo)
+    step = {"name": "vocabulary expansion", "made_by": made_by, "base_model": base}
+    weights = describe_base_weights(repo, gguf_file, dtype)
+    step["summary"] = f"speech units added to the vocabulary of {base}" + (f" ({weights})" if weights else "")
+    if weights:
+        step["base_weights"] = weights
+    return step
 
 
 def write_converted_card(folder: str | Path, what: str, sources: list[str | Path | None]) -> Path:
@@ -132,7 +159,8 @@ def _hub_ids(values: list[Any]) -> list[str]:
 def _common(folder: Path, repo_id: str | None) -> dict[str, Any]:
     """The facts every card has: its name, where it came from (steps) and its Hub metadata fields."""
     steps = read_json(folder / PROVENANCE_FILE).get("steps", [])
-    bases = [s["base_model"] for s in steps if s.get("base_model")]
+    based = [s for s in steps if s.get("base_model")]
+    bases = [s["base_model"] for s in based]
     datasets = [d for s in steps for d in s.get("datasets", [])]
     return {
         "repo_id": repo_id or folder.resolve().name,
@@ -140,6 +168,7 @@ def _common(folder: Path, repo_id: str | None) -> dict[str, Any]:
         "stages": steps,
         "made_by": steps[-1]["made_by"] if steps else "speechgpt-hf",
         "base_model": bases[0] if bases else "not recorded",
+        "base_weights": based[0].get("base_weights") if based else None,
         "hub_base_models": _hub_ids(bases[:1]),
         "datasets": sorted(set(datasets)),
         "hub_datasets": _hub_ids(datasets),
@@ -199,10 +228,31 @@ def _vocoder_facts(folder: Path, config: dict[str, Any], results: dict[str, Any]
     }
 
 
+def _mel_front_end(config: dict[str, Any]) -> dict[str, Any]:
+    """The mel front end a mel HiFi-GAN config records (converted by `speechgpt-hf convert mel-hifigan`)."""
+    names = ("n_fft", "hop_length", "win_length", "fmin", "fmax")
+    return {"num_mel_bins": config.get("model_in_dim"), **{name: config.get(name) for name in names}}
+
+
+def _mel_hifigan_facts(folder: Path, config: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    return {"sampling_rate": config.get("sampling_rate"), **_mel_front_end(config), "pipeline_tag": None}
+
+
+def _unit_mel_facts(folder: Path, config: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    generator = config.get("generator_config") or {}
+    return {
+        **_vocoder_facts(folder, config, results),
+        "generator_sampling_rate": generator.get("sampling_rate"),
+        **_mel_front_end(generator),
+    }
+
+
 _FACTS = {
     "speechgpt": _speechgpt_facts,
     "speechgpt_unit_tokenizer": _unit_tokenizer_facts,
     "speechgpt_unit_hifigan": _vocoder_facts,
+    "speechgpt_unit_mel": _unit_mel_facts,
+    "speecht5_hifigan": _mel_hifigan_facts,
 }
 
 
@@ -253,10 +303,12 @@ __all__ = [
     "PROVENANCE_FILE",
     "RESULTS_FILE",
     "TEMPLATES",
+    "base_model_step",
     "is_hub_id",
     "model_index",
     "read_json",
     "record_provenance",
+    "source_name",
     "template_path",
     "unit_fit_step",
     "write_converted_card",

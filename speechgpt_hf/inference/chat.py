@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,11 +22,16 @@ from ..models.speechgpt.prompt_format import (
     INPUT_MARKER,
     Modality,
     SpeechGPTResponse,
-    format_chain_of_modality_instruction,
     units_to_string,
 )
 from .constrained_decoding import unit_span_logits_processor
 from .speech_streamer import SpeechUnitStreamer, StreamEvent
+
+if TYPE_CHECKING:
+    from ..models.speechgpt.modeling_speechgpt import SpeechGPTForCausalLM
+    from ..models.speechgpt.processing_speechgpt import SpeechGPTProcessor
+    from ..models.unit_tokenizer.modeling_unit_tokenizer import SpeechUnitTokenizer
+    from ..models.vocoder_protocol import UnitVocoder
 
 # Name of the thread that runs `generate` while `SpeechGPTChat.stream` reads its events.
 GENERATION_THREAD = "speechgpt-chat-generate"
@@ -60,10 +65,10 @@ class SpeechGPTChat:
 
     def __init__(
         self,
-        model: Any,
-        processor: Any,
-        unit_tokenizer: Any | None = None,
-        vocoder: Any | None = None,
+        model: SpeechGPTForCausalLM,
+        processor: SpeechGPTProcessor,
+        unit_tokenizer: SpeechUnitTokenizer | None = None,
+        vocoder: UnitVocoder | None = None,
         speaker_id: int | str | None = None,
         generation_kwargs: dict[str, Any] | None = None,
         constrain_units: bool = True,
@@ -83,8 +88,8 @@ class SpeechGPTChat:
     def from_pretrained(
         cls,
         repo: str,
-        unit_tokenizer: Any | None = None,
-        vocoder: Any | None = None,
+        unit_tokenizer: SpeechUnitTokenizer | None = None,
+        vocoder: UnitVocoder | None = None,
         constrain_units: bool = True,
         speaker_id: int | str | None = None,
         **model_kwargs: Any,
@@ -105,13 +110,13 @@ class SpeechGPTChat:
         )
 
     @property
-    def unit_tokenizer(self) -> Any | None:
+    def unit_tokenizer(self) -> SpeechUnitTokenizer | None:
         """The SpeechUnitTokenizer for speech input: the one given, else the processor's."""
         given = self._unit_tokenizer
         return given if given is not None else getattr(self.processor, "audio_tokenizer", None)
 
     @property
-    def vocoder(self) -> Any | None:
+    def vocoder(self) -> UnitVocoder | None:
         """The UnitHiFiGANVocoder for speech output: the one given, else the processor's."""
         return self._vocoder if self._vocoder is not None else getattr(self.processor, "vocoder", None)
 
@@ -134,8 +139,9 @@ class SpeechGPTChat:
         """The `[Human]` turn for text and/or speech, speech as a unit string.
 
         With `output_modality` ("speech" or "text") it is a chain-of-modality request for that kind of answer to
-        one instruction, spoken or written. None keeps a free-form request: the units go after "This is input:"
-        when the text ends with it (ASR/TTS-style requests), after the text otherwise.
+        one instruction, spoken or written, as the processor's prompt format writes it. None keeps a free-form
+        request: the units go after "This is input:" when the text ends with it (ASR/TTS-style requests), after the
+        text otherwise. The processor's chat template then renders the turn in that format.
         """
         if text is None and audio is None:
             raise ValueError("Say something: give `text`, `audio`, or both.")
@@ -147,7 +153,7 @@ class SpeechGPTChat:
                     "`text`, not both (output_modality=None sends both as one free-form request)."
                 )
             source = Modality.TEXT if speech is None else Modality.SPEECH
-            return format_chain_of_modality_instruction(speech or text, source, output_modality)
+            return self.processor.chain_of_modality_request(speech or text, output_modality, source)
         if speech is None:
             return text.strip()
         if text and text.rstrip().endswith(INPUT_MARKER):
@@ -277,7 +283,7 @@ class SpeechGPTChat:
             streamer.end()
 
 
-def _speaker_index(vocoder: Any | None, speaker: int | str | None) -> int | None:
+def _speaker_index(vocoder: UnitVocoder | None, speaker: int | str | None) -> int | None:
     """The speaker id to voice answers with: a multi-speaker vocoder speaks with its first voice unless told."""
     voices = getattr(vocoder.config, "num_speakers", 0) if vocoder is not None else 0
     if not voices:

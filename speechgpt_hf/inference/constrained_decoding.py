@@ -10,10 +10,15 @@ that ends inside a span (e.g. `… [ua] <sosp>`) is continued with units.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import LogitsProcessor
+
+if TYPE_CHECKING:
+    from ..models.speechgpt.configuration_speechgpt import SpeechGPTConfig
+    from ..models.speechgpt.modeling_speechgpt import SpeechGPTForCausalLM
+    from ..models.speechgpt.processing_speechgpt import SpeechGPTProcessor
 
 
 class UnitSpanLogitsProcessor(LogitsProcessor):
@@ -58,7 +63,9 @@ class UnitSpanLogitsProcessor(LogitsProcessor):
         self._masks: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
-    def from_processor(cls, processor: Any, max_span_units: int | None = None) -> UnitSpanLogitsProcessor:
+    def from_processor(
+        cls, processor: SpeechGPTProcessor, max_span_units: int | None = None
+    ) -> UnitSpanLogitsProcessor:
         """Builds the processor from a `SpeechGPTProcessor`'s unit offset, K and marker ids."""
         return cls(
             processor.unit_token_offset,
@@ -69,7 +76,7 @@ class UnitSpanLogitsProcessor(LogitsProcessor):
         )
 
     @classmethod
-    def from_config(cls, config: Any, max_span_units: int | None = None) -> UnitSpanLogitsProcessor:
+    def from_config(cls, config: SpeechGPTConfig, max_span_units: int | None = None) -> UnitSpanLogitsProcessor:
         """Builds the processor from a `SpeechGPTConfig` (`unit_token_offset`, `num_units`, `special_token_ids`)."""
         missing = [key for key in ("sosp", "eosp") if key not in config.special_token_ids]
         if config.unit_token_offset is None or missing:
@@ -126,7 +133,9 @@ class UnitSpanLogitsProcessor(LogitsProcessor):
         return scores.masked_fill(~allowed, -float("inf"))
 
 
-def unit_span_logits_processor(model_or_processor: Any, max_span_units: int | None = None) -> UnitSpanLogitsProcessor:
+def unit_span_logits_processor(
+    model_or_processor: SpeechGPTForCausalLM | SpeechGPTConfig | SpeechGPTProcessor, max_span_units: int | None = None
+) -> UnitSpanLogitsProcessor:
     """A `UnitSpanLogitsProcessor` for a SpeechGPTForCausalLM, its SpeechGPTConfig or its SpeechGPTProcessor.
 
     Pass it to generation as `model.generate(..., logits_processor=LogitsProcessorList([it]))`.

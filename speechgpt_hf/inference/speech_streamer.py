@@ -14,10 +14,16 @@ import queue
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from transformers.generation.streamers import BaseStreamer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from ..models.speechgpt.processing_speechgpt import SpeechGPTProcessor
+    from ..models.vocoder_protocol import UnitVocoder
 
 # Chain-of-modality tags and the part of the answer the text after each belongs to (`[ua]`: units follow).
 _PART_TAGS = {"[tq]": "transcript", "[ta]": "answer", "[ua]": "answer"}
@@ -40,7 +46,7 @@ class _IncrementalDecoder:
     """Turns token ids into text deltas by decoding only a short window: the ids not yet shown plus the
     last shown ones (kept so that a tokenizer's word-start spaces decode as in the whole text)."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
         self._ids: list[int] = []
         self._shown = 0
@@ -129,8 +135,8 @@ class SpeechUnitStreamer(BaseStreamer):
 
     def __init__(
         self,
-        processor: Any,
-        vocoder: Any | None = None,
+        processor: SpeechGPTProcessor,
+        vocoder: UnitVocoder | None = None,
         speaker_id: int | None = None,
         chunk_frames: int = 25,
         skip_prompt: bool = True,

@@ -9,7 +9,7 @@ stock `generate` (`_forward`, with the unit-span constraint) and parses the answ
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from transformers import GenerationConfig, LogitsProcessorList, Pipeline
@@ -17,6 +17,10 @@ from transformers import GenerationConfig, LogitsProcessorList, Pipeline
 from ..audio import AudioInputError
 from ..inference.chat import SpeechGPTChat
 from ..models.speechgpt import SpeechGPTForCausalLM, SpeechGPTProcessor, SpeechGPTResponse
+
+if TYPE_CHECKING:
+    from ..models.unit_tokenizer.modeling_unit_tokenizer import SpeechUnitTokenizer
+    from ..models.vocoder_protocol import UnitVocoder
 
 # The pipeline's names of the models beside the LM -> the processor's.
 PROCESSOR_COMPONENTS = {"unit_tokenizer": "audio_tokenizer", "vocoder": "vocoder"}
@@ -79,8 +83,8 @@ class SpeechGPTPipeline(Pipeline):
         self,
         model: SpeechGPTForCausalLM,
         *args: Any,
-        unit_tokenizer: Any | None = None,
-        vocoder: Any | None = None,
+        unit_tokenizer: SpeechUnitTokenizer | None = None,
+        vocoder: UnitVocoder | None = None,
         speaker_id: int | str | None = None,
         constrain_units: bool = True,
         **kwargs: Any,

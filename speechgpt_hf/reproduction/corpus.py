@@ -21,12 +21,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from speechgpt_hf.audio import SAMPLING_RATE
 from speechgpt_hf.data.tts_engines import EspeakTTS, PiperTTS, TTSEngine, resolve_tts
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
 GRAMMAR_PATH = Path(__file__).with_name("corpus_grammar.json")
 MIN_WORDS, MAX_WORDS = 4, 14
@@ -454,7 +457,7 @@ def _refuse_silent_voices(utterances: list[_Utterance], clips: Path, failures: l
             raise RuntimeError(f"Voice {voice!r} could not speak any of its sentences: {error}")
 
 
-def _dataset_dict(utterances: list[_Utterance], clips: Path) -> Any:
+def _dataset_dict(utterances: list[_Utterance], clips: Path) -> DatasetDict:
     """The three splits over the clips that exist; clip files are referenced here and embedded on saving."""
     import datasets
 
@@ -483,7 +486,7 @@ def _dataset_dict(utterances: list[_Utterance], clips: Path) -> Any:
 
 
 def _manifest(
-    settings: dict[str, Any], split: CorpusSplit, corpus: Any, skipped: list[dict[str, str]], seconds: float
+    settings: dict[str, Any], split: CorpusSplit, corpus: DatasetDict, skipped: list[dict[str, str]], seconds: float
 ) -> dict[str, Any]:
     """What a build made: its settings, counts, skipped sentences, test-only words and voices."""
     return {
@@ -513,7 +516,7 @@ def build_speech_corpus(
     seed: int = 0,
     held_out_fraction: float = 0.1,
     engines: Mapping[str, TTSEngine | Callable[..., Any]] | None = None,
-) -> Any:
+) -> DatasetDict:
     """Voices a held-out split into a DatasetDict: "train", "test" (held-out sentences, training voices) and
     "test_voice" (held-out sentences, held-out voices), columns audio (16 kHz), text, speaker, id, kind.
 

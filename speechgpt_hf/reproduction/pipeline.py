@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,11 @@ from ..audio import SAMPLING_RATE
 from ..stages import STAGES
 from .base_lm import build_base_lm
 from .settings import PRESETS, ReproductionSettings
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+    from ..models.unit_tokenizer.modeling_unit_tokenizer import SpeechUnitTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +87,7 @@ class PrecomputedUnits:
     configurations and the vocoder data; new audio (the TTS speech of chain-of-modality pairs) is encoded.
     """
 
-    def __init__(self, tokenizer: Any, table: dict[str, list[int]]) -> None:
+    def __init__(self, tokenizer: SpeechUnitTokenizer, table: dict[str, list[int]]) -> None:
         self.tokenizer, self.table, self.config = tokenizer, table, tokenizer.config
 
     def encode(self, audio: Any, sampling_rate: int | None = None, **kwargs: Any) -> Any:
@@ -102,7 +107,7 @@ class PrecomputedUnits:
         return f"PrecomputedUnits({self.tokenizer.name_or_path})"
 
 
-def build_corpus(output: Path, settings: ReproductionSettings) -> Any:
+def build_corpus(output: Path, settings: ReproductionSettings) -> DatasetDict:
     from .corpus import build_speech_corpus
 
     return build_speech_corpus(
@@ -115,7 +120,7 @@ def build_corpus(output: Path, settings: ReproductionSettings) -> Any:
     )
 
 
-def _corpus_summary(output: Path, corpus: Any) -> dict[str, Any]:
+def _corpus_summary(output: Path, corpus: DatasetDict) -> dict[str, Any]:
     manifest = json.loads((output / "corpus" / "manifest.json").read_text())
     seconds = {
         split: round(sum(len(r["audio"]["array"]) for r in rows) / SAMPLING_RATE) for split, rows in corpus.items()
@@ -128,7 +133,7 @@ def _corpus_summary(output: Path, corpus: Any) -> dict[str, Any]:
     }
 
 
-def _new_unit_tokenizer(settings: ReproductionSettings) -> Any:
+def _new_unit_tokenizer(settings: ReproductionSettings) -> SpeechUnitTokenizer:
     from ..models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 
     if settings.unit_encoder == "mfcc":
@@ -140,7 +145,7 @@ def _new_unit_tokenizer(settings: ReproductionSettings) -> Any:
     )
 
 
-def fit_units(output: Path, settings: ReproductionSettings, corpus: Any) -> dict[str, Any]:
+def fit_units(output: Path, settings: ReproductionSettings, corpus: DatasetDict) -> dict[str, Any]:
     """Fits the codebook on the training audio, saves the tokenizer, and encodes the training audio once."""
     import torch
 
@@ -173,7 +178,7 @@ def fit_units(output: Path, settings: ReproductionSettings, corpus: Any) -> dict
     }
 
 
-def encode_split(tokenizer: Any, split: Any) -> dict[str, dict[str, list[int]]]:
+def encode_split(tokenizer: SpeechUnitTokenizer, split: Dataset) -> dict[str, dict[str, list[int]]]:
     """`{audio key: {"units", "durations"}}` of every utterance of a split, encoded in length-sorted batches."""
     arrays = [(np.asarray(row["audio"]["array"], dtype=np.float32), row["audio"]["sampling_rate"]) for row in split]
     sequences = tokenizer.encode([a for a, _ in arrays], sampling_rate=16000, progress=True)
@@ -183,14 +188,14 @@ def encode_split(tokenizer: Any, split: Any) -> dict[str, dict[str, list[int]]]:
     }
 
 
-def load_units(output: Path) -> tuple[Any, dict[str, dict[str, list[int]]]]:
+def load_units(output: Path) -> tuple[SpeechUnitTokenizer, dict[str, dict[str, list[int]]]]:
     from ..models.unit_tokenizer import SpeechUnitTokenizer
 
     tokenizer = SpeechUnitTokenizer.from_pretrained(output / "unit-tokenizer").eval()
     return tokenizer, json.loads((output / "unit-tokenizer" / "train_units.json").read_text())
 
 
-def build_data(output: Path, settings: ReproductionSettings, corpus: Any) -> dict[str, Any]:
+def build_data(output: Path, settings: ReproductionSettings, corpus: DatasetDict) -> dict[str, Any]:
     from ..data.hub_folder import build_speechinstruct_folder
     from ..data.sources import load_instruction_pairs
     from ..models.speechgpt.task_descriptions import load_task_descriptions
@@ -211,7 +216,7 @@ def build_data(output: Path, settings: ReproductionSettings, corpus: Any) -> dic
     return {name: {split: s.rows for split, s in splits.items()} for name, splits in summaries.items()}
 
 
-def base_lm_texts(settings: ReproductionSettings, corpus: Any) -> list[str]:
+def base_lm_texts(settings: ReproductionSettings, corpus: DatasetDict) -> list[str]:
     """The text the from-scratch tokenizer is trained on: training sentences, instructions, task descriptions."""
     from ..data.sources import load_instruction_pairs
     from ..models.speechgpt.task_descriptions import load_task_descriptions
@@ -290,7 +295,7 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
     return {"steps": steps, "first_loss": losses[0], "last_loss": losses[-1]}
 
 
-def train_vocoder_step(output: Path, settings: ReproductionSettings, corpus: Any) -> dict[str, Any]:
+def train_vocoder_step(output: Path, settings: ReproductionSettings, corpus: DatasetDict) -> dict[str, Any]:
     """The unit vocoder on the training audio and its precomputed units, one speaker id per training voice."""
     from ..training.vocoder.config import VocoderTrainingConfig
     from ..training.vocoder.data import prepare_vocoder_dataset
@@ -344,7 +349,7 @@ def assemble(output: Path) -> Path:
     return model
 
 
-def evaluate_held_out(output: Path, settings: ReproductionSettings, corpus: Any) -> dict[str, Any]:
+def evaluate_held_out(output: Path, settings: ReproductionSettings, corpus: DatasetDict) -> dict[str, Any]:
     """ASR, TTS and resynthesis on the held-out sentences in training voices (`test`), the same sentences in
     the held-out voice (`test_voice`) and a few training sentences (the overfitting gap); spoken QA and latency
     once. WER split by kind: sentences with new words versus new combinations of training words."""
@@ -356,6 +361,7 @@ def evaluate_held_out(output: Path, settings: ReproductionSettings, corpus: Any)
         naturalness=settings.naturalness,
         max_items=settings.eval_items,
         max_questions=settings.eval_questions,
+        qa_tts=list(settings.held_out_voices),  # questions in voices never trained on, like the test_voice split
         latency_items=3,
     )
     judges = load_judges(base)

@@ -13,18 +13,21 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..stages import STAGES
 from .pipeline import build_corpus, run_reproduction
 from .settings import PRESETS, ReproductionSettings
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
 
 def _step(message: str) -> None:
     print(f"[quickstart] {message}", flush=True)
 
 
-def talk(output: Path, corpus: Any) -> dict[str, Any]:
+def talk(output: Path, corpus: DatasetDict) -> dict[str, Any]:
     """Loads the system from its folder and uses it on held-out speech: hear one sentence, speak another."""
     import soundfile
 

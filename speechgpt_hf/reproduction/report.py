@@ -6,9 +6,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.report import METRIC_LABELS
 from ..stages import STAGES
 
 STAGE_TITLES = {name: f"stage {number}" for number, name in enumerate(STAGES, 1)}
+# The judge's score on the reference audio shown beside each metric (for spoken QA the reference is the question audio).
+_FLOORS = {
+    "wer": "reference_judge_wer",
+    "judge_wer": "reference_judge_wer",
+    "dnsmos": "reference_dnsmos",
+    "accuracy": "question_judge_wer",
+}
 # The goals of the reproduction: (split, task, metric, bound, higher is better).
 GOALS = (
     ("test", "asr", "wer", 0.20, False),
@@ -92,13 +100,14 @@ def write_reproduction_report(output: Path, summary: dict[str, Any]) -> Path:
             for metric, value in metrics.items():
                 if metric.startswith("reference_") or not isinstance(value, float):
                     continue
-                percent = "wer" in metric or "cer" in metric or metric == "accuracy"
-                floor = (
-                    metrics.get("reference_dnsmos" if metric == "dnsmos" else "reference_judge_wer")
-                    if metric in ("wer", "judge_wer", "dnsmos")
-                    else None
+                percent = "wer" in metric or "cer" in metric or metric in ("accuracy", "text_accuracy")
+                floor = metrics.get(_FLOORS.get(metric, ""))  # spoken QA: the judge on the question audio
+                label = METRIC_LABELS.get(metric, metric)
+                lines.append(f"| {split} | {task} | {label} | {_fmt(value, percent)} | {_fmt(floor, percent)} |")
+            if "text_accuracy" in metrics and "cross_modal_transfer" not in metrics:
+                lines.append(
+                    f"| {split} | {task} | {METRIC_LABELS['cross_modal_transfer']} | n/a (text accuracy 0) | |"
                 )
-                lines.append(f"| {split} | {task} | {metric} | {_fmt(value, percent)} | {_fmt(floor, percent)} |")
             for kind, wer in result.get("wer_by_kind", {}).items():
                 lines.append(f"| {split} | {task} | wer ({kind}) | {_fmt(wer, True)} | |")
     lines += ["", "## Goals", "", "| goal | reached | value |", "| --- | --- | --- |"]

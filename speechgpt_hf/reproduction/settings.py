@@ -28,8 +28,9 @@ class ReproductionSettings:
     `system_prompt` is the one the data is built with and the model keeps. Stage 3 trains LoRA at
     `lora_learning_rate` on the chain-of-modality rows plus `replay_fraction` times as many cross-modal rows.
     Vocoder: `vocoder_steps` GAN steps (generator-only warm-up for the first `vocoder_warmup_steps`).
-    Evaluation: `eval_items` held-out utterances per split, `eval_questions` spoken questions, judged by `judge`
-    (an ASR judge name for `speechgpt_hf.evaluation.judges.load_asr_judge`) and DNSMOS when `naturalness`.
+    Evaluation: `eval_items` held-out utterances per split, `eval_questions` spoken questions (of the shipped set,
+    spread over its topics, spoken in the held-out voices and asked again in text), judged by `judge` (an ASR judge
+    name for `speechgpt_hf.evaluation.judges.load_asr_judge`) and DNSMOS when `naturalness`.
     """
 
     num_train: int = 2000

@@ -44,7 +44,14 @@ class SpeechGPTTrainingConfig(SFTConfig):
     model_name_or_path: str | None = field(default=None, metadata={"help": "A SpeechGPT repo id or folder to train."})
     base_model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "A text causal LM to expand into a SpeechGPT first (instead of model_name_or_path)."},
+        metadata={
+            "help": "A text causal LM to expand into a SpeechGPT first (instead of model_name_or_path): a repo id, "
+            "a folder, or a .gguf file (dequantised on loading)."
+        },
+    )
+    gguf_file: str | None = field(
+        default=None,
+        metadata={"help": "The GGUF file inside base_model_name_or_path (a folder or repo id) to load the base from."},
     )
     num_units: int = field(default=1000, metadata={"help": "Unit vocabulary size K when expanding a base model."})
     unit_tokenizer_repo: str | None = field(
@@ -55,6 +62,14 @@ class SpeechGPTTrainingConfig(SFTConfig):
         default=None,
         metadata={
             "help": "System prompt of the expanded model's processor (default: the package's); match the data's."
+        },
+    )
+    prompt_format: str | None = field(
+        default=None,
+        metadata={
+            "help": "How the expanded model's processor writes turns, in training and in use: 'speechgpt' (the "
+            "default), 'release' (the original SpeechGPT-7B's layout) or 'chat_template' (inside the base LLM's "
+            "own chat template: an instruct base). A SpeechGPT repo keeps the format its processor records."
         },
     )
     dataset_name: str | None = field(default=None, metadata={"help": "SpeechInstruct folder or Hub repo id."})
@@ -92,11 +107,17 @@ class SpeechGPTTrainingConfig(SFTConfig):
             raise ValueError(
                 "Give exactly one of model_name_or_path (a SpeechGPT) or base_model_name_or_path (a text LM)."
             )
+        if self.gguf_file is not None and self.base_model_name_or_path is None:
+            raise ValueError("gguf_file names a file of base_model_name_or_path: give that too (or drop gguf_file).")
         if self.replay_config is not None and (self.stage == STAGES[0] or self.replay_fraction <= 0):
             raise ValueError(
                 "replay_config mixes prompt/completion rows into stage cross_modal or chain_of_modality with a "
                 f"positive replay_fraction; got stage {self.stage!r} and replay_fraction={self.replay_fraction}."
             )
+        if self.prompt_format is not None:
+            from ..models.speechgpt.prompt_format import as_prompt_format
+
+            self.prompt_format = as_prompt_format(self.prompt_format).value
         if self.bf16 is None and (self.use_cpu or not (torch.cuda.is_available() and torch.cuda.is_bf16_supported())):
             self.bf16 = False  # TRL's bf16 default needs a GPU that has bf16; elsewhere train in fp32 (or ask for fp16)
         self.dataset_config = self.dataset_config or self.stage
@@ -153,17 +174,24 @@ def load_model_and_processor(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]
 
 
 def _model_and_processor(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoProcessor, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoProcessor
 
     from ..models.speechgpt import SpeechGPTProcessor, add_speech_units
+    from ..models.speechgpt.base_models import load_base_model
 
     kwargs = model_init_kwargs(config)
     hub = {"revision": kwargs.get("revision"), "trust_remote_code": kwargs["trust_remote_code"]}
     if config.model_name_or_path is not None:
         model = AutoModelForCausalLM.from_pretrained(config.model_name_or_path, **kwargs)
-        return model, AutoProcessor.from_pretrained(config.model_name_or_path, **hub)
-    base = AutoModelForCausalLM.from_pretrained(config.base_model_name_or_path, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model_name_or_path, **hub)
+        processor = AutoProcessor.from_pretrained(config.model_name_or_path, **hub)
+        if config.prompt_format not in (None, processor.prompt_format):
+            raise ValueError(
+                f"{config.model_name_or_path} was trained in the {processor.prompt_format!r} prompt format, not "
+                f"{config.prompt_format!r}: leave prompt_format unset to go on in its own (it is chosen when a base "
+                "LLM is expanded)."
+            )
+        return model, processor
+    base, tokenizer = load_base_model(config.base_model_name_or_path, config.gguf_file, **kwargs)
     model, tokenizer = add_speech_units(
         base,
         tokenizer,
@@ -174,11 +202,18 @@ def _model_and_processor(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     prompt = {} if config.system_prompt is None else {"system_prompt": config.system_prompt}
+    if config.prompt_format is not None:
+        prompt["prompt_format"] = config.prompt_format
     return model, SpeechGPTProcessor(tokenizer, num_units=config.num_units, **prompt)
 
 
-def load_stage_dataset(config: SpeechGPTTrainingConfig) -> Any:
-    """The stage's rows in the form TRL expects: `text` for stage 1, `prompt`/`completion` otherwise."""
+def load_stage_dataset(config: SpeechGPTTrainingConfig, processor: Any | None = None) -> Any:
+    """The stage's rows in the form TRL expects: `text` for stage 1, `prompt`/`completion` otherwise.
+
+    With `processor`, prompt/completion rows are rendered again from their structured fields in the processor's
+    prompt format and under its system prompt (`prompt_completion_for`): the text the trained model is prompted with.
+    Rows that have only the prompt/completion text are taken as stored, which only the "speechgpt" format can do.
+    """
     from ..data.loading import load_speechinstruct
 
     dataset = load_speechinstruct(config.dataset_name, config.dataset_config, split=config.dataset_split)
@@ -191,13 +226,57 @@ def load_stage_dataset(config: SpeechGPTTrainingConfig) -> Any:
         )
     if config.max_train_samples is not None:
         dataset = dataset.select(range(min(config.max_train_samples, len(dataset))))
-    dataset = dataset.select_columns(columns)
+    dataset = _training_columns(dataset, columns, processor, config.dataset_config)
     if config.replay_config is not None:
-        dataset = _with_replay(config, dataset, columns)
+        dataset = _with_replay(config, dataset, columns, processor)
     return dataset
 
 
-def _with_replay(config: SpeechGPTTrainingConfig, dataset: Any, columns: list[str]) -> Any:
+def _training_columns(dataset: Any, columns: list[str], processor: Any | None, name: str) -> Any:
+    """`dataset` reduced to `columns`, prompt/completion rendered by `processor` where it is given."""
+    from ..data.rows import TURN_KEYS
+
+    if processor is None or columns == ["text"]:
+        return dataset.select_columns(columns)
+    lacking = [c for c in [*TURN_KEYS, "history"] if c not in dataset.column_names]
+    if lacking:
+        if processor.prompt_format != "speechgpt":
+            raise ValueError(
+                f"The {name} rows hold prompt/completion text only (no {', '.join(lacking[:3])}…), in this package's "
+                f"prompt format; the model's processor writes {processor.prompt_format!r}, which needs the "
+                "structured fields to render them: build the data with `speechgpt-hf build-speechinstruct`."
+            )
+        return dataset.select_columns(columns)
+    from datasets.fingerprint import Hasher
+
+    from ..data.rows import prompt_completion_for
+
+    tokenizer = processor.tokenizer
+    adds_bos = bool(tokenizer.bos_token) and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
+
+    def render(row: dict[str, Any]) -> dict[str, str]:
+        rendered = prompt_completion_for(row, processor)
+        if adds_bos and rendered["prompt"].startswith(tokenizer.bos_token):  # TRL's tokenisation adds the BOS
+            rendered["prompt"] = rendered["prompt"][len(tokenizer.bos_token) :]
+        return rendered
+
+    first = dataset[0] if len(dataset) else None
+    if first is not None and processor.prompt_format == "speechgpt" and first["prompt"] != render(first)["prompt"]:
+        logger.warning(
+            "The %s rows were stored under another system prompt than the model's processor has; they are trained "
+            "under the processor's, the one saved with the model and used to prompt it.",
+            name,
+        )
+    settings = [processor.prompt_format, processor.system_prompt, processor.base_chat_template, adds_bos]
+    return dataset.map(
+        render,
+        remove_columns=dataset.column_names,
+        new_fingerprint=Hasher.hash([getattr(dataset, "_fingerprint", ""), *settings]),
+        desc=f"Rendering {name} in the {processor.prompt_format} prompt format",
+    ).select_columns(columns)
+
+
+def _with_replay(config: SpeechGPTTrainingConfig, dataset: Any, columns: list[str], processor: Any | None) -> Any:
     """The stage's rows with `replay_fraction` of their number drawn (seeded, without repeats while there are enough)
     from `replay_config`, shuffled together: rehearsal against forgetting the earlier stage's tasks."""
     from datasets import concatenate_datasets
@@ -211,9 +290,10 @@ def _with_replay(config: SpeechGPTTrainingConfig, dataset: Any, columns: list[st
             f"replay_config {config.replay_config!r} lacks the column(s) {missing} that {config.stage} trains on."
         )
     wanted = max(1, round(config.replay_fraction * len(dataset)))
-    order = replay.shuffle(seed=config.seed).select_columns(columns)
+    order = replay.shuffle(seed=config.seed)
     picks = [i % len(order) for i in range(wanted)]
-    mixed = concatenate_datasets([dataset, order.select(picks)])
+    replayed = _training_columns(order.select(picks), columns, processor, config.replay_config)
+    mixed = concatenate_datasets([dataset, replayed])
     logger.info("Stage %s: %d rows plus %d replayed from %s.", config.stage, len(dataset), wanted, config.replay_config)
     return mixed.shuffle(seed=config.seed)
 
@@ -281,7 +361,7 @@ def build_trainer(config: SpeechGPTTrainingConfig, callbacks: list[Any] | None =
     from trl import SFTTrainer
 
     model, processor = load_model_and_processor(config)
-    dataset = load_stage_dataset(config)
+    dataset = load_stage_dataset(config, processor)
     args = copy.copy(config)
     args.model_init_kwargs = None  # applied by load_model_and_processor; TRL would warn that they were ignored
     trainer = SFTTrainer(
@@ -341,10 +421,10 @@ def train_stage(config: SpeechGPTTrainingConfig, callbacks: list[Any] | None = N
 
 
 def _source_name(name: str) -> str:
-    """A model or dataset as a card names it: a Hub id as it is, a local folder by its name only."""
-    from ..hub.cards import is_hub_id
+    """A model or dataset as a card names it: a Hub id as it is, a local folder or file by its name only."""
+    from ..hub.cards import source_name
 
-    return name if is_hub_id(name) else f"local folder {Path(name).name}"
+    return source_name(name)
 
 
 def stage_summary(config: SpeechGPTTrainingConfig, sequences: int | None, steps: int) -> str:
@@ -367,9 +447,15 @@ def stage_summary(config: SpeechGPTTrainingConfig, sequences: int | None, steps:
     )
 
 
+def _base_dtype(config: SpeechGPTTrainingConfig) -> str:
+    """The dtype the base model was loaded in, as `model_init_kwargs` chose it (float32 unless set)."""
+    kwargs = config.model_init_kwargs or {}
+    return str(kwargs.get("torch_dtype", kwargs.get("dtype", "float32"))).removeprefix("torch.")
+
+
 def write_stage_card(config: SpeechGPTTrainingConfig, output_dir: Path, sequences: int | None, steps: int) -> Path:
     """Adds the stage to the model's provenance (after the steps of the model it started from) and renders its card."""
-    from ..hub.cards import record_provenance, write_model_card
+    from ..hub.cards import base_model_step, record_provenance, write_model_card
 
     start = config.model_name_or_path or config.base_model_name_or_path
     step = {
@@ -379,7 +465,8 @@ def write_stage_card(config: SpeechGPTTrainingConfig, output_dir: Path, sequence
         "datasets": [_source_name(config.dataset_name)],
     }
     if config.base_model_name_or_path is not None:
-        step["base_model"] = _source_name(config.base_model_name_or_path)
+        base = base_model_step(config.base_model_name_or_path, config.gguf_file, _base_dtype(config))
+        step |= {key: base[key] for key in ("base_model", "base_weights") if key in base}
     inherit = start if config.model_name_or_path is not None and Path(start).is_dir() else None
     record_provenance(output_dir, step, inherit_from=inherit)
     return write_model_card(output_dir)

@@ -20,16 +20,18 @@ from typing import Any
 import numpy as np
 from transformers import BatchEncoding, ProcessorMixin
 
-from .chat_template import AUDIO_PLACEHOLDER, speechgpt_chat_template
+from .chat_template import AUDIO_PLACEHOLDER, is_speechgpt_chat_template, speechgpt_chat_template
 from .configuration_speechgpt import COMPONENT_FIELDS, SPEECHGPT_SPECIAL_TOKENS
 from .prompt_format import (
     DEFAULT_SYSTEM_PROMPT,
     EOSP,
     SOSP,
     Modality,
+    PromptFormat,
     SpeechGPTResponse,
-    format_chain_of_modality_instruction,
-    format_turn,
+    as_prompt_format,
+    format_chain_of_modality_request,
+    format_conversation,
     parse_response,
     units_to_string,
 )
@@ -75,8 +77,12 @@ class SpeechGPTProcessor(ProcessorMixin):
     Args:
         tokenizer: the expanded text tokenizer (holding `<0>` … `<K-1>` and the SpeechGPT markers).
         num_units: K, the number of unit tokens.
-        system_prompt: text put before the first `[Human]` turn.
-        chat_template: Jinja chat template; SpeechGPT's own (`speechgpt_chat_template`) when omitted.
+        system_prompt: text put before the first `[Human]` turn (the system message under "chat_template").
+        prompt_format: how turns are written out, the form the model was trained on (see `PromptFormat`):
+            "speechgpt" (this package's), "release" (the original SpeechGPT-7B's) or "chat_template" (the turns
+            inside the base LLM's own chat template, e.g. the ChatML of an instruct model).
+        base_chat_template: the base LLM's chat template for "chat_template" (the tokenizer's when omitted).
+        chat_template: Jinja chat template; SpeechGPT's own in `prompt_format` (`speechgpt_chat_template`) when omitted.
         audio_tokenizer: a SpeechUnitTokenizer with K units, needed for audio input.
         vocoder: a UnitHiFiGANVocoder with K units, needed to voice answers in `decode_response`.
 
@@ -96,12 +102,22 @@ class SpeechGPTProcessor(ProcessorMixin):
         chat_template: str | None = None,
         audio_tokenizer: Any | None = None,
         vocoder: Any | None = None,
+        prompt_format: PromptFormat | str = PromptFormat.SPEECHGPT,
+        base_chat_template: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.num_units = num_units
         self.system_prompt = system_prompt
+        self.prompt_format = as_prompt_format(prompt_format).value
+        self.base_chat_template = (
+            _base_chat_template(tokenizer, base_chat_template)
+            if self.prompt_format == PromptFormat.CHAT_TEMPLATE
+            else None
+        )
         self._speech = SpeechComponents(num_units)
-        chat_template = chat_template or speechgpt_chat_template(system_prompt)
+        chat_template = chat_template or speechgpt_chat_template(
+            system_prompt, self.prompt_format, self.base_chat_template
+        )
         super().__init__(tokenizer, chat_template=chat_template, **kwargs)
         for name, component in (("audio_tokenizer", audio_tokenizer), ("vocoder", vocoder)):
             if component is not None:
@@ -176,7 +192,9 @@ class SpeechGPTProcessor(ProcessorMixin):
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Token ids of one prompt, equal to string tokenisation of the whole prompt: unit spans are mapped
         directly, and each text piece is tokenised between the markers that surround it in the prompt."""
-        ids = list(self._prefix_ids) if add_special_tokens else []
+        bos = self.tokenizer.bos_token
+        with_prefix = add_special_tokens and not (bos and self._prefix_ids and text.startswith(bos))
+        ids = list(self._prefix_ids) if with_prefix else []  # a chat template may write the BOS itself
         spans = list(_UNIT_SPAN.finditer(text))
         starts = [0] + [span.end() for span in spans]
         ends = [span.start() for span in spans] + [len(text)]
@@ -208,16 +226,62 @@ class SpeechGPTProcessor(ProcessorMixin):
         history: Sequence[tuple[str, str]] = (),
         output_modality: Modality | str | None = None,
     ) -> str:
-        """The text the model continues: system prompt, earlier turns, then `[Human]: … [SpeechGPT]: `.
+        """The text the model continues, in this processor's prompt format: system prompt, earlier turns, then
+        the request, ending where the model answers (`[Human]: … [SpeechGPT]: ` in the marker formats).
 
         With `output_modality` ("speech" or "text") the instruction becomes a chain-of-modality request for that
         answer (its input is speech when it holds a `<sosp>` unit span); None sends it as it is (free-form or
         cross-modal, e.g. `'… This is input: <sosp>…<eosp>'`).
         """
         if output_modality is not None:
-            instruction = format_chain_of_modality_instruction(instruction, None, output_modality)
-        turns = "".join(format_turn(question, answer) + " " for question, answer in history)
-        return self.system_prompt + turns + format_turn(instruction)
+            instruction = self.chain_of_modality_request(instruction, output_modality)
+        return self._render(history, instruction)
+
+    def chain_of_modality_request(
+        self, content: str, output_modality: Modality | str, input_modality: Modality | str | None = None
+    ) -> str:
+        """The human turn asking for a `output_modality` answer to `content` (a unit string or text) in this
+        processor's prompt format: this package's instruction wording, or the bare input for "release"."""
+        return format_chain_of_modality_request(content, input_modality, output_modality, self.prompt_format)
+
+    def prompt_and_completion(
+        self, instruction: str, response: str, history: Sequence[tuple[str, str]] = ()
+    ) -> tuple[str, str]:
+        """One training example in this processor's prompt format: the prompt is what `build_prompt` gives at
+        inference, the completion the answer with the format's end of turn, so that training and use agree."""
+        prompt, text = self._render(history, instruction), self._render(history, instruction, response)
+        if not text.startswith(prompt):
+            raise ValueError(
+                f"The {self.prompt_format} format writes the answered turn differently from its prompt, so it "
+                f"cannot be split into prompt and completion (prompt ends {prompt[-60:]!r}, text {text[-80:]!r})."
+            )
+        completion = text[len(prompt) :]
+        # a chat template ends a turn with its end-of-turn token and a newline; the next turn follows the token
+        return prompt, completion.rstrip() if self.prompt_format == PromptFormat.CHAT_TEMPLATE else completion
+
+    def _render(self, history: Sequence[tuple[str, str]], instruction: str, response: str | None = None) -> str:
+        """The conversation's text in this processor's format; it ends where the model answers without `response`."""
+        if self.prompt_format != PromptFormat.CHAT_TEMPLATE:
+            return format_conversation(self.system_prompt, history, instruction, response, self.prompt_format)
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        for question, answer in [*history, (instruction, response)]:
+            messages.append({"role": "user", "content": question})
+            if answer is not None:
+                messages.append({"role": "assistant", "content": answer})
+        return self.tokenizer.apply_chat_template(
+            messages, chat_template=self.base_chat_template, tokenize=False, add_generation_prompt=response is None
+        )
+
+    def _answer_end_markers(self) -> list[str]:
+        """What ends an answer besides `<eoa>`: the tokenizer's EOS and, under "chat_template", the text the base
+        template closes an assistant turn with (e.g. `<|im_end|>`)."""
+        markers = [self.tokenizer.eos_token] if self.tokenizer.eos_token else []
+        if self.prompt_format == PromptFormat.CHAT_TEMPLATE:
+            if getattr(self, "_turn_end", None) is None:
+                closed = self._render([], "\x00", "\x01")
+                self._turn_end = closed.split("\x01", 1)[-1].strip() if "\x01" in closed else ""
+            markers += [self._turn_end] if self._turn_end else []
+        return markers
 
     def __call__(
         self,
@@ -306,7 +370,7 @@ class SpeechGPTProcessor(ProcessorMixin):
         """Splits a generated answer (decoded text or token ids) into transcript, text answer and units."""
         if not isinstance(generated, str):
             generated = self.tokenizer.decode(list(generated), skip_special_tokens=False)
-        end_markers = [self.tokenizer.eos_token] if self.tokenizer.eos_token else []
+        end_markers = self._answer_end_markers()
         return parse_response(generated, num_units=self.num_units, strict=strict, end_markers=end_markers)
 
     def decode_response(
@@ -394,6 +458,20 @@ class SpeechGPTProcessor(ProcessorMixin):
         for field, pointer in speech["pointers"].items():
             processor._speech.point_if_unattached(field, pointer)
         return made
+
+
+def _base_chat_template(tokenizer: Any, given: str | None) -> str:
+    """The base LLM's own chat template for the "chat_template" prompt format: `given`, else the tokenizer's."""
+    template = given or getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):  # a tokenizer with several named templates
+        template = template.get("default")
+    if not template or is_speechgpt_chat_template(template):
+        raise ValueError(
+            "prompt_format='chat_template' renders SpeechGPT turns inside the base LLM's own chat template, but the "
+            "tokenizer has none: expand an instruct model whose tokenizer has one (e.g. SmolLM2-135M-Instruct), or "
+            "pass base_chat_template=…; a base LLM without one takes prompt_format='speechgpt'."
+        )
+    return template
 
 
 def _config_pointer(config: Any, field: str) -> Pointer:

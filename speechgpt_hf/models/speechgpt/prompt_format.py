@@ -40,6 +40,32 @@ class Modality(str, Enum):
     TEXT = "text"
 
 
+class PromptFormat(str, Enum):
+    """How a conversation is written out as the text the LM reads: a model answers as trained only in its own.
+
+    - SPEECHGPT: this package's `[Human]: … <eoh>. [SpeechGPT]: …<eoa>` turns; a chain-of-modality request names
+      its input and the wanted output modality (`format_chain_of_modality_instruction`).
+    - RELEASE: the original SpeechGPT-7B release's layouts, byte for byte: a chain-of-modality request is the bare
+      input (`[Human]: <sosp>…<eosp><eoh>. [SpeechGPT]: `, the transcript untagged in the answer), a cross-modal one
+      `[Human]: … This is input: …<eoh> [SpeechGPT]: `.
+    - CHAT_TEMPLATE: the SPEECHGPT requests and answers inside the base LLM's own chat template (e.g. the ChatML of
+      an instruct model), in place of the `[Human]`/`[SpeechGPT]` markers.
+    """
+
+    SPEECHGPT = "speechgpt"
+    RELEASE = "release"
+    CHAT_TEMPLATE = "chat_template"
+
+
+def as_prompt_format(value: PromptFormat | str) -> PromptFormat:
+    """`value` as a PromptFormat, with an error naming the choices for anything else."""
+    try:
+        return PromptFormat(value)
+    except ValueError:
+        choices = ", ".join(repr(f.value) for f in PromptFormat)
+        raise ValueError(f"prompt_format must be one of {choices}, got {value!r}.") from None
+
+
 def units_to_string(units: Iterable[int]) -> str:
     """`[12, 7]` -> `'<sosp><12><7><eosp>'` (the form the LM reads and writes)."""
     return SOSP + "".join(f"<{int(u)}>" for u in units) + EOSP
@@ -57,6 +83,49 @@ def format_turn(instruction: str, response: str | None = None) -> str:
     """One exchange; with `response=None` it ends where the model starts to answer."""
     prompt = f"{HUMAN}: {instruction} {EOH}. {SPEECHGPT}: "
     return prompt if response is None else f"{prompt}{response}{EOA}"
+
+
+def is_cross_modal_request(instruction: str) -> bool:
+    """Whether a human turn is a cross-modal (ASR/TTS) request, i.e. holds "This is input:" (in any case)."""
+    return INPUT_MARKER.lower() in instruction.lower()
+
+
+def format_release_turn(instruction: str, response: str | None = None) -> str:
+    """One exchange in the original release's layout; with `response=None` it ends where the model answers.
+
+    A cross-modal request is `[Human]: {instruction}<eoh> [SpeechGPT]: {response}<eoa> ` and any other (a bare unit
+    span or text) `[Human]: {instruction}<eoh>. [SpeechGPT]: {response}<eoa>.`, as the released files write them.
+    """
+    cross = is_cross_modal_request(instruction)
+    prompt = f"{HUMAN}: {instruction}{EOH}{' ' if cross else '. '}{SPEECHGPT}: "
+    return prompt if response is None else f"{prompt}{response}{EOA}{' ' if cross else '.'}"
+
+
+def format_conversation(
+    system_prompt: str,
+    history: Sequence[tuple[str, str]],
+    instruction: str,
+    response: str | None = None,
+    prompt_format: PromptFormat | str = PromptFormat.SPEECHGPT,
+) -> str:
+    """The text of a conversation in a marker format ("speechgpt" or "release"): the system prompt, the earlier
+    `(instruction, answer)` turns, then `instruction` with its `response`, or ending where the model answers.
+
+    "chat_template" needs the base LLM's tokenizer: `SpeechGPTProcessor.build_prompt` renders that one.
+    """
+    prompt_format = as_prompt_format(prompt_format)
+    if prompt_format is PromptFormat.SPEECHGPT:
+        turns = "".join(format_turn(question, answer) + " " for question, answer in history)
+        return system_prompt + turns + format_turn(instruction, response)
+    if prompt_format is PromptFormat.CHAT_TEMPLATE:
+        raise ValueError(
+            "The chat_template prompt format renders turns with the base LLM's chat template: use "
+            "SpeechGPTProcessor.build_prompt (or prompt_and_completion), which holds the tokenizer."
+        )
+    body = ""
+    for question, answer in [*history, (instruction, response)]:  # a chain-of-modality turn ends "<eoa>."
+        body += (" " if body and not body.endswith(" ") else "") + format_release_turn(question, answer)
+    return system_prompt + body
 
 
 def format_cross_modal_instruction(task_description: str, content: str) -> str:
@@ -113,6 +182,19 @@ def format_chain_of_modality_instruction(
     return f"{_INPUT_SENTENCE[source]} {content}\n{_OUTPUT_SENTENCE[target]} {_GUIDANCE[source, target]}"
 
 
+def format_chain_of_modality_request(
+    input_content: str,
+    input_modality: Modality | str | None,
+    output_modality: Modality | str,
+    prompt_format: PromptFormat | str = PromptFormat.SPEECHGPT,
+) -> str:
+    """The human turn of a chain-of-modality request as `prompt_format` writes it: this package's instruction
+    (`format_chain_of_modality_instruction`), or for "release" the bare input (a unit string or text), which is
+    what the release was trained on (its prompt never names the wanted output modality)."""
+    instruction = format_chain_of_modality_instruction(input_content, input_modality, output_modality)
+    return input_content.strip() if as_prompt_format(prompt_format) is PromptFormat.RELEASE else instruction
+
+
 def _loose(fixed: str) -> str:
     """A regex for a fixed sentence that allows any whitespace where it has a space."""
     return re.escape(fixed).replace(r"\ ", r"\s+")
@@ -143,15 +225,18 @@ def format_chain_of_modality_response(
     text_answer: str,
     answer_units: Sequence[int] | None = None,
     transcript: str | None = None,
+    prompt_format: PromptFormat | str = PromptFormat.SPEECHGPT,
 ) -> str:
     """The answer of the chain-of-modality stage: `[tq] …; [ta] …; [ua] <sosp>…<eosp>`.
 
     `transcript` is the text of a spoken instruction (speech input only); `answer_units` the speech of
-    `text_answer` (speech output only). The four formats follow from which of the two are given.
+    `text_answer` (speech output only). The four formats follow from which of the two are given. The "release"
+    prompt format writes the transcript without its `[tq]` tag, as the released data does.
     """
     if Modality(output_modality) is Modality.SPEECH and not answer_units:
         raise ValueError("A speech answer needs `answer_units` (the units of the spoken answer).")
-    parts = [] if transcript is None else [f"{TEXT_QUESTION_TAG} {transcript}"]
+    tag = "" if as_prompt_format(prompt_format) is PromptFormat.RELEASE else f"{TEXT_QUESTION_TAG} "
+    parts = [] if transcript is None else [f"{tag}{transcript}"]
     parts.append(f"{TEXT_ANSWER_TAG} {text_answer}")
     if Modality(output_modality) is Modality.SPEECH:
         parts.append(f"{UNIT_ANSWER_TAG} {units_to_string(answer_units)}")
@@ -259,11 +344,17 @@ def parse_response(
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "Modality",
+    "PromptFormat",
     "SpeechGPTResponse",
+    "as_prompt_format",
     "format_chain_of_modality_instruction",
+    "format_chain_of_modality_request",
     "format_chain_of_modality_response",
+    "format_conversation",
     "format_cross_modal_instruction",
+    "format_release_turn",
     "format_turn",
+    "is_cross_modal_request",
     "parse_chain_of_modality_instruction",
     "parse_response",
     "string_to_units",

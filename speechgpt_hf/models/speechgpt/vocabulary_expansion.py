@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from transformers import AddedToken, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -53,13 +55,14 @@ def _initialise_new_rows(
 
 
 def add_speech_units(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
+    model: PreTrainedModel | str | Path,
+    tokenizer: PreTrainedTokenizerBase | None = None,
     num_units: int = 1000,
     unit_tokenizer_repo: str | None = None,
     vocoder_repo: str | None = None,
     pad_to_multiple_of: int | None = None,
     seed: int = 0,
+    gguf_file: str | None = None,
 ) -> tuple[SpeechGPTForCausalLM, PreTrainedTokenizerBase]:
     """Expands a text LM into a SpeechGPT.
 
@@ -67,7 +70,20 @@ def add_speech_units(
     (the order of the original release), grows the embedding (and untied output) matrices, gives the
     new rows a sensible start (see `_initialise_new_rows`) and wraps the LM in a
     `SpeechGPTForCausalLM` whose config records the mapping. `tokenizer` is changed in place.
+
+    `model` may also be a repo id, a folder, or a `.gguf` file (or a folder or repo id with `gguf_file`): the LM and
+    its tokenizer (unless `tokenizer` is given) are then loaded with `load_base_model`, a GGUF dequantised to
+    float32. `speechgpt_hf.hub.cards.base_model_step` describes such a base for the saved model's card.
     """
+    if isinstance(model, (str, Path)):
+        from .base_models import load_base_model
+
+        model, loaded_tokenizer = load_base_model(model, gguf_file)
+        tokenizer = tokenizer if tokenizer is not None else loaded_tokenizer
+    elif gguf_file is not None:
+        raise ValueError("gguf_file names the file to load the base from: pass its folder or repo id as `model`.")
+    if tokenizer is None:
+        raise ValueError("Pass the base model's tokenizer with the model (or pass the model's repo id or path).")
     if num_units < 1:
         raise ValueError(f"num_units must be positive, got {num_units}.")
     if isinstance(model, SpeechGPTForCausalLM):

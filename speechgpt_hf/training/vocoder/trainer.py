@@ -1,9 +1,11 @@
-"""The vocoder GAN loop on accelerate: generator vs multi-period + multi-scale discriminators.
+"""The vocoder training loop on accelerate: the unit HiFi-GAN's GAN, or the unit-to-mel vocoder's regression.
 
-One step: the generator turns random segments of unit frames into audio; the discriminators learn (LSGAN) to tell
-it from the real segment; the generator then learns from the adversarial loss, feature matching, log-mel L1 and
-the duration predictor's loss on log(d + 1) of the merged units' run lengths. Works on one CPU or GPU, and on
-several processes through `accelerate launch`.
+A unit HiFi-GAN step: the generator turns random segments of unit frames into audio; the discriminators learn
+(LSGAN) to tell it from the real segment; the generator then learns from the adversarial loss, feature matching,
+log-mel L1 and the duration predictor's loss on log(d + 1) of the merged units' run lengths. A unit-to-mel step
+(`architecture: unit_mel`, see `unit_mel.py`) fits predicted mel frames to the real ones, in front of a frozen
+pretrained generator. Both share the loop: progress bar, expected time a step, checkpoints with exact resume,
+validation, time limit and loss plot. Works on one CPU or GPU, and on several processes through `accelerate launch`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from .losses import (
     generator_adversarial_loss,
     mel_l1_loss,
 )
+from .unit_mel import UnitMelCollator, UnitMelTrainingForward, build_unit_mel_vocoder, training_summary
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
@@ -44,6 +48,21 @@ class TrainerState:
     epoch: int = 0
     epoch_start_step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class TrainingParts:
+    """What a training step works with: the accelerator, the wrapped model (`GeneratorTrainingForward` or
+    `UnitMelTrainingForward`) and its optimiser, the discriminators and theirs (unit HiFi-GAN only), the
+    validation mel front end and the training config."""
+
+    accelerator: Any
+    generator: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: VocoderTrainingConfig
+    mel: LogMelSpectrogram
+    discriminator: nn.Module | None = None
+    discriminator_optimizer: torch.optim.Optimizer | None = None
 
 
 class GeneratorTrainingForward(nn.Module):
@@ -83,8 +102,9 @@ def train_vocoder(
     train_data: VocoderDataset,
     eval_data: VocoderDataset | None = None,
     num_units: int | None = None,
-) -> UnitHiFiGANVocoder:
-    """Trains (or resumes) a vocoder; writes checkpoints, samples, the loss plot and the final model to output_dir."""
+) -> nn.Module:
+    """Trains (or resumes) a vocoder of `config.architecture`; writes checkpoints, samples, the loss plot and the
+    final model to output_dir."""
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import set_seed
 
@@ -94,19 +114,24 @@ def train_vocoder(
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     set_seed(config.seed)
-    vocoder = build_vocoder(config, train_data, num_units)
-    generator = GeneratorTrainingForward(vocoder)
-    discriminator = UnitHiFiGANDiscriminator(config.mpd_periods, width=config.discriminator_width)
-    opt_g = torch.optim.AdamW(generator.parameters(), config.learning_rate, betas=config.adam_betas)
-    opt_d = torch.optim.AdamW(discriminator.parameters(), config.learning_rate, betas=config.adam_betas)
-    sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, gamma=config.lr_decay)
-    sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=config.lr_decay)
-    collate = VocoderCollator(
-        config.segment_frames,
-        vocoder.config.hop_length,
-        vocoder.config.num_speakers > 0,
-        seed=config.seed + accelerator.process_index,
-    )
+    seed = config.seed + accelerator.process_index
+    if config.architecture == "unit_mel":
+        vocoder, targets = build_unit_mel_vocoder(config, train_data, num_units)
+        vocoder.config.speaker_names = list(train_data.speakers)
+        generator, discriminator = UnitMelTrainingForward(vocoder), None
+        collate = UnitMelCollator(vocoder.config, targets, config.segment_frames, vocoder.config.num_speakers > 0, seed)
+    else:
+        vocoder = build_vocoder(config, train_data, num_units)
+        generator = GeneratorTrainingForward(vocoder)
+        discriminator = UnitHiFiGANDiscriminator(config.mpd_periods, width=config.discriminator_width)
+        collate = VocoderCollator(
+            config.segment_frames, vocoder.config.hop_length, vocoder.config.num_speakers > 0, seed
+        )
+    trainable = [p for p in generator.parameters() if p.requires_grad]
+    optimizers = [torch.optim.AdamW(trainable, config.learning_rate, betas=config.adam_betas)]
+    if discriminator is not None:
+        optimizers.append(torch.optim.AdamW(discriminator.parameters(), config.learning_rate, betas=config.adam_betas))
+    schedulers = [torch.optim.lr_scheduler.ExponentialLR(opt, gamma=config.lr_decay) for opt in optimizers]
     loader = torch.utils.data.DataLoader(
         train_data,
         batch_size=config.batch_size,
@@ -115,14 +140,21 @@ def train_vocoder(
         num_workers=config.num_workers,
         generator=torch.Generator().manual_seed(config.seed),  # keeps iterator seeding off the global RNG
     )
-    generator, discriminator, opt_g, opt_d, loader = accelerator.prepare(generator, discriminator, opt_g, opt_d, loader)
+    models = [generator] + ([discriminator] if discriminator is not None else [])
+    prepared = accelerator.prepare(*models, *optimizers, loader)
+    models, optimizers, loader = prepared[: len(models)], prepared[len(models) : -1], prepared[-1]
     # Per-epoch decay: kept out of `prepare`, which would step them once per process.
-    accelerator.register_for_checkpointing(sched_g, sched_d)
+    accelerator.register_for_checkpointing(*schedulers)
     mel = _mel(config, vocoder.config.sampling_rate).to(accelerator.device)
+    parts = TrainingParts(accelerator, models[0], optimizers[0], config, mel, *models[1:], *optimizers[1:])
     state = _resume(accelerator, config)
-    parts = (accelerator, generator, discriminator, opt_g, opt_d, mel, config)
-    _loop(parts, (sched_g, sched_d), loader, collate, state, eval_data)
-    return _export(accelerator, generator, config, (len(train_data), state.step))
+    step = unit_mel_step if config.architecture == "unit_mel" else _gan_step
+    _loop(parts, step, schedulers, loader, collate, state, eval_data)
+    return _export(parts, (len(train_data), state.step))
+
+
+def _gan_step(parts: TrainingParts, batch: dict[str, torch.Tensor], step: int) -> dict[str, float]:
+    return train_step(parts, batch, adversarial=step >= parts.config.discriminator_start_step)
 
 
 def _mel(config: VocoderTrainingConfig, sampling_rate: int) -> LogMelSpectrogram:
@@ -132,17 +164,18 @@ def _mel(config: VocoderTrainingConfig, sampling_rate: int) -> LogMelSpectrogram
 
 
 def _loop(
-    parts: tuple,
-    schedulers: tuple,
+    parts: TrainingParts,
+    step: Callable[[TrainingParts, dict[str, torch.Tensor], int], dict[str, float]],
+    schedulers: list[Any],
     loader: Any,
-    collate: VocoderCollator,
+    collate: VocoderCollator | UnitMelCollator,
     state: TrainerState,
     eval_data: VocoderDataset | None,
 ) -> None:
     from accelerate import skip_first_batches
     from tqdm.auto import tqdm
 
-    accelerator, generator, config = parts[0], parts[1], parts[-1]
+    accelerator, config = parts.accelerator, parts.config
     deadline = None if config.time_limit_minutes is None else time.monotonic() + 60 * config.time_limit_minutes
     progress = tqdm(total=config.max_steps, initial=state.step, desc="vocoder", disable=not accelerator.is_main_process)
     timer = StepTimer(config.max_steps, tqdm.write if accelerator.is_main_process else logger.debug)
@@ -152,7 +185,7 @@ def _loop(
         done_in_epoch = state.step - state.epoch_start_step
         epoch_loader = skip_first_batches(loader, done_in_epoch) if done_in_epoch else loader
         for batch in epoch_loader:
-            losses = train_step(parts, batch, adversarial=state.step >= config.discriminator_start_step)
+            losses = step(parts, batch, state.step)
             state.step += 1
             progress.update(1)
             timer.step_ended(state.step)
@@ -160,7 +193,7 @@ def _loop(
                 state.history.append({"step": state.step, **losses})
                 progress.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
             if eval_data is not None and (state.step % config.eval_steps == 0 or state.step == config.max_steps):
-                _log_eval(accelerator, generator, eval_data, parts[5], state, config)
+                _log_eval(parts, eval_data, state)
             if deadline is not None and time.monotonic() > deadline:
                 accelerator.set_trigger()
             out_of_time = accelerator.check_trigger()  # true on every process once any is out of time
@@ -180,10 +213,15 @@ def _loop(
         logger.warning(f"Time limit reached at step {state.step} of {config.max_steps}; resume to continue.")
 
 
-def train_step(parts: tuple, batch: dict[str, torch.Tensor], adversarial: bool = True) -> dict[str, float]:
+def train_step(parts: TrainingParts, batch: dict[str, torch.Tensor], adversarial: bool = True) -> dict[str, float]:
     """One discriminator update then one generator update (only the latter, on mel + duration losses, while
     `adversarial` is False); returns the losses as floats."""
-    accelerator, generator, discriminator, opt_g, opt_d, mel, config = parts
+    accelerator, generator, discriminator, config = (
+        parts.accelerator,
+        parts.generator,
+        parts.discriminator,
+        parts.config,
+    )
     real, values = batch["audio"], {}
     with accelerator.autocast():
         fake, duration_loss = generator(**batch)
@@ -191,11 +229,11 @@ def train_step(parts: tuple, batch: dict[str, torch.Tensor], adversarial: bool =
         with accelerator.autocast():
             logits, _ = discriminator(torch.cat([real, fake.detach()]))
             values["loss_d"] = discriminator_loss([x[: len(real)] for x in logits], [x[len(real) :] for x in logits])
-        opt_d.zero_grad(set_to_none=True)
+        parts.discriminator_optimizer.zero_grad(set_to_none=True)
         accelerator.backward(values["loss_d"])
-        opt_d.step()
+        parts.discriminator_optimizer.step()
     with accelerator.autocast():
-        values["mel_l1"], values["duration"] = mel_l1_loss(mel, real, fake), duration_loss
+        values["mel_l1"], values["duration"] = mel_l1_loss(parts.mel, real, fake), duration_loss
         loss_g = config.mel_weight * values["mel_l1"] + config.duration_weight * duration_loss
         if adversarial:
             logits, features = discriminator(torch.cat([real, fake]))
@@ -206,15 +244,28 @@ def train_step(parts: tuple, batch: dict[str, torch.Tensor], adversarial: bool =
             )
             loss_g = loss_g + values["adversarial"] + config.feature_matching_weight * values["feature_matching"]
     values["loss_g"] = loss_g
-    opt_g.zero_grad(set_to_none=True)
+    parts.optimizer.zero_grad(set_to_none=True)
     accelerator.backward(loss_g)
-    opt_g.step()
+    parts.optimizer.step()
+    return {name: accelerator.reduce(value.detach().float(), "mean").item() for name, value in values.items()}
+
+
+def unit_mel_step(parts: TrainingParts, batch: dict[str, torch.Tensor], step: int = 0) -> dict[str, float]:
+    """One update of the unit-to-mel network and duration predictor: log-mel L1 + weighted duration loss."""
+    accelerator = parts.accelerator
+    with accelerator.autocast():
+        mel_l1, duration = parts.generator(**batch)
+        loss = mel_l1 + parts.config.duration_weight * duration
+    parts.optimizer.zero_grad(set_to_none=True)
+    accelerator.backward(loss)
+    parts.optimizer.step()
+    values = {"mel_l1": mel_l1, "duration": duration, "loss_g": loss}
     return {name: accelerator.reduce(value.detach().float(), "mean").item() for name, value in values.items()}
 
 
 @torch.no_grad()
 def evaluate_vocoder(
-    vocoder: UnitHiFiGANVocoder, data: VocoderDataset, mel: LogMelSpectrogram, sample_dir: Path | None, num_samples: int
+    vocoder: nn.Module, data: VocoderDataset, mel: LogMelSpectrogram, sample_dir: Path | None, num_samples: int
 ) -> float:
     """Mean log-mel L1 distance between each utterance and its resynthesis (true durations); writes a few wavs."""
     import soundfile as sf
@@ -234,12 +285,13 @@ def evaluate_vocoder(
     return sum(distances) / len(distances)
 
 
-def _log_eval(accelerator, generator, data, mel, state: TrainerState, config: VocoderTrainingConfig) -> None:
+def _log_eval(parts: TrainingParts, data: VocoderDataset, state: TrainerState) -> None:
+    accelerator, config = parts.accelerator, parts.config
     if accelerator.is_main_process:
-        vocoder = accelerator.unwrap_model(generator).vocoder
+        vocoder = accelerator.unwrap_model(parts.generator).vocoder
         sample_dir = Path(config.output_dir) / "samples" / f"step-{state.step}"
-        distance = evaluate_vocoder(vocoder, data, mel, sample_dir, config.num_audio_samples)
-        mel.to(accelerator.device)
+        distance = evaluate_vocoder(vocoder, data, parts.mel, sample_dir, config.num_audio_samples)
+        parts.mel.to(accelerator.device)
         state.history.append({"step": state.step, "eval_mel_distance": distance})
         logger.info(f"step {state.step}: validation mel distance {distance:.4f}")
     accelerator.wait_for_everyone()
@@ -307,10 +359,13 @@ def plot_losses(history: list[dict[str, float]], path: Path) -> None:
     plt.close(figure)
 
 
-def _export(accelerator, generator, config: VocoderTrainingConfig, done: tuple[int, int]) -> UnitHiFiGANVocoder:
-    """The trained vocoder with weight norm folded in, saved (safetensors) to output_dir with its model card."""
-    vocoder = copy.deepcopy(accelerator.unwrap_model(generator).vocoder).float().cpu()
-    vocoder.remove_weight_norm()
+def _export(parts: TrainingParts, done: tuple[int, int]) -> nn.Module:
+    """The trained vocoder (weight norm folded in, for the unit HiFi-GAN), saved (safetensors) to output_dir with
+    its model card."""
+    accelerator, config = parts.accelerator, parts.config
+    vocoder = copy.deepcopy(accelerator.unwrap_model(parts.generator).vocoder).float().cpu()
+    if hasattr(vocoder, "remove_weight_norm"):
+        vocoder.remove_weight_norm()
     vocoder.eval()
     if accelerator.is_main_process:
         vocoder.save_pretrained(config.output_dir)
@@ -325,15 +380,19 @@ def write_vocoder_card(config: VocoderTrainingConfig, utterances: int, steps: in
     from ...hub.cards import record_provenance, write_model_card
 
     start = f"from {Path(config.init_from).name}" if config.init_from else "from scratch"
-    summary = (
-        f"{steps} of {config.max_steps} steps {start}, batch {config.batch_size} of {config.segment_frames}-frame segments, "
-        f"AdamW lr {config.learning_rate:g} (decay {config.lr_decay} an epoch), mel loss weight "
-        f"{config.mel_weight:g}, discriminators from step {config.discriminator_start_step}"
-    )
+    if config.architecture == "unit_mel":
+        name, method = "unit-to-mel vocoder training", training_summary(config, config.generator)
+    else:
+        name = "unit HiFi-GAN training"
+        method = (
+            f"batch {config.batch_size} of {config.segment_frames}-frame segments, AdamW lr {config.learning_rate:g} "
+            f"(decay {config.lr_decay} an epoch), mel loss weight {config.mel_weight:g}, discriminators from step "
+            f"{config.discriminator_start_step}"
+        )
     step = {
-        "name": "unit HiFi-GAN training",
+        "name": name,
         "made_by": "speechgpt-hf train-vocoder",
-        "summary": summary,
+        "summary": f"{steps} of {config.max_steps} steps {start}, {method}",
         "facts": {"training utterances": utterances, "training steps": steps},
     }
     record_provenance(config.output_dir, step)
@@ -343,11 +402,13 @@ def write_vocoder_card(config: VocoderTrainingConfig, utterances: int, steps: in
 __all__ = [
     "GeneratorTrainingForward",
     "TrainerState",
+    "TrainingParts",
     "build_vocoder",
     "evaluate_vocoder",
     "plot_losses",
     "save_checkpoint",
     "train_step",
     "train_vocoder",
+    "unit_mel_step",
     "write_vocoder_card",
 ]
