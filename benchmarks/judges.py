@@ -1,12 +1,15 @@
-"""Which offline judge to trust: Whisper tiny.en (converted, through transformers) vs pocketsphinx, per voice.
+"""Which offline judge to trust, on which voice: Whisper tiny.en with and without the repetition guard, Whisper
+base, pocketsphinx, with DNSMOS, per voice, on the sentences of the reproduction's corpus.
 
 Piper's joe voice (three speaking rates) and every English espeak-ng voice that `espeak-ng --voices=en` lists
 (the built-in gmw voices; MBROLA voices need an extra program) plus the voice+variant speakers the SpeechInstruct
-builder uses read the same everyday sentences. Both judges transcribe every utterance; WER and CER are corpus
-rates over normalised text (speechgpt_hf.evaluation.normalize). DNSMOS overall MOS is the mean over the first
-`--mos-sentences` utterances of each voice. Everything runs in one process, side by side.
+builder uses read the same held-out-style grammar sentences (speechgpt_hf.reproduction.corpus). Every judge
+transcribes every utterance; WER and CER are corpus rates over normalised text (speechgpt_hf.evaluation.normalize).
+"before" is Whisper tiny.en decoding as its checkpoint says (no loop stop, no length cap), "after" the guarded
+judge the evaluation uses. DNSMOS overall MOS is the mean over the first `--mos-sentences` utterances of each
+voice. Everything runs in one process, side by side; seconds per utterance are this CPU's.
 
-    python benchmarks/judges.py [--sentences 8] [--mos-sentences 3] [--report benchmarks/judges.md]
+    python benchmarks/judges.py [--sentences 6] [--mos-sentences 2] [--report benchmarks/judges.md]
 """
 
 from __future__ import annotations
@@ -24,29 +27,17 @@ import torch
 from speechgpt_hf.data.tts_engines import DEFAULT_ESPEAK_SPEAKERS, EspeakTTS, PiperTTS
 from speechgpt_hf.evaluation import DNSMOSScorer, character_error_rate, load_asr_judge, word_error_rate
 from speechgpt_hf.evaluation.judges import prepare_waveforms
+from speechgpt_hf.reproduction.corpus import generate_sentences
 
-SENTENCES = [
-    "The weather is nice today, so we will walk to the park.",
-    "Please remember to buy milk, bread and three green apples.",
-    "My brother moved to a small town near the sea last year.",
-    "Could you tell me how to get to the train station?",
-    "She reads a book every night before going to sleep.",
-    "The meeting starts at 10 and should be over by noon.",
-    "We need to finish this report before the end of the week.",
-    "Dogs are loyal animals and they love to play outside.",
-    "I would like a cup of hot tea with a little honey.",
-    "The children built a tall castle out of sand on the beach.",
-    "Turn left at the second light and the shop is on your right.",
-    "He forgot his umbrella and got wet in the rain.",
-    "Our team won the game by 2 points in the last minute.",
-    "The museum is closed on Mondays but open every other day.",
-    "Fresh vegetables are good for your health.",
-    "They are planning a trip to the mountains this summer.",
-    "The computer was too slow, so I bought a new one.",
-    "Please speak a little louder, I cannot hear you.",
-    "The river flows quietly through the old village.",
-    "Thank you for your help, I really appreciate it.",
-]
+# Column label -> (judge name, keyword arguments of load_asr_judge).
+JUDGES = {
+    "tiny.en, no guard": ("whisper-tiny.en", {"repetition_guard": False}),
+    "tiny.en": ("whisper-tiny.en", {}),
+    "base": ("whisper-base", {}),
+    "pocketsphinx": ("pocketsphinx", {}),
+}
+GUARDED = "tiny.en"  # the evaluation's judge, by which held-out voices are chosen
+THRESHOLD = 0.10
 
 
 def espeak_english_voices() -> list[str]:
@@ -75,36 +66,34 @@ def voice_all(texts: list[str]) -> tuple[dict[str, list], dict[str, str]]:
     return audio, same
 
 
-def run(texts: list[str], mos_sentences: int) -> tuple[dict[str, dict], dict[str, float], dict[str, str]]:
+def run(
+    texts: list[str], mos_sentences: int, judges: list[str]
+) -> tuple[dict[str, dict], dict[str, float], dict[str, str]]:
     """Per-voice WER/CER of each judge and DNSMOS; seconds spent in each part; speakers that duplicate another."""
     started = time.perf_counter()
     audio, same = voice_all(texts)
     seconds = {"tts": time.perf_counter() - started}
-    judges = {"whisper-tiny.en": load_asr_judge("whisper-tiny.en"), "pocketsphinx": load_asr_judge("pocketsphinx")}
+    loaded = {label: load_asr_judge(JUDGES[label][0], **JUDGES[label][1]) for label in judges}
     scorer, rows = DNSMOSScorer(), {}
     for voice, waves in audio.items():
         row = {"seconds of audio": sum(len(w) for w in waves) / 16000}
-        for name, judge in judges.items():
+        for label, judge in loaded.items():
             started = time.perf_counter()
-            heard = judge.transcribe(waves)
-            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
-            row[name] = (word_error_rate(texts, heard), character_error_rate(texts, heard), heard)
+            heard = judge.transcribe(waves, expected=texts)  # the unguarded judge ignores it
+            seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - started
+            row[label] = (word_error_rate(texts, heard), character_error_rate(texts, heard), heard)
         started = time.perf_counter()
         mos = scorer.score(waves[:mos_sentences])
         seconds["dnsmos"] = seconds.get("dnsmos", 0.0) + time.perf_counter() - started
         row["dnsmos"] = sum(mos) / len(mos)
         rows[voice] = row
-        print(
-            f"{voice}: whisper {row['whisper-tiny.en'][0]:.3f} pocketsphinx {row['pocketsphinx'][0]:.3f} "
-            f"dnsmos {row['dnsmos']:.2f}",
-            flush=True,
-        )
+        print(voice, " ".join(f"{label} {row[label][0]:.3f}" for label in loaded), f"dnsmos {row['dnsmos']:.2f}")
     return rows, seconds, same
 
 
-def reading(rows: dict[str, dict], same: dict[str, str], threshold: float = 0.1) -> list[str]:
-    """Which judge reads each voice family better, which voices Whisper reads within `threshold` WER, and which
-    speakers are not distinct voices at all."""
+def reading(rows: dict[str, dict], same: dict[str, str], judges: list[str]) -> list[str]:
+    """Which judge reads each voice family best, what the guard changed, which voices the guarded judge reads within
+    THRESHOLD, and which speakers are not distinct voices at all."""
     lines = [
         f"- {label} gives exactly the audio of {other}: espeak-ng ignores the variant there, so it is not a "
         "distinct speaker (left out of the table)."
@@ -112,58 +101,73 @@ def reading(rows: dict[str, dict], same: dict[str, str], threshold: float = 0.1)
     ]
     for family in ("piper", "espeak-ng"):
         voices = [v for v in rows if v.startswith(family)]
-        means = {j: sum(rows[v][j][0] for v in voices) / len(voices) for j in ("whisper-tiny.en", "pocketsphinx")}
+        means = {j: sum(rows[v][j][0] for v in voices) / len(voices) for j in judges}
         best = min(means, key=means.get)
+        listed = ", ".join(f"{j} {m:.1%}" for j, m in means.items())
+        lines.append(f"- {family} ({len(voices)} voices), mean WER: {listed}; {best} reads it best.")
+    if "tiny.en, no guard" in judges and GUARDED in judges:
+        changed = sorted(((rows[v]["tiny.en, no guard"][0] - rows[v][GUARDED][0], v) for v in rows), reverse=True)
+        moved = [f"{v} {rows[v]['tiny.en, no guard'][0]:.1%} -> {rows[v][GUARDED][0]:.1%}" for d, v in changed if d]
         lines.append(
-            f"- {family} ({len(voices)} voices): mean WER Whisper tiny.en {means['whisper-tiny.en']:.1%}, "
-            f"pocketsphinx {means['pocketsphinx']:.1%}; {best} is the better judge here."
+            "- The repetition guard changed the WER of "
+            f"{len(moved)} of {len(rows)} voices: {'; '.join(moved[:8]) or 'none'}."
         )
-    clear = [v for v in rows if rows[v]["whisper-tiny.en"][0] <= threshold]
-    lines.append(
-        f"- Voices Whisper tiny.en reads within {threshold:.0%} WER (a judge's error there stays small "
-        f"beside a system's): {', '.join(clear) or 'none'}."
-    )
+    if GUARDED in judges:
+        clear = [v for v in rows if rows[v][GUARDED][0] <= THRESHOLD]
+        lines.append(
+            f"- Voices the guarded Whisper tiny.en reads within {THRESHOLD:.0%} WER on these sentences (candidates "
+            f"for held-out voices: a judge's error there stays small beside a system's): {', '.join(clear) or 'none'}."
+        )
     return lines
 
 
 def report(
-    rows: dict[str, dict], seconds: dict[str, float], same: dict[str, str], texts: list[str], args: argparse.Namespace
+    rows: dict[str, dict],
+    seconds: dict[str, float],
+    same: dict[str, str],
+    texts: list[str],
+    args: argparse.Namespace,
 ) -> str:
     """The results as markdown."""
+    judges = args.judges
+    header = "| voice | " + " | ".join(f"{j} WER | {j} CER" for j in judges) + " | DNSMOS overall |"
+    rule = "| --- |" + " ---: | ---: |" * len(judges) + " ---: |"
     table = [
-        f"| {voice} | {r['whisper-tiny.en'][0]:.1%} | {r['whisper-tiny.en'][1]:.1%} | {r['pocketsphinx'][0]:.1%} "
-        f"| {r['pocketsphinx'][1]:.1%} | {r['dnsmos']:.2f} |"
+        f"| {voice} | " + " | ".join(f"{r[j][0]:.1%} | {r[j][1]:.1%}" for j in judges) + f" | {r['dnsmos']:.2f} |"
         for voice, r in rows.items()
     ]
+    utterances = len(texts) * len(rows)
     audio_seconds = sum(r["seconds of audio"] for r in rows.values())
-    worst = max(rows, key=lambda v: rows[v]["whisper-tiny.en"][0])
+    speed = ", ".join(f"{j} {seconds[j] / utterances:.2f} s" for j in judges)
+    worst = max(rows, key=lambda v: rows[v][judges[0]][0])
     examples = [
-        f"| {text} | {rows[worst]['whisper-tiny.en'][2][i]} | {rows[worst]['pocketsphinx'][2][i]} |"
-        for i, text in enumerate(texts[:5])
+        f"| {text} | " + " | ".join(rows[worst][j][2][i] for j in judges) + " |" for i, text in enumerate(texts[:4])
     ]
     return "\n".join(
         [
-            "# Offline judges: Whisper tiny.en vs pocketsphinx, with DNSMOS, per voice",
+            "# Offline judges per voice: Whisper tiny.en before and after the repetition guard, Whisper base, "
+            "pocketsphinx, DNSMOS",
             "",
             f"`python benchmarks/judges.py --sentences {args.sentences} --mos-sentences {args.mos_sentences}`: "
-            f"{len(texts)} everyday sentences a voice, {len(rows)} voices, {audio_seconds / 60:.1f} minutes of speech.",
-            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other work, no GPU; torch "
-            f"{torch.__version__} with {torch.get_num_threads()} thread(s); Python {platform.python_version()}.",
-            f"Time: TTS {seconds['tts']:.0f} s, Whisper tiny.en {seconds['whisper-tiny.en']:.0f} s (every input is "
-            f"padded to 30 s), pocketsphinx {seconds['pocketsphinx']:.0f} s, DNSMOS {seconds['dnsmos']:.0f} s.",
+            f"{len(texts)} sentences of the reproduction's grammar a voice, {len(rows)} voices, "
+            f"{audio_seconds / 60:.1f} minutes of speech.",
+            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__} with "
+            f"{torch.get_num_threads()} thread(s); Python {platform.python_version()}.",
+            f"Seconds per utterance (batches of 8, every Whisper input padded to 30 s): {speed}; TTS "
+            f"{seconds['tts']:.0f} s, DNSMOS {seconds['dnsmos']:.0f} s in all.",
             "",
-            "| voice | Whisper WER | Whisper CER | pocketsphinx WER | pocketsphinx CER | DNSMOS overall |",
-            "| --- | --- | --- | --- | --- | --- |",
+            header,
+            rule,
             *table,
             "",
             "## Reading",
             "",
-            *reading(rows, same),
+            *reading(rows, same, judges),
             "",
-            f"What the judges heard for the voice Whisper found hardest ({worst}), first sentences:",
+            f"What the judges heard for the voice hardest for {judges[0]} ({worst}), first sentences:",
             "",
-            "| reference | Whisper tiny.en | pocketsphinx |",
-            "| --- | --- | --- |",
+            "| reference | " + " | ".join(judges) + " |",
+            "| --- |" + " --- |" * len(judges),
             *examples,
             "",
         ]
@@ -172,12 +176,13 @@ def report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sentences", type=int, default=8, help="sentences a voice (at most 20)")
-    parser.add_argument("--mos-sentences", type=int, default=3, help="utterances a voice scored by DNSMOS")
+    parser.add_argument("--sentences", type=int, default=6, help="sentences a voice")
+    parser.add_argument("--mos-sentences", type=int, default=2, help="utterances a voice scored by DNSMOS")
+    parser.add_argument("--judges", nargs="+", default=list(JUDGES), choices=list(JUDGES), help="columns to run")
     parser.add_argument("--report", type=Path, default=Path(__file__).with_suffix(".md"))
     args = parser.parse_args()
-    texts = SENTENCES[: args.sentences]
-    rows, seconds, same = run(texts, args.mos_sentences)
+    texts = generate_sentences(args.sentences, seed="judges")
+    rows, seconds, same = run(texts, args.mos_sentences, args.judges)
     args.report.write_text(report(rows, seconds, same, texts, args))
     print(f"Wrote {args.report}")
 

@@ -139,6 +139,20 @@ def test_speech_corpus_splits_voices_skips_and_resumes(tmp_path):
     assert build_speech_corpus(tmp_path, **settings)["test"][2]["audio"].get_all_samples().data.abs().max() > 0.2
 
 
+class _BrokenEngine(_ToneEngine):
+    """An engine with a bug: every call fails with an error that is not the contract's ValueError."""
+
+    def __call__(self, text: str, speaker: str | None = None) -> tuple[np.ndarray, int]:
+        raise KeyError("speaker table not loaded")
+
+
+def test_speech_corpus_stops_on_an_engine_bug_instead_of_skipping(tmp_path):
+    engines = {"tone": _BrokenEngine(refuse="")}
+    with pytest.raises(KeyError, match="speaker table"):
+        build_speech_corpus(tmp_path, 3, 1, voices=("tone:a",), held_out_voices=("tone:b",), engines=engines)
+    assert not (tmp_path / "manifest.json").exists()
+
+
 def test_speech_corpus_without_test_sentences_saves_empty_held_out_splits(tmp_path):
     corpus = build_speech_corpus(
         tmp_path, 3, 0, voices=("tone:a",), held_out_voices=("tone:b",), engines={"tone": _ToneEngine(refuse="")}

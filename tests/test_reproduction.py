@@ -87,7 +87,8 @@ def test_quickstart_reproduces_at_a_tiny_size_and_resumes(tmp_path, capsys):
         model.config.unit_tokenizer_repo,
         model.config.vocoder_repo,
     )
-    assert AutoModel.from_pretrained(summary["repos"]["vocoder"]).config.num_units == 24
+    vocoder = AutoModel.from_pretrained(summary["repos"]["vocoder"])
+    assert vocoder.config.num_units == 24 and vocoder.config.model_type == "speechgpt_unit_mel"  # the default
 
     assert (
         speechgpt_hf_cli.main(["reproduce", "--output-dir", str(tmp_path), "--preset", "quickstart", "--set", *TINY])

@@ -209,3 +209,109 @@ def test_generator_warm_up_before_the_discriminators(tmp_path):
     history = json.loads((tmp_path / "run" / "checkpoint-3" / "trainer_state.json").read_text())["history"]
     assert ["loss_d" in h for h in history] == [False, False, True]
     assert all("mel_l1" in h for h in history)
+
+
+TINY_MEL_GENERATOR = dict(
+    model_in_dim=20,
+    sampling_rate=22050,
+    upsample_initial_channel=16,
+    upsample_rates=[8, 8, 4],
+    upsample_kernel_sizes=[16, 16, 8],
+    resblock_kernel_sizes=[3],
+    resblock_dilation_sizes=[[1, 3]],
+    normalize_before=False,
+    n_fft=1024,
+    hop_length=256,
+    win_length=1024,
+    fmin=0.0,
+    fmax=8000.0,
+)
+TINY_UNIT_MEL = dict(unit_embed_dim=8, hidden_dim=16, dilations=[1, 2], duration_predictor_hidden_dim=8)
+
+
+@pytest.fixture
+def mel_generator(tmp_path):
+    """A tiny random mel HiFi-GAN folder, as `speechgpt-hf convert mel-hifigan` writes one."""
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    torch.manual_seed(0)
+    SpeechT5HifiGan(SpeechT5HifiGanConfig(**TINY_MEL_GENERATOR)).save_pretrained(tmp_path / "generator")
+    return tmp_path / "generator"
+
+
+def unit_mel_config(folder, generator, **overrides) -> VocoderTrainingConfig:
+    values = dict(
+        output_dir=str(folder),
+        architecture="unit_mel",
+        generator=str(generator),
+        model=TINY_UNIT_MEL,
+        segment_frames=10,
+        batch_size=3,
+        max_steps=4,
+        log_steps=1,
+        eval_steps=100,
+        save_steps=2,
+        learning_rate=1e-2,
+        cpu=True,
+        num_audio_samples=1,
+    )
+    values.update(overrides)
+    return VocoderTrainingConfig(**values)
+
+
+def test_unit_mel_vocoder_trains_resumes_and_loads(tmp_path, mel_generator):
+    from transformers import SpeechT5HifiGan
+
+    from speechgpt_hf.models.unit_mel import UnitMelVocoder
+
+    data = prepare_vocoder_dataset(unit_rows(), speaker_column="speaker")
+    straight = train_vocoder(unit_mel_config(tmp_path / "a", mel_generator, eval_steps=4), data, data, num_units=10)
+    train_vocoder(unit_mel_config(tmp_path / "b", mel_generator, max_steps=2), data, num_units=10)
+    resumed = train_vocoder(
+        unit_mel_config(tmp_path / "b", mel_generator, resume_from_checkpoint=True), data, num_units=10
+    )
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    history = json.loads((tmp_path / "a" / "checkpoint-4" / "trainer_state.json").read_text())["history"]
+    losses = [h["mel_l1"] for h in history if "mel_l1" in h]
+    assert len(losses) == 4 and losses[-1] < losses[0] and all(h.get("duration", 1) > 0 for h in history)
+    assert not any("loss_d" in h for h in history) and any("eval_mel_distance" in h for h in history)
+    assert (tmp_path / "a" / "loss.png").exists() and (tmp_path / "a" / "samples" / "step-4" / "0.wav").exists()
+    loaded = AutoModel.from_pretrained(tmp_path / "a")
+    assert isinstance(loaded, UnitMelVocoder) and loaded.config.speaker_names == ["s0", "s1"]
+    generator = SpeechT5HifiGan.from_pretrained(mel_generator)
+    torch.testing.assert_close(loaded.generator.conv_post.weight, generator.conv_post.weight)  # frozen
+    assert "unit-to-mel" in (tmp_path / "a" / "README.md").read_text()
+    wave = loaded.synthesize(data.examples[0]["units"], speaker_id=0, durations=data.examples[0]["durations"])
+    assert wave.shape == (len(data.examples[0]["audio"]),)
+
+
+def test_unit_mean_mels_are_the_mean_target_frame_of_each_unit(mel_generator):
+    from speechgpt_hf.models.unit_mel import UnitMelConfig
+    from speechgpt_hf.training.vocoder.unit_mel import mel_targets, unit_mel_means
+
+    data = prepare_vocoder_dataset(unit_rows(2))
+    config = UnitMelConfig(num_units=10, generator_config=TINY_MEL_GENERATOR, **TINY_UNIT_MEL)
+    targets = mel_targets(config, data)
+    pairs = []  # (unit under each mel frame's centre, that frame's target), worked out by hand: 441 samples a unit
+    for example, target in zip(data.examples, targets, strict=True):
+        frame_units = [u for u, d in zip(example["units"], example["durations"], strict=True) for _ in range(d)]
+        assert len(target) == -(-len(frame_units) * 441 // 256)
+        pairs += [
+            (frame_units[min((256 * m + 128) // 441, len(frame_units) - 1)], target[m]) for m in range(len(target))
+        ]
+    means, seen = unit_mel_means(config, data, targets)
+    for unit in {u for u, _ in pairs}:
+        torch.testing.assert_close(means[unit], torch.stack([t for u, t in pairs if u == unit]).mean(0))
+    assert seen.tolist() == [unit in {u for u, _ in pairs} for unit in range(10)]
+
+
+def test_cli_trains_the_unit_mel_vocoder(tmp_path, mel_generator, capsys):
+    rows = Dataset.from_list([{"audio": {"array": tone(0.5, 150 + 50 * i), "sampling_rate": 16000}} for i in range(4)])
+    rows = rows.map(lambda row, i: {"units": [i % 2, 2, 1 - i % 2], "durations": [8, 9, 8]}, with_indices=True)
+    rows.cast_column("audio", Audio()).save_to_disk(str(tmp_path / "data"))
+    (tmp_path / "recipe.yaml").write_text(json.dumps({"model": TINY_UNIT_MEL, "max_steps": 2, "cpu": True}))
+    argv = ["train-vocoder", str(tmp_path / "data"), "--architecture", "unit_mel", "--generator", str(mel_generator)]
+    argv += ["--config", str(tmp_path / "recipe.yaml"), "--eval-size", "1", "--output-dir", str(tmp_path / "cli")]
+    assert cli_main(argv) == 0
+    assert AutoModel.from_pretrained(tmp_path / "cli").config.model_type == "speechgpt_unit_mel"

@@ -83,7 +83,8 @@ class TransformersASRJudge(ASRJudge):
     generate call, e.g. `{"language": "english", "task": "transcribe"}` for multilingual Whisper checkpoints;
     a repetition loop stops decoding and is cut back to one copy (`repetition_guard`), and each batch's decoding
     is capped by its audio's length (and by the expected texts' when `judge` knows them) unless they set
-    `max_new_tokens`.
+    `max_new_tokens`. `repetition_guard=False` decodes as the checkpoint's own generation config says (to measure
+    what the guard changes; benchmarks/judges.md).
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class TransformersASRJudge(ASRJudge):
         device: str | int | None = None,
         batch_size: int = 8,
         generate_kwargs: dict[str, Any] | None = None,
+        repetition_guard: bool = True,
     ) -> None:
         from transformers import pipeline
 
@@ -103,6 +105,7 @@ class TransformersASRJudge(ASRJudge):
         self.pipeline = pipeline("automatic-speech-recognition", model=str(model), device=device)
         self.batch_size = batch_size
         self.generate_kwargs = dict(generate_kwargs or {})
+        self.repetition_guard = repetition_guard
 
     def transcribe(
         self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE, expected: Sequence[str] | None = None
@@ -121,9 +124,16 @@ class TransformersASRJudge(ASRJudge):
             batch = waves[start : start + self.batch_size]
             hints = None if expected is None else expected[start : start + self.batch_size]
             inputs = [{"raw": wave, "sampling_rate": SAMPLING_RATE} for wave in batch]
-            kwargs = {"generate_kwargs": self._generate_kwargs(batch, hints)} if self._generates else {}
-            outputs = self.pipeline(inputs, batch_size=self.batch_size, **kwargs)
-            transcripts += [collapse_repeats(output["text"].strip()) for output in outputs]
+            if not self._generates:
+                outputs = self.pipeline(inputs, batch_size=self.batch_size)
+            elif self.repetition_guard:
+                outputs = self.pipeline(
+                    inputs, batch_size=self.batch_size, generate_kwargs=self._generate_kwargs(batch, hints)
+                )
+            else:
+                outputs = self.pipeline(inputs, batch_size=self.batch_size, generate_kwargs=self.generate_kwargs)
+            cut = collapse_repeats if self.repetition_guard else str
+            transcripts += [cut(output["text"].strip()) for output in outputs]
         return transcripts
 
     def _generate_kwargs(self, batch: list[np.ndarray], expected: Sequence[str] | None) -> dict[str, Any]:

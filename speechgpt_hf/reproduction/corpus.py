@@ -435,7 +435,7 @@ def _voice(utterances: list[_Utterance], clips: Path, engines: Mapping[str, Any]
         try:
             audio, sampling_rate = resolved[engine](utterance.text, speaker=speaker)
             _write_clip(clips / utterance.clip_name, audio, sampling_rate)
-        except Exception as error:  # one sentence an engine cannot speak is skipped and counted, not fatal
+        except ValueError as error:  # the engines' contract: a text they cannot voice; anything else is a bug
             failures.append(
                 {
                     "id": utterance.id,

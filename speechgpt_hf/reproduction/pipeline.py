@@ -9,6 +9,7 @@ sentences in training voices and in the held-out voice; write the report with le
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -296,7 +297,9 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
 
 
 def train_vocoder_step(output: Path, settings: ReproductionSettings, corpus: DatasetDict) -> dict[str, Any]:
-    """The unit vocoder on the training audio and its precomputed units, one speaker id per training voice."""
+    """The unit vocoder (`settings.vocoder`) on the training audio and its precomputed units, one speaker id per
+    training voice."""
+    from ..training.stages import RECIPES_DIR
     from ..training.vocoder.config import VocoderTrainingConfig
     from ..training.vocoder.data import prepare_vocoder_dataset
     from ..training.vocoder.trainer import train_vocoder
@@ -309,29 +312,36 @@ def train_vocoder_step(output: Path, settings: ReproductionSettings, corpus: Dat
         entry = table[audio_key(audio, row["audio"]["sampling_rate"])]
         rows.append({"audio": {"array": audio, "sampling_rate": 16000}, "speaker": row["speaker"], **entry})
     data = prepare_vocoder_dataset(rows, speaker_column="speaker", speakers=list(settings.voices))
-    channels = settings.vocoder_channels
     folder = output / "vocoder"
-    config = VocoderTrainingConfig(
-        output_dir=str(folder),
-        max_steps=settings.vocoder_steps,
-        batch_size=6,
-        segment_frames=24,
-        cpu=True,
-        seed=settings.seed,
-        log_steps=10,
-        eval_steps=max(50, settings.vocoder_steps // 10),
-        save_steps=max(50, settings.vocoder_steps // 10),
-        discriminator_start_step=settings.vocoder_warmup_steps,
-        discriminator_width=0.25,
-        resume_from_checkpoint=True if list(folder.glob("checkpoint-*")) else None,
-        model=dict(
-            upsample_initial_channel=channels,
-            unit_embed_dim=min(128, channels),
-            duration_predictor_hidden_dim=min(128, channels),
-        ),
-    )
+    common = {
+        "output_dir": str(folder),
+        "max_steps": settings.vocoder_steps,
+        "cpu": True,
+        "seed": settings.seed,
+        "log_steps": 10,
+        "eval_steps": max(50, settings.vocoder_steps // 10),
+        "save_steps": max(50, settings.vocoder_steps // 10),
+        "resume_from_checkpoint": True if list(folder.glob("checkpoint-*")) else None,
+    }
+    if settings.vocoder == "unit_mel":
+        recipe = VocoderTrainingConfig.from_yaml(RECIPES_DIR / "vocoder_mel_cpu.yaml", **common)
+        config = dataclasses.replace(recipe, time_limit_minutes=None)  # the run is sized in steps, not minutes
+    else:
+        channels = settings.vocoder_channels
+        config = VocoderTrainingConfig(
+            **common,
+            batch_size=6,
+            segment_frames=24,
+            discriminator_start_step=settings.vocoder_warmup_steps,
+            discriminator_width=0.25,
+            model=dict(
+                upsample_initial_channel=channels,
+                unit_embed_dim=min(128, channels),
+                duration_predictor_hidden_dim=min(128, channels),
+            ),
+        )
     train_vocoder(config, data, num_units=settings.num_units)
-    return {"steps": settings.vocoder_steps, "speakers": len(data.speakers) if hasattr(data, "speakers") else None}
+    return {"architecture": settings.vocoder, "steps": settings.vocoder_steps, "speakers": len(data.speakers)}
 
 
 def assemble(output: Path) -> Path:

@@ -9,7 +9,8 @@ from typing import Any
 
 from ..stages import CHAIN_OF_MODALITY, CROSS_MODAL, MODALITY_ADAPTATION
 
-UNIT_ENCODERS = ("whisper-tiny.en", "mfcc")
+UNIT_ENCODERS = ("whisper-tiny.en", "whisper-base", "mfcc")
+VOCODERS = ("unit_mel", "unit_hifigan")
 # A one-line system prompt: the package's three-line one is over half of every stage-2 row for a small BPE
 # vocabulary, compute that a small model trained from scratch spends on a constant prefix.
 SHORT_SYSTEM_PROMPT = "You are SpeechGPT. You hear and speak through speech units.\n"
@@ -27,7 +28,10 @@ class ReproductionSettings:
     `text_vocab_size` trained on the training text; `stage_steps` optimiser steps per stage at `batch_size`;
     `system_prompt` is the one the data is built with and the model keeps. Stage 3 trains LoRA at
     `lora_learning_rate` on the chain-of-modality rows plus `replay_fraction` times as many cross-modal rows.
-    Vocoder: `vocoder_steps` GAN steps (generator-only warm-up for the first `vocoder_warmup_steps`).
+    Vocoder: `vocoder` "unit_mel" (units -> mel frames in front of the pretrained universal HiFi-GAN, the recipe
+    `vocoder_mel_cpu.yaml`, `vocoder_steps` regression steps: it speaks after minutes on a CPU) or "unit_hifigan"
+    (the release's kind, learnt from scratch: `vocoder_steps` GAN steps, generator-only for the first
+    `vocoder_warmup_steps`, `vocoder_channels` wide; it needs a GPU's hours to speak).
     Evaluation: `eval_items` held-out utterances per split, `eval_questions` spoken questions (of the shipped set,
     spread over its topics, spoken in the held-out voices and asked again in text), judged by `judge` (an ASR judge
     name for `speechgpt_hf.evaluation.judges.load_asr_judge`) and DNSMOS when `naturalness`.
@@ -70,6 +74,7 @@ class ReproductionSettings:
     # on the quickstart: training transcripts exact under their own training request, lost under another one).
     task_descriptions: int = 10
     system_prompt: str = SHORT_SYSTEM_PROMPT
+    vocoder: str = "unit_mel"
     vocoder_steps: int = 600
     vocoder_warmup_steps: int = 400
     vocoder_channels: int = 96
@@ -81,6 +86,8 @@ class ReproductionSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.vocoder not in VOCODERS:
+            raise ValueError(f"vocoder must be one of {VOCODERS}, got {self.vocoder!r}.")
         if self.unit_encoder not in UNIT_ENCODERS:
             raise ValueError(f"unit_encoder must be one of {UNIT_ENCODERS}, got {self.unit_encoder!r}.")
         if self.task_descriptions < 1:
@@ -125,4 +132,4 @@ PRESETS: dict[str, ReproductionSettings] = {
 }
 
 
-__all__ = ["PRESETS", "UNIT_ENCODERS", "ReproductionSettings"]
+__all__ = ["PRESETS", "UNIT_ENCODERS", "VOCODERS", "ReproductionSettings"]

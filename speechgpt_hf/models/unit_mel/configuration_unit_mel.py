@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from transformers import PretrainedConfig, SpeechT5HifiGanConfig
@@ -105,6 +106,12 @@ class UnitMelConfig(PretrainedConfig):
                     f"generator_config lacks the mel front end's `{name}`: convert the generator with "
                     "`speechgpt-hf convert mel-hifigan`, which records it."
                 )
+        upsampling = math.prod(self.generator_config.upsample_rates)
+        if upsampling != self.mel_hop_length:
+            raise ValueError(
+                f"The generator upsamples by {upsampling} but its mel hop_length is {self.generator_config.hop_length}:"
+                " the two must agree (one mel frame becomes hop_length samples)."
+            )
 
     @property
     def mel_sampling_rate(self) -> int:

@@ -1,0 +1,202 @@
+"""Fine-tuning a pretrained 135M base on this CPU: tokens a second of each training choice, side by side in one run.
+
+The bundled SmolLM2-135M-Instruct (GGUF, dequantised to fp32) is expanded with `--units` speech units, then each
+choice trains the same batches (`--batch` rows of `--length` tokens: unit spans with a little text, as stage 1
+sees them) from the same starting weights with AdamW for `--steps` steps after one untimed warm-up step:
+
+- full fine-tuning in fp32, and under bf16 autocast (fp32 master weights);
+- LoRA r=8 on q/v (the release's adapter), with and without the unit rows of the embeddings trainable (PEFT
+  trainable tokens, what stage 1 needs: a LoRA alone cannot learn the new rows), in fp32 and under bf16 autocast;
+- full fine-tuning with gradient checkpointing (bf16 autocast).
+
+Each choice reports tokens/s, the model FLOPs it achieved a second (6 N a token for a full step, 4 N for a frozen
+weight: forward plus the activation gradient; N counts the matrix multiplies, the output layer included) as a
+share of this CPU's peak, and its losses step by step: the bf16 losses must follow the fp32 ones.
+
+    python benchmarks/pretrained_training.py [--steps 3] [--batch 8] [--length 256] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speechgpt_hf import add_speech_units
+from speechgpt_hf.models.speechgpt.base_models import bundled_smollm2
+
+RESULT = Path(__file__).with_suffix(".md")
+# Matrix-product peak of this CPU with two cores (benchmarks measure against it; see the README's hardware notes).
+PEAK_GFLOPS = {"fp32": 155.0, "bf16": 400.0}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One way to train: which weights learn, in which precision, with or without gradient checkpointing."""
+
+    name: str
+    lora: bool = False
+    unit_rows: bool = False
+    bf16: bool = False
+    checkpointing: bool = False
+
+
+CHOICES = (
+    Choice("full, fp32"),
+    Choice("full, bf16 autocast", bf16=True),
+    Choice("LoRA q/v, fp32", lora=True),
+    Choice("LoRA q/v + unit rows, fp32", lora=True, unit_rows=True),
+    Choice("LoRA q/v + unit rows, bf16 autocast", lora=True, unit_rows=True, bf16=True),
+    Choice("full, bf16 autocast, gradient checkpointing", bf16=True, checkpointing=True),
+)
+
+
+def expanded_base(num_units: int) -> tuple[Any, Any]:
+    """SmolLM2-135M-Instruct from its GGUF, expanded with `num_units` units."""
+    model, tokenizer = add_speech_units(str(bundled_smollm2()), num_units=num_units)
+    return model, tokenizer
+
+
+def batches(model: Any, tokenizer: Any, steps: int, batch: int, length: int) -> list[torch.Tensor]:
+    """`steps` + 1 batches of rows like stage 1's: a unit span between the markers, a few text tokens before it."""
+    generator = torch.Generator().manual_seed(0)
+    unit_ids = torch.tensor(model.config.unit_token_ids())
+    start, end = tokenizer.convert_tokens_to_ids(["<sosp>", "<eosp>"])
+    text = tokenizer("Listen to this:", add_special_tokens=False)["input_ids"]
+    out = []
+    for _ in range(steps + 1):
+        units = unit_ids[torch.randint(0, len(unit_ids), (batch, length - len(text) - 2), generator=generator)]
+        prefix = torch.tensor([*text, start]).expand(batch, -1)
+        out.append(torch.cat([prefix, units, torch.full((batch, 1), end)], dim=1))
+    return out
+
+
+def prepared(base: Any, choice: Choice) -> tuple[Any, list[torch.nn.Parameter]]:
+    """A copy of the base set up for `choice`, and the parameters its optimiser updates."""
+    from peft import LoraConfig, get_peft_model
+
+    from speechgpt_hf.training.stages import speech_token_ids
+
+    model = copy.deepcopy(base)
+    if choice.checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if choice.lora:
+        extra = {"trainable_token_indices": {"embed_tokens": speech_token_ids(model)}} if choice.unit_rows else {}
+        config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], **extra)
+        model = get_peft_model(model, config)
+    model.train()
+    return model, [p for p in model.parameters() if p.requires_grad]
+
+
+def matmul_parameters(model: Any) -> int:
+    """Weights that take part in a matrix product each token (every Linear, the output layer included)."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def train(base: Any, choice: Choice, data: list[torch.Tensor]) -> dict[str, Any]:
+    """Warm-up step, then timed steps; tokens/s, achieved GFLOP/s and the loss of every step."""
+    model, trainable = prepared(base, choice)
+    optimiser = torch.optim.AdamW(trainable, lr=1e-4)
+    losses, seconds = [], []
+    for batch in data:
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=choice.bf16):
+            loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimiser.step()
+        optimiser.zero_grad(set_to_none=True)
+        seconds.append(time.perf_counter() - started)
+        losses.append(loss.item())
+        print(f"{choice.name}: step {len(losses)} loss {losses[-1]:.4f} in {seconds[-1]:.1f} s", flush=True)
+    tokens = data[0].numel()
+    timed = seconds[1:]
+    n = matmul_parameters(base)
+    flops_per_token = 6 * n if not choice.lora else 4 * n  # LoRA's own products are negligible beside N
+    tokens_per_second = tokens * len(timed) / sum(timed)
+    gflops = flops_per_token * tokens_per_second / 1e9
+    return {
+        "choice": choice.name,
+        "trainable": sum(p.numel() for p in trainable),
+        "tokens_per_second": tokens_per_second,
+        "step_seconds": timed,
+        "warm_up_seconds": seconds[0],
+        "gflops": gflops,
+        "peak": PEAK_GFLOPS["bf16" if choice.bf16 else "fp32"],
+        "losses": losses,
+    }
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace, parameters: int) -> str:
+    baseline = results[0]
+    rows = [
+        f"| {r['choice']} | {r['trainable'] / 1e6:.2f} M | {r['tokens_per_second']:.0f} | "
+        f"{r['tokens_per_second'] / baseline['tokens_per_second']:.2f}x | {r['gflops']:.0f} "
+        f"({r['gflops'] / r['peak']:.0%} of {r['peak']:.0f}) | "
+        + ", ".join(f"{loss:.3f}" for loss in r["losses"])
+        + " |"
+        for r in results
+    ]
+    gaps = {
+        r["choice"]: max(abs(a - b) for a, b in zip(r["losses"], baseline["losses"], strict=True))
+        for r in results
+        if not r["choice"].startswith("LoRA")
+    }
+    return "\n".join(
+        [
+            "# Fine-tuning SmolLM2-135M-Instruct + speech units on this CPU: tokens/s per training choice",
+            "",
+            f"Command: `python benchmarks/pretrained_training.py --steps {args.steps} --batch {args.batch} --length "
+            f"{args.length} --threads {args.threads}`. Machine: {platform.machine()}, {os.cpu_count()} CPU cores "
+            f"({args.threads} torch threads), no GPU; torch {torch.__version__}, Python {platform.python_version()}.",
+            f"Model: the bundled GGUF dequantised to fp32 and expanded with {args.units} units "
+            f"({parameters / 1e6:.1f} M weights in matrix products a token). Every choice trains the same "
+            f"{args.batch} x {args.length}-token batches from the same weights (AdamW, lr 1e-4); tokens/s over "
+            f"{args.steps} timed steps after one warm-up step. Peak: about 140-170 GFLOP/s fp32 and 400 bf16 "
+            "(AVX-512 BF16) in matrix products on this CPU.",
+            "",
+            "| choice | trainable | tokens/s | vs full fp32 | achieved GFLOP/s (share of peak) | loss each step |",
+            "| --- | ---: | ---: | ---: | ---: | --- |",
+            *rows,
+            "",
+            "Largest loss gap to the fp32 full fine-tune at the same step (same weights, same batches): "
+            + "; ".join(f"{name} {gap:.4f}" for name, gap in gaps.items() if name != baseline["choice"])
+            + ".",
+            "",
+        ]
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3, help="timed steps of each choice (after one warm-up)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--length", type=int, default=256)
+    parser.add_argument("--units", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--choices", nargs="+", help="run only these choices (names as in the table)")
+    parser.add_argument("--report", type=Path, default=RESULT)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    base, tokenizer = expanded_base(args.units)
+    data = batches(base, tokenizer, args.steps, args.batch, args.length)
+    chosen = [c for c in CHOICES if not args.choices or c.name in args.choices]
+    results = [train(base, choice, data) for choice in chosen]
+    args.report.write_text(report(results, args, matmul_parameters(base)))
+    print(f"Wrote {args.report}")
+
+
+if __name__ == "__main__":
+    main()
