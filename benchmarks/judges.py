@@ -38,6 +38,7 @@ JUDGES = {
 }
 GUARDED = "tiny.en"  # the evaluation's judge, by which held-out voices are chosen
 THRESHOLD = 0.10
+NOTES = "## What this shows"
 
 
 def espeak_english_voices() -> list[str]:
@@ -183,7 +184,9 @@ def main() -> None:
     args = parser.parse_args()
     texts = generate_sentences(args.sentences, seed="judges")
     rows, seconds, same = run(texts, args.mos_sentences, args.judges)
-    args.report.write_text(report(rows, seconds, same, texts, args))
+    earlier = args.report.read_text() if args.report.exists() else ""
+    notes = earlier[earlier.index(NOTES) :] if NOTES in earlier else ""  # the hand-written reading is kept
+    args.report.write_text(report(rows, seconds, same, texts, args) + ("\n" + notes if notes else ""))
     print(f"Wrote {args.report}")
 
 

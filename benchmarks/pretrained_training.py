@@ -22,6 +22,7 @@ import argparse
 import copy
 import os
 import platform
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,20 +79,28 @@ def batches(model: Any, tokenizer: Any, steps: int, batch: int, length: int) -> 
     return out
 
 
-def prepared(base: Any, choice: Choice) -> tuple[Any, list[torch.nn.Parameter]]:
-    """A copy of the base set up for `choice`, and the parameters its optimiser updates."""
-    from peft import LoraConfig, get_peft_model
+def prepared(base: Any, choice: Choice, scratch: str) -> tuple[Any, list[torch.nn.Parameter]]:
+    """A copy of the base set up for `choice` (its LoRA built as the stage trainer builds it), and the parameters its
+    optimiser updates."""
+    from peft import get_peft_model
 
-    from speechgpt_hf.training.stages import speech_token_ids
+    from speechgpt_hf.training.stages import SpeechGPTTrainingConfig, lora_config
 
     model = copy.deepcopy(base)
     if choice.checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if choice.lora:
-        extra = {"trainable_token_indices": {"embed_tokens": speech_token_ids(model)}} if choice.unit_rows else {}
-        config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], **extra)
-        model = get_peft_model(model, config)
+        stage = SpeechGPTTrainingConfig(
+            output_dir=scratch,
+            model_name_or_path=scratch,
+            use_lora=True,
+            lora_dropout=0.0,
+            train_unit_embeddings=choice.unit_rows,
+            use_cpu=True,
+            report_to="none",
+        )
+        model = get_peft_model(model, lora_config(stage, model))
     model.train()
     return model, [p for p in model.parameters() if p.requires_grad]
 
@@ -101,9 +110,9 @@ def matmul_parameters(model: Any) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
 
 
-def train(base: Any, choice: Choice, data: list[torch.Tensor]) -> dict[str, Any]:
+def train(base: Any, choice: Choice, data: list[torch.Tensor], scratch: str) -> dict[str, Any]:
     """Warm-up step, then timed steps; tokens/s, achieved GFLOP/s and the loss of every step."""
-    model, trainable = prepared(base, choice)
+    model, trainable = prepared(base, choice, scratch)
     optimiser = torch.optim.AdamW(trainable, lr=1e-4)
     losses, seconds = [], []
     for batch in data:
@@ -193,7 +202,8 @@ def main() -> None:
     base, tokenizer = expanded_base(args.units)
     data = batches(base, tokenizer, args.steps, args.batch, args.length)
     chosen = [c for c in CHOICES if not args.choices or c.name in args.choices]
-    results = [train(base, choice, data) for choice in chosen]
+    with tempfile.TemporaryDirectory() as scratch:
+        results = [train(base, choice, data, scratch) for choice in chosen]
     args.report.write_text(report(results, args, matmul_parameters(base)))
     print(f"Wrote {args.report}")
 

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="VOICE",
         help="offline voices speaking the questions, taken in turn: engine:speaker (piper:joe, espeak:en-gb+f2) or "
-        "piper / espeak-ng (default: espeak:en-gb-scotland+m4, the voice the reproduction never trains on)",
+        "piper / espeak-ng (default: espeak:en-gb-x-rp, the voice the reproduction never trains on)",
     )
     parser.add_argument("--max-new-tokens", type=int, default=512)
 

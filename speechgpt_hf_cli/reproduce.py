@@ -7,7 +7,12 @@ HELP = "Reproduce SpeechGPT at small scale: corpus, units, three stages, vocoder
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="reproduction_output", help="where every step writes (resumable)")
-    parser.add_argument("--preset", default="hour", choices=("hour", "quickstart"), help="sizes of the run")
+    parser.add_argument(
+        "--preset",
+        default="hour",
+        choices=("hour", "quickstart", "pretrained"),
+        help="sizes of the run (pretrained: SmolLM2-135M-Instruct as the base, Whisper base units)",
+    )
     parser.add_argument(
         "--set",
         nargs="*",

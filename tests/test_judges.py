@@ -1,6 +1,8 @@
 """Text normalisation and WER/CER as Whisper evaluations compute them; the offline Whisper tiny.en judge and
 DNSMOS on real Piper speech against noise."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -75,6 +77,11 @@ def test_whisper_tiny_en_judge_hears_speech_not_noise(piper_speech):
     assert word_error_rate(texts, heard) == 0.0, heard
     assert word_error_rate(texts[:1], [heard_in_noise]) >= 0.8
     assert len(judge.pipeline.tokenizer(heard_in_noise).input_ids) <= 16 + 8 * 2 + 4, heard_in_noise  # capped
+    unguarded = copy.copy(judge)
+    unguarded.repetition_guard = False  # decodes as the checkpoint says: the pipeline's own output, uncut
+    assert unguarded.transcribe(waves[:1]) == [
+        judge.pipeline({"raw": waves[0], "sampling_rate": 16000})["text"].strip()
+    ]
 
 
 def test_dnsmos_prefers_speech_to_noise(piper_speech):

@@ -32,15 +32,21 @@ SKIP = re.compile(r"<!--\s*docs-check:\s*skip\b")
 FENCE = re.compile(r"^```(\w*)\s*$")
 NUM_UNITS = 64
 VOICES = ("piper:joe", "piper:joe-fast", "espeak:en-us", "espeak:en-gb")  # the quickstart vocoder's voices
-TINY_VOCODER = dict(
-    unit_embed_dim=16,
-    speaker_embed_dim=8,
-    duration_predictor_hidden_dim=16,
+TINY_VOCODER = dict(unit_embed_dim=8, hidden_dim=16, dilations=[1, 2], duration_predictor_hidden_dim=8)
+TINY_MEL_GENERATOR = dict(  # a mel HiFi-GAN with the universal one's front end, a few channels wide
+    model_in_dim=80,
+    sampling_rate=22050,
     upsample_initial_channel=16,
-    upsample_rates=[5, 4, 4, 4],
-    upsample_kernel_sizes=[11, 8, 8, 8],
+    upsample_rates=[8, 8, 4],
+    upsample_kernel_sizes=[16, 16, 8],
     resblock_kernel_sizes=[3],
     resblock_dilation_sizes=[[1, 3]],
+    normalize_before=False,
+    n_fft=1024,
+    hop_length=256,
+    win_length=1024,
+    fmin=0.0,
+    fmax=8000.0,
 )
 
 
@@ -101,17 +107,19 @@ def _write_system(output: Path, audio: Path) -> None:
     import torch
 
     from speechgpt_hf import SpeechGPTProcessor, add_speech_units
-    from speechgpt_hf.models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
+    from speechgpt_hf.models.unit_mel import UnitMelConfig, UnitMelVocoder
     from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
-    from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer, fan_in_init_
+    from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
 
     units = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=NUM_UNITS))
     units.fit(sorted(str(p) for p in audio.glob("*.wav")), max_iter=5, progress=False)
     units.save_pretrained(output / "unit-tokenizer")
     torch.manual_seed(0)
-    vocoder = UnitHiFiGANVocoder(UnitHiFiGANConfig(num_units=NUM_UNITS, num_speakers=len(VOICES), **TINY_VOCODER))
+    config = UnitMelConfig(
+        num_units=NUM_UNITS, num_speakers=len(VOICES), generator_config=TINY_MEL_GENERATOR, **TINY_VOCODER
+    )
+    vocoder = UnitMelVocoder(config)
     vocoder.config.speaker_names = list(VOICES)
-    fan_in_init_(vocoder)
     vocoder.save_pretrained(output / "vocoder")
     tokenizer = build_tiny_tokenizer()
     base = build_tiny_causal_lm("llama", vocab_size=len(tokenizer))

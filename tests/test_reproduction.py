@@ -39,7 +39,7 @@ TINY = [
 def test_quickstart_reproduces_at_a_tiny_size_and_resumes(tmp_path, capsys):
     assert speechgpt_hf_cli.main(["quickstart", "--output-dir", str(tmp_path), "--set", *TINY]) == 0
     out = capsys.readouterr().out
-    assert "[quickstart] heard espeak:en-gb-scotland+m4 say" in out and "held-out scores (test)" in out
+    assert "[quickstart] heard espeak:en-gb-x-rp say" in out and "held-out scores (test)" in out
     summary = json.loads((tmp_path / "summary.json").read_text())
     evaluation = summary["evaluation"]
     assert set(evaluation) == {"test", "test_voice", "train_probe"}
@@ -70,7 +70,7 @@ def test_quickstart_reproduces_at_a_tiny_size_and_resumes(tmp_path, capsys):
     # none of them a chain-of-modality training instruction; asked again in text beside it.
     qa = [item for item in items if item["task"] == "spoken_qa"]
     assert len(qa) == 2 and len({item["topic"] for item in qa}) == 2
-    assert {item["voice"] for item in qa} == set(corpus["test_voice"]["speaker"]) == {"espeak:en-gb-scotland+m4"}
+    assert {item["voice"] for item in qa} == set(corpus["test_voice"]["speaker"]) == {"espeak:en-gb-x-rp"}
     com = load_speechinstruct(tmp_path / "speechinstruct", "chain_of_modality")
     taught = {normalise(text) for text in [*com["input_text"], *com["output_text"]] if text}
     assert taught and not {normalise(item["question"]) for item in qa} & taught
@@ -97,3 +97,32 @@ def test_quickstart_reproduces_at_a_tiny_size_and_resumes(tmp_path, capsys):
     rerun = capsys.readouterr().out
     assert rerun.count("done in an earlier run") == 9  # every step reused: nothing trained twice
     assert Path(tmp_path / "report.md").exists()
+
+
+def test_pretrained_preset_on_a_tiny_instruct_base_measures_knowledge(tmp_path, capsys):
+    """The `pretrained` preset's path on a tiny stand-in for SmolLM2: a saved instruct LM with a chat template is the
+    base, turns are written inside that template, stages 1-2 train LoRA with the unit rows, and text QA is asked of
+    the bare base, the expanded model and every stage."""
+    from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.chat_template = "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>{% endfor %}<s>"
+    build_tiny_causal_lm("llama", vocab_size=len(tokenizer)).save_pretrained(tmp_path / "instruct")
+    tokenizer.save_pretrained(tmp_path / "instruct")
+    settings = [*TINY, f"base_model={tmp_path / 'instruct'}", "knowledge_questions=2", "bf16=false"]
+    argv = ["reproduce", "--output-dir", str(tmp_path / "run"), "--preset", "pretrained", "--set", *settings]
+    assert speechgpt_hf_cli.main(argv) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["base_lm"] == {"base_model": str(tmp_path / "instruct"), "weights": None}
+    knowledge = summary["knowledge"]
+    assert list(knowledge["accuracy"]) == [
+        "bare base",
+        "expanded, untrained",
+        "after modality_adaptation",
+        "after cross_modal",
+        "after chain_of_modality",
+    ]
+    assert len(knowledge["questions"]) == 2 and all(len(a) == 2 for a in knowledge["answers"].values())
+    processor = json.loads((Path(summary["repos"]["speechgpt"]) / "processor_config.json").read_text())
+    assert processor["prompt_format"] == "chat_template"
+    assert "Knowledge retention" in (tmp_path / "run" / "report.md").read_text()

@@ -145,7 +145,7 @@ def _onnx_session(model_path: str, num_threads: int) -> Any:
 
 DEFAULT_ESPEAK_SPEAKERS = (
     "en-us+m1", "en-us+m3", "en-us+f1", "en-us+f3",
-    "en-gb+m2", "en-gb+f2", "en-gb-scotland+m4", "en-gb-x-rp+f4",
+    "en-gb+m2", "en-gb+f2", "en-gb-scotland+m4", "en-us-nyc",
 )  # fmt: skip
 
 

@@ -36,9 +36,9 @@ MIN_WORDS, MAX_WORDS = 4, 14
 NEW_WORDS, NEW_COMBINATION, TRAINING = "new_words", "new_combination", "train"
 DEFAULT_VOICES = (
     "piper:joe", "piper:joe-slow", "piper:joe-fast", "espeak:en-us", "espeak:en-gb",
-    "espeak:en-us+m3", "espeak:en-us+f2", "espeak:en-gb-x-rp+f4",
+    "espeak:en-us+m3", "espeak:en-us+f2", "espeak:en-us+f3",
 )  # fmt: skip
-DEFAULT_HELD_OUT_VOICES = ("espeak:en-gb-scotland+m4",)
+DEFAULT_HELD_OUT_VOICES = ("espeak:en-gb-x-rp",)  # no training voice is an en-gb-x-rp variant
 _PLACE_KINDS = ("places", "destination")
 _COUNTED_KINDS = ("people", "food", "things", "animals")
 _SLOT = re.compile(r"\{(\w+)\}")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..audio import SAMPLING_RATE
+from ..models.speechgpt.base_models import split_gguf
 from ..stages import STAGES
 from .base_lm import build_base_lm
 from .settings import PRESETS, ReproductionSettings
@@ -233,6 +234,54 @@ def base_lm_texts(settings: ReproductionSettings, corpus: DatasetDict) -> list[s
     ]
 
 
+def base_model_path(output: Path, settings: ReproductionSettings) -> str:
+    """Where stage 1 loads its text LM from: the from-scratch one in `output/base-lm`, or the pretrained base."""
+    if settings.base_model is None:
+        return str(output / "base-lm")
+    if settings.base_model == "smollm2":
+        from ..models.speechgpt.base_models import bundled_smollm2
+
+        return str(bundled_smollm2())
+    return settings.base_model
+
+
+def base_lm_step(output: Path, settings: ReproductionSettings, corpus: DatasetDict) -> dict[str, Any]:
+    """Builds the from-scratch base LM, or names the pretrained one (and what its weights are stored as)."""
+    if settings.base_model is None:
+        return build_base_lm(output, settings, base_lm_texts(settings, corpus))
+    from ..models.speechgpt.base_models import describe_base_weights
+
+    path = base_model_path(output, settings)
+    return {"base_model": path, "weights": describe_base_weights(*split_gguf(path))}
+
+
+def knowledge_retention(output: Path, settings: ReproductionSettings) -> dict[str, Any]:
+    """Text-QA accuracy on the same questions: the bare base (its own template), the expanded model before any
+    training, then after each stage."""
+    from ..evaluation.eval_data import load_spoken_questions
+    from ..evaluation.harness import load_system
+    from ..evaluation.knowledge import base_text_qa, system_text_qa
+    from ..inference.chat import SpeechGPTChat
+    from ..models.speechgpt import add_speech_units
+    from ..models.speechgpt.base_models import load_base_model
+
+    questions = load_spoken_questions(limit=settings.knowledge_questions)
+    model, tokenizer = load_base_model(*split_gguf(base_model_path(output, settings)))
+    results = {"bare base": base_text_qa(model.eval(), tokenizer, questions).to_dict()}
+    expanded, _ = add_speech_units(model, tokenizer, num_units=settings.num_units, seed=settings.seed)
+    processor = load_system(str(output / "lm" / STAGES[0])).processor  # the prompt format and system prompt trained
+    results["expanded, untrained"] = system_text_qa(SpeechGPTChat(expanded, processor), questions).to_dict()
+    for stage in STAGES:
+        results[f"after {stage}"] = system_text_qa(load_system(str(output / "lm" / stage)), questions).to_dict()
+    bare = results["bare base"]["accuracy"]
+    return {
+        "questions": [q.id for q in questions],
+        "accuracy": {name: result["accuracy"] for name, result in results.items()},
+        "retained": {name: (r["accuracy"] / bare if bare else None) for name, r in results.items()},
+        "answers": {name: result["answers"] for name, result in results.items()},
+    }
+
+
 def _latest_checkpoint(folder: Path) -> str | None:
     found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return str(found[-1]) if found else None
@@ -252,10 +301,11 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
     folder = output / "lm" / stage
     source = (
         dict(
-            base_model_name_or_path=str(output / "base-lm"),
+            base_model_name_or_path=base_model_path(output, settings),
             num_units=settings.num_units,
             unit_tokenizer_repo=str(output / "unit-tokenizer"),
             system_prompt=settings.system_prompt,
+            prompt_format=settings.prompt_format,
             packing=False,
         )
         if stage == STAGES[0]
@@ -264,6 +314,8 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
     # Stage 3 is the release's LoRA on q/v with the unit rows frozen (measured on the quickstart: training them at 10x
     # the rate made the model answer ASR requests with units), rehearsing stage 2's rows so that it keeps ASR and TTS.
     lora = {}
+    if settings.lora_all_stages and stage != STAGES[2]:  # a pretrained base keeps its weights; the unit rows learn
+        lora = dict(use_lora=True, train_unit_embeddings=True)
     if stage == STAGES[2]:
         lora = dict(use_lora=True)
         if settings.replay_fraction > 0:
@@ -288,6 +340,7 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
         resume_from_checkpoint=_latest_checkpoint(folder),
         disable_tqdm=False,
         gradient_checkpointing=False,
+        bf16=settings.bf16,
         **{**source, **lora},
     )
     run_stage(config)
@@ -427,11 +480,13 @@ def run_reproduction(
     corpus = build_corpus(output, settings)  # built: loaded from disk
     summary["units"] = steps.run("units", lambda: fit_units(output, settings, corpus))
     summary["speechinstruct"] = steps.run("speechinstruct", lambda: build_data(output, settings, corpus))
-    summary["base_lm"] = steps.run("base_lm", lambda: build_base_lm(output, settings, base_lm_texts(settings, corpus)))
+    summary["base_lm"] = steps.run("base_lm", lambda: base_lm_step(output, settings, corpus))
     for stage in STAGES:
         summary[stage] = steps.run(stage, lambda stage=stage: train_stage(output, settings, stage))
     summary["vocoder"] = steps.run("vocoder", lambda: train_vocoder_step(output, settings, corpus))
     summary["evaluation"] = steps.run("evaluation", lambda: evaluate_held_out(output, settings, corpus))
+    if settings.knowledge_questions:
+        summary["knowledge"] = steps.run("knowledge", lambda: knowledge_retention(output, settings))
     summary["seconds"] = steps.seconds
     (output / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     write_reproduction_report(output, summary)

@@ -76,6 +76,46 @@ def _fmt(value: Any, percent: bool) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.2f}"
 
 
+def _describe_lm(summary: dict[str, Any]) -> str:
+    settings, base = summary["settings"], summary.get("base_lm", {})
+    if settings.get("base_model"):
+        weights = f", {base['weights']}" if base.get("weights") else ""
+        return f"pretrained {base.get('base_model', settings['base_model'])}{weights}, turns in {settings['prompt_format']}"
+    return (
+        f"Llama {settings['lm_layers']} layers x {settings['lm_hidden']} from scratch "
+        f"({base.get('parameters', 0) / 1e6:.1f} M parameters)"
+    )
+
+
+def _knowledge_lines(summary: dict[str, Any]) -> list[str]:
+    """Text-QA accuracy of the bare base, the expanded model and each stage, with the share of the base's kept."""
+    knowledge = summary.get("knowledge")
+    if not knowledge:
+        return []
+    lines = [
+        "",
+        "## Knowledge retention (the same spoken-QA questions asked in text)",
+        "",
+        f"{len(knowledge['questions'])} questions; the bare base in its own chat template, every other model through "
+        "its processor's prompt.",
+        "",
+        "| model | text-QA accuracy | share of the bare base's |",
+        "| --- | --- | --- |",
+    ]
+    for name, accuracy in knowledge["accuracy"].items():
+        kept = knowledge["retained"][name]
+        lines.append(f"| {name} | {_fmt(accuracy, True)} | {_fmt(kept, True)} |")
+    spoken = _metric(summary, "test", "spoken_qa", "accuracy")
+    bare = knowledge["accuracy"].get("bare base")
+    if spoken is not None and bare:
+        lines += [
+            "",
+            f"Cross-modal transfer: spoken-QA accuracy {_fmt(spoken, True)} over the bare base's text "
+            f"accuracy {_fmt(bare, True)} = {_fmt(spoken / bare, True)}.",
+        ]
+    return lines
+
+
 def write_reproduction_report(output: Path, summary: dict[str, Any]) -> Path:
     """report.md: settings, time per step, held-out numbers against the goals, and the learning curves."""
     curves = plot_learning_curves(output)
@@ -83,9 +123,9 @@ def write_reproduction_report(output: Path, summary: dict[str, Any]) -> Path:
     lines = [
         "# SpeechGPT reproduction at small scale",
         "",
-        f"Units: {settings['unit_encoder']} (K={settings['num_units']}); LM: Llama {settings['lm_layers']} layers x "
-        f"{settings['lm_hidden']} from scratch ({summary.get('base_lm', {}).get('parameters', 0) / 1e6:.1f} M parameters); "
-        f"{settings['num_train']} training and {settings['num_test']} held-out sentences.",
+        f"Units: {settings['unit_encoder']} (K={settings['num_units']}); LM: {_describe_lm(summary)}; vocoder: "
+        f"{settings.get('vocoder', 'unit_hifigan')}; {settings['num_train']} training and {settings['num_test']} "
+        "held-out sentences.",
         "",
         "## Held-out results",
         "",
@@ -119,6 +159,7 @@ def write_reproduction_report(output: Path, summary: dict[str, Any]) -> Path:
         lines.append(
             f"| {task} {metric} {sign} {_fmt(bound, percent)} | {'yes' if reached else 'no'} | {_fmt(value, percent)} |"
         )
+    lines += _knowledge_lines(summary)
     lines += ["", "## Where the time went", "", "| step | seconds |", "| --- | --- |"]
     lines += [f"| {name} | {seconds:.0f} |" for name, seconds in summary.get("seconds", {}).items()]
     if curves is not None:
