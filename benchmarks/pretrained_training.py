@@ -4,22 +4,26 @@ The bundled SmolLM2-135M-Instruct (GGUF, dequantised to fp32) is expanded with `
 choice trains the same batches (`--batch` rows of `--length` tokens: unit spans with a little text, as stage 1
 sees them) from the same starting weights with AdamW for `--steps` steps after one untimed warm-up step:
 
-- full fine-tuning in fp32, and under bf16 autocast (fp32 master weights);
+- full fine-tuning in fp32;
 - LoRA r=8 on q/v (the release's adapter), with and without the unit rows of the embeddings trainable (PEFT
-  trainable tokens, what stage 1 needs: a LoRA alone cannot learn the new rows), in fp32 and under bf16 autocast;
-- full fine-tuning with gradient checkpointing (bf16 autocast).
+  trainable tokens, what stage 1 needs: a LoRA alone cannot learn the new rows), built by the stage trainer's
+  `lora_config`;
+- full fine-tuning with gradient checkpointing;
+- with `--bf16`, full and LoRA fine-tuning under bf16 autocast (fp32 master weights). Before any training, the
+  matrix products a step is made of are timed in fp32 and bf16, which says whether bf16 can pay on this CPU.
 
 Each choice reports tokens/s, the model FLOPs it achieved a second (6 N a token for a full step, 4 N for a frozen
 weight: forward plus the activation gradient; N counts the matrix multiplies, the output layer included) as a
 share of this CPU's peak, and its losses step by step: the bf16 losses must follow the fp32 ones.
 
-    python benchmarks/pretrained_training.py [--steps 3] [--batch 8] [--length 256] [--threads 2]
+    python benchmarks/pretrained_training.py [--steps 3] [--batch 8] [--length 256] [--threads 2] [--bf16]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import tempfile
@@ -34,7 +38,7 @@ from speechgpt_hf import add_speech_units
 from speechgpt_hf.models.speechgpt.base_models import bundled_smollm2
 
 RESULT = Path(__file__).with_suffix(".md")
-# Matrix-product peak of this CPU with two cores (benchmarks measure against it; see the README's hardware notes).
+# Matrix-product peaks quoted for this machine type with two cores (the fp32 one is what the GEMM probe reaches).
 PEAK_GFLOPS = {"fp32": 155.0, "bf16": 400.0}
 
 
@@ -51,12 +55,34 @@ class Choice:
 
 CHOICES = (
     Choice("full, fp32"),
-    Choice("full, bf16 autocast", bf16=True),
     Choice("LoRA q/v, fp32", lora=True),
     Choice("LoRA q/v + unit rows, fp32", lora=True, unit_rows=True),
-    Choice("LoRA q/v + unit rows, bf16 autocast", lora=True, unit_rows=True, bf16=True),
-    Choice("full, bf16 autocast, gradient checkpointing", bf16=True, checkpointing=True),
+    Choice("full, fp32, gradient checkpointing", checkpointing=True),
 )
+# bf16 autocast, measured only with --bf16: on a CPU without AVX-512 BF16 its matrix products fall back to slow kernels
+PROBE_TOKENS = 256  # rows of the timed matrix products (bf16's slowest takes seconds even so)
+BF16_CHOICES = (
+    Choice("full, bf16 autocast", bf16=True),
+    Choice("LoRA q/v + unit rows, bf16 autocast", lora=True, unit_rows=True, bf16=True),
+)
+
+
+def gemm_rates(hidden: int, vocab: int, tokens: int) -> dict[str, dict[str, float]]:
+    """GFLOP/s of the step's two kinds of matrix product in fp32 and bf16: a layer's projection (tokens x hidden by
+    hidden x hidden) and the output layer's input gradient (tokens x vocab by vocab x hidden), one call each after a
+    warm-up."""
+    shapes = {"projection": (tokens, hidden, hidden), "output-layer gradient": (tokens, vocab, hidden)}
+    rates: dict[str, dict[str, float]] = {}
+    for name, (m, k, n) in shapes.items():
+        for dtype in (torch.float32, torch.bfloat16):
+            a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+            a @ b
+            started = time.perf_counter()
+            a @ b
+            rates.setdefault(name, {})[str(dtype).removeprefix("torch.")] = (
+                2 * m * k * n / (time.perf_counter() - started) / 1e9
+            )
+    return rates
 
 
 def expanded_base(num_units: int) -> tuple[Any, Any]:
@@ -143,8 +169,14 @@ def train(base: Any, choice: Choice, data: list[torch.Tensor], scratch: str) -> 
     }
 
 
-def report(results: list[dict[str, Any]], args: argparse.Namespace, parameters: int) -> str:
+def report(
+    results: list[dict[str, Any]], args: argparse.Namespace, parameters: int, rates: dict[str, dict[str, float]]
+) -> str:
     baseline = results[0]
+    probe = [
+        f"| {name} | {r['float32']:.0f} | {r['bfloat16']:.1f} | {r['float32'] / r['bfloat16']:.0f}x |"
+        for name, r in rates.items()
+    ]
     rows = [
         f"| {r['choice']} | {r['trainable'] / 1e6:.2f} M | {r['tokens_per_second']:.0f} | "
         f"{r['tokens_per_second'] / baseline['tokens_per_second']:.2f}x | {r['gflops']:.0f} "
@@ -168,8 +200,14 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, parameters: 
             f"Model: the bundled GGUF dequantised to fp32 and expanded with {args.units} units "
             f"({parameters / 1e6:.1f} M weights in matrix products a token). Every choice trains the same "
             f"{args.batch} x {args.length}-token batches from the same weights (AdamW, lr 1e-4); tokens/s over "
-            f"{args.steps} timed steps after one warm-up step. Peak: about 140-170 GFLOP/s fp32 and 400 bf16 "
-            "(AVX-512 BF16) in matrix products on this CPU.",
+            f"{args.steps} timed steps after one warm-up step. Peak: about 140-170 GFLOP/s fp32 in matrix products "
+            f"on this CPU ({platform.processor() or 'x86_64'}; AVX-512 BF16: {_has_avx512_bf16()}).",
+            "",
+            f"The matrix products a step is made of, for {PROBE_TOKENS} tokens, one call each, GFLOP/s:",
+            "",
+            "| product | fp32 | bf16 | fp32 / bf16 |",
+            "| --- | ---: | ---: | ---: |",
+            *probe,
             "",
             "| choice | trainable | tokens/s | vs full fp32 | achieved GFLOP/s (share of peak) | loss each step |",
             "| --- | ---: | ---: | ---: | ---: | --- |",
@@ -183,6 +221,10 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, parameters: 
     )
 
 
+def _has_avx512_bf16() -> str:
+    return "yes" if torch._C._cpu._is_avx512_bf16_supported() else "no"
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="timed steps of each choice (after one warm-up)")
@@ -191,6 +233,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--units", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--choices", nargs="+", help="run only these choices (names as in the table)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="also train under bf16 autocast (slow without AVX-512 BF16)"
+    )
     parser.add_argument("--report", type=Path, default=RESULT)
     return parser.parse_args()
 
@@ -201,10 +246,14 @@ def main() -> None:
     torch.manual_seed(0)
     base, tokenizer = expanded_base(args.units)
     data = batches(base, tokenizer, args.steps, args.batch, args.length)
-    chosen = [c for c in CHOICES if not args.choices or c.name in args.choices]
+    text = base.config.get_text_config()
+    rates = gemm_rates(text.hidden_size, text.vocab_size, PROBE_TOKENS)
+    print(json.dumps(rates), flush=True)
+    every = CHOICES + (BF16_CHOICES if args.bf16 else ())
+    chosen = [c for c in every if not args.choices or c.name in args.choices]
     with tempfile.TemporaryDirectory() as scratch:
         results = [train(base, choice, data, scratch) for choice in chosen]
-    args.report.write_text(report(results, args, matmul_parameters(base)))
+    args.report.write_text(report(results, args, matmul_parameters(base), rates))
     print(f"Wrote {args.report}")
 
 

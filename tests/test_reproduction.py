@@ -109,7 +109,7 @@ def test_pretrained_preset_on_a_tiny_instruct_base_measures_knowledge(tmp_path, 
     tokenizer.chat_template = "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>{% endfor %}<s>"
     build_tiny_causal_lm("llama", vocab_size=len(tokenizer)).save_pretrained(tmp_path / "instruct")
     tokenizer.save_pretrained(tmp_path / "instruct")
-    settings = [*TINY, f"base_model={tmp_path / 'instruct'}", "knowledge_questions=2", "bf16=false"]
+    settings = [*TINY, f"base_model={tmp_path / 'instruct'}", "knowledge_questions=2"]
     argv = ["reproduce", "--output-dir", str(tmp_path / "run"), "--preset", "pretrained", "--set", *settings]
     assert speechgpt_hf_cli.main(argv) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -123,6 +123,6 @@ def test_pretrained_preset_on_a_tiny_instruct_base_measures_knowledge(tmp_path, 
         "after chain_of_modality",
     ]
     assert len(knowledge["questions"]) == 2 and all(len(a) == 2 for a in knowledge["answers"].values())
-    processor = json.loads((Path(summary["repos"]["speechgpt"]) / "processor_config.json").read_text())
+    processor = json.loads((tmp_path / "run" / "lm" / "chain_of_modality" / "processor_config.json").read_text())
     assert processor["prompt_format"] == "chat_template"
     assert "Knowledge retention" in (tmp_path / "run" / "report.md").read_text()

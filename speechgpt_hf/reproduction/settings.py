@@ -147,8 +147,7 @@ PRESETS: dict[str, ReproductionSettings] = {
     "pretrained": ReproductionSettings(
         base_model="smollm2",
         prompt_format="chat_template",
-        lora_all_stages=True,
-        bf16=True,
+        lora_all_stages=True,  # fp32: this CPU has no AVX-512 BF16 (benchmarks/pretrained_training.md)
         unit_encoder="whisper-base",
         unit_layer=4,
         num_units=200,
