@@ -95,7 +95,28 @@ class ScriptedAnswer(LogitsProcessor):
         return forced
 
 
+def tiny_mel_generator_config(num_mels: int = 80) -> dict:
+    """`SpeechT5HifiGanConfig` arguments of a mel HiFi-GAN a few channels wide, with the front end of the universal
+    one (22.05 kHz, hop 256 = its upsampling, n_fft 1024, 0-8000 Hz), as `convert mel-hifigan` records it."""
+    return dict(
+        model_in_dim=num_mels,
+        sampling_rate=22050,
+        upsample_initial_channel=16,
+        upsample_rates=[8, 8, 4],
+        upsample_kernel_sizes=[16, 16, 8],
+        resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]],
+        normalize_before=False,
+        n_fft=1024,
+        hop_length=256,
+        win_length=1024,
+        fmin=0.0,
+        fmax=8000.0,
+    )
+
+
 __all__ = [
+    "tiny_mel_generator_config",
     "TINY_CORPUS",
     "ScriptedAnswer",
     "build_tiny_causal_lm",

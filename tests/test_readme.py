@@ -27,27 +27,15 @@ import numpy as np
 import pytest
 import soundfile
 
+from speechgpt_hf.testing_utils import tiny_mel_generator_config
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 SKIP = re.compile(r"<!--\s*docs-check:\s*skip\b")
 FENCE = re.compile(r"^```(\w*)\s*$")
 NUM_UNITS = 64
 VOICES = ("piper:joe", "piper:joe-fast", "espeak:en-us", "espeak:en-gb")  # the quickstart vocoder's voices
 TINY_VOCODER = dict(unit_embed_dim=8, hidden_dim=16, dilations=[1, 2], duration_predictor_hidden_dim=8)
-TINY_MEL_GENERATOR = dict(  # a mel HiFi-GAN with the universal one's front end, a few channels wide
-    model_in_dim=80,
-    sampling_rate=22050,
-    upsample_initial_channel=16,
-    upsample_rates=[8, 8, 4],
-    upsample_kernel_sizes=[16, 16, 8],
-    resblock_kernel_sizes=[3],
-    resblock_dilation_sizes=[[1, 3]],
-    normalize_before=False,
-    n_fft=1024,
-    hop_length=256,
-    win_length=1024,
-    fmin=0.0,
-    fmax=8000.0,
-)
+TINY_MEL_GENERATOR = tiny_mel_generator_config()  # a mel HiFi-GAN with the universal one's front end
 
 
 def readme_blocks(text: str) -> list[tuple[str, int, str, bool]]:

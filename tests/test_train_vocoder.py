@@ -14,6 +14,7 @@ from transformers import AutoModel
 import speechgpt_hf  # noqa: F401
 from speechgpt_hf.models.unit_hifigan import UnitHiFiGANVocoder
 from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
+from speechgpt_hf.testing_utils import tiny_mel_generator_config
 from speechgpt_hf.training.vocoder import VocoderTrainingConfig, prepare_vocoder_dataset, train_vocoder
 from speechgpt_hf.training.vocoder.losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from speechgpt_hf_cli import main as cli_main
@@ -211,21 +212,7 @@ def test_generator_warm_up_before_the_discriminators(tmp_path):
     assert all("mel_l1" in h for h in history)
 
 
-TINY_MEL_GENERATOR = dict(
-    model_in_dim=20,
-    sampling_rate=22050,
-    upsample_initial_channel=16,
-    upsample_rates=[8, 8, 4],
-    upsample_kernel_sizes=[16, 16, 8],
-    resblock_kernel_sizes=[3],
-    resblock_dilation_sizes=[[1, 3]],
-    normalize_before=False,
-    n_fft=1024,
-    hop_length=256,
-    win_length=1024,
-    fmin=0.0,
-    fmax=8000.0,
-)
+TINY_MEL_GENERATOR = tiny_mel_generator_config(num_mels=20)
 TINY_UNIT_MEL = dict(unit_embed_dim=8, hidden_dim=16, dilations=[1, 2], duration_predictor_hidden_dim=8)
 
 
