@@ -59,8 +59,20 @@ def load_base_model(name_or_path: str | Path, gguf_file: str | None = None, **kw
         kwargs.setdefault("dtype", "float32")
         kwargs["gguf_file"] = tokenizer_kwargs["gguf_file"] = gguf_file
     model = AutoModelForCausalLM.from_pretrained(repo, **kwargs)
+    if gguf_file is not None:
+        _forget_gguf_quantizer(model)
     tokenizer = AutoTokenizer.from_pretrained(repo, **tokenizer_kwargs)
     return model, tokenizer
+
+
+def _forget_gguf_quantizer(model: Any) -> None:
+    """Drop the GGUF quantizer record from a model whose weights transformers has already dequantised, so that it
+    trains and its saved checkpoints reload as the plain float model they are (the Trainer refuses GGUF-quantized
+    models, and a saved `quantization_config` would make every later stage one)."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+    model.config._is_quantized = False
 
 
 def _local_gguf(repo: str, gguf_file: str) -> Path | None:
