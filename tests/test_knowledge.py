@@ -49,13 +49,14 @@ class ScriptedChat:
     """A stand-in SpeechGPTChat: text in, a text reply; records that each question starts a fresh conversation."""
 
     def __init__(self) -> None:
-        self.history, self.resets = [], 0
+        self.history, self.resets, self.budgets = [], 0, []
 
     def reset(self) -> None:
         self.history, self.resets = [], self.resets + 1
 
-    def respond(self, text, output_modality):
+    def respond(self, text, output_modality, max_new_tokens):
         assert output_modality == "text" and not self.history
+        self.budgets.append(max_new_tokens)
         self.history.append(text)
         answer = "Paris." if "France" in text else "I do not know."
         return type("Reply", (), {"response": type("Response", (), {"text": answer})()})()
@@ -65,4 +66,5 @@ def test_system_text_qa_asks_each_question_afresh():
     chat = ScriptedChat()
     result = system_text_qa(chat, QUESTIONS)
     assert result.correct == [True, False] and chat.resets == 2
+    assert chat.budgets == [64, 64]  # a runaway answer is cut short, not written to the chat's 512-token default
     assert result.to_dict()["accuracy"] == 0.5

@@ -56,12 +56,15 @@ def base_text_qa(
     return _scored(answers, questions)
 
 
-def system_text_qa(system: Any, questions: Sequence[SpokenQuestion]) -> TextQAResult:
-    """Each question asked of a `SpeechGPTChat` in text, answered in text, as the spoken-QA task's text mode asks."""
+def system_text_qa(system: Any, questions: Sequence[SpokenQuestion], max_new_tokens: int = 64) -> TextQAResult:
+    """Each question asked of a `SpeechGPTChat` in text, answered in text, as the spoken-QA task's text mode asks.
+    `max_new_tokens` bounds an answer that runs on (a model that answers in units instead of words would otherwise
+    write its whole 512-token budget for each question)."""
     answers = []
     for question in questions:
         system.reset()  # each question a fresh conversation
-        answers.append(system.respond(text=question.question, output_modality="text").response.text or "")
+        reply = system.respond(text=question.question, output_modality="text", max_new_tokens=max_new_tokens)
+        answers.append(reply.response.text or "")
     return _scored(answers, questions)
 
 
