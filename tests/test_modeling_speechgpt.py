@@ -49,6 +49,23 @@ def test_expansion_keeps_text_behaviour_and_records_the_layout(model_type, overr
     assert 346 in model.generation_config.eos_token_id
 
 
+def _spread(rows: torch.Tensor) -> float:
+    return float((rows - rows.mean(0)).norm(dim=1).mean())
+
+
+def test_unit_row_spread_sets_how_distinct_the_units_start():
+    tokenizer = build_tiny_tokenizer()
+    base = build_tiny_causal_lm(vocab_size=len(tokenizer))
+    text_spread = _spread(base.get_input_embeddings().weight.detach())
+    for share in (0.1, 1.0):
+        model, _ = add_speech_units(copy.deepcopy(base), copy.deepcopy(tokenizer), num_units=40, unit_row_spread=share)
+        units = model.get_input_embeddings().weight.detach()[300:340]
+        # The units lie about `share` of the text rows' spread apart: 1.0 makes them as distinct as text tokens.
+        assert 0.7 * share < _spread(units) / text_spread < 1.3 * share
+    with pytest.raises(ValueError, match="unit_row_spread must be 0 or more"):
+        add_speech_units(copy.deepcopy(base), copy.deepcopy(tokenizer), num_units=4, unit_row_spread=-1)
+
+
 def test_expanding_twice_is_refused():
     tokenizer = build_tiny_tokenizer()
     model, tokenizer = add_speech_units(build_tiny_causal_lm(vocab_size=len(tokenizer)), tokenizer, num_units=10)

@@ -303,6 +303,7 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
         dict(
             base_model_name_or_path=base_model_path(output, settings),
             num_units=settings.num_units,
+            unit_row_spread=settings.unit_row_spread,
             unit_tokenizer_repo=str(output / "unit-tokenizer"),
             system_prompt=settings.system_prompt,
             prompt_format=settings.prompt_format,

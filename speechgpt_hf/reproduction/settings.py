@@ -29,7 +29,8 @@ class ReproductionSettings:
     bundled SmolLM2-135M-Instruct GGUF; or a repo id, folder or .gguf path) whose turns are written in
     `prompt_format` ("speechgpt", or "chat_template" for an instruct base). `stage_steps` optimiser steps per stage
     at `batch_size`, in bf16 autocast when `bf16`; with `lora_all_stages`, stages 1 and 2 train a LoRA on q/v with
-    the unit rows of the embeddings (instead of every weight, which a pretrained base would forget its text by);
+    the unit rows of the embeddings (instead of every weight, which a pretrained base would forget its text by),
+    the unit rows starting `unit_row_spread` times the text rows' spread apart (see `add_speech_units`);
     `system_prompt` is the one the data is built with and the model keeps. Stage 3 trains LoRA at
     `lora_learning_rate` on the chain-of-modality rows plus `replay_fraction` times as many cross-modal rows.
     Vocoder: `vocoder` "unit_mel" (units -> mel frames in front of the pretrained universal HiFi-GAN, the recipe
@@ -68,6 +69,7 @@ class ReproductionSettings:
     base_model: str | None = None
     prompt_format: str = "speechgpt"
     lora_all_stages: bool = False
+    unit_row_spread: float = 0.1
     bf16: bool = False
     stage_steps: dict[str, int] = field(
         default_factory=lambda: {MODALITY_ADAPTATION: 400, CROSS_MODAL: 2400, CHAIN_OF_MODALITY: 300}

@@ -54,6 +54,13 @@ class SpeechGPTTrainingConfig(SFTConfig):
         metadata={"help": "The GGUF file inside base_model_name_or_path (a folder or repo id) to load the base from."},
     )
     num_units: int = field(default=1000, metadata={"help": "Unit vocabulary size K when expanding a base model."})
+    unit_row_spread: float = field(
+        default=0.1,
+        metadata={
+            "help": "When expanding, the unit rows' noise as a share of the text rows' spread (1.0 for a LoRA-adapted "
+            "pretrained base, so that its units start distinct)."
+        },
+    )
     unit_tokenizer_repo: str | None = field(
         default=None, metadata={"help": "Unit tokenizer repo to record when expanding."}
     )
@@ -198,6 +205,7 @@ def _model_and_processor(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
         num_units=config.num_units,
         unit_tokenizer_repo=config.unit_tokenizer_repo,
         vocoder_repo=config.vocoder_repo,
+        unit_row_spread=config.unit_row_spread,
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

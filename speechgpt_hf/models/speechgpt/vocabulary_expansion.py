@@ -40,14 +40,18 @@ def _add_tokens(tokenizer: PreTrainedTokenizerBase, tokens: list[str]) -> None:
 
 @torch.no_grad()
 def _initialise_new_rows(
-    embeddings: torch.Tensor, new_ids: range, seeds: dict[int, list[int]], generator: torch.Generator
+    embeddings: torch.Tensor,
+    new_ids: range,
+    seeds: dict[int, list[int]],
+    generator: torch.Generator,
+    unit_row_spread: float,
 ) -> None:
-    """Unit rows: the mean old embedding plus noise 1/10 of its per-dimension spread, so that
+    """Unit rows: the mean old embedding plus noise of `unit_row_spread` times its per-dimension spread, so that
     units start in the region the LM already uses yet stay distinguishable. Marker rows: the mean
     embedding of their seed words."""
     old = embeddings[: new_ids.start].float()
     mean, std = old.mean(0), old.std(0)
-    noise = torch.randn(len(new_ids), old.shape[1], generator=generator).to(old.device) * std * 0.1
+    noise = torch.randn(len(new_ids), old.shape[1], generator=generator).to(old.device) * std * unit_row_spread
     embeddings[new_ids.start : new_ids.stop] = (mean + noise).to(embeddings.dtype)
     for token_id, seed_ids in seeds.items():
         if seed_ids:
@@ -63,6 +67,7 @@ def add_speech_units(
     pad_to_multiple_of: int | None = None,
     seed: int = 0,
     gguf_file: str | None = None,
+    unit_row_spread: float = 0.1,
 ) -> tuple[SpeechGPTForCausalLM, PreTrainedTokenizerBase]:
     """Expands a text LM into a SpeechGPT.
 
@@ -74,6 +79,11 @@ def add_speech_units(
     `model` may also be a repo id, a folder, or a `.gguf` file (or a folder or repo id with `gguf_file`): the LM and
     its tokenizer (unless `tokenizer` is given) are then loaded with `load_base_model`, a GGUF dequantised to
     float32. `speechgpt_hf.hub.cards.base_model_step` describes such a base for the saved model's card.
+
+    `unit_row_spread` scales the noise that sets the unit rows apart, as a share of the text rows' per-dimension
+    spread. 0.1 suits a model whose every weight trains; a base adapted with LoRA and only its unit rows trainable
+    needs distinct units from the start (1.0: as far apart as text tokens), or it cannot tell them apart and writes
+    from its text prior whatever it hears (measured on SmolLM2-135M: benchmarks/reproduction.md).
     """
     if isinstance(model, (str, Path)):
         from .base_models import load_base_model
@@ -86,6 +96,10 @@ def add_speech_units(
         raise ValueError("Pass the base model's tokenizer with the model (or pass the model's repo id or path).")
     if num_units < 1:
         raise ValueError(f"num_units must be positive, got {num_units}.")
+    if unit_row_spread < 0:
+        raise ValueError(
+            f"unit_row_spread must be 0 or more (a share of the text rows' spread), got {unit_row_spread}."
+        )
     if isinstance(model, SpeechGPTForCausalLM):
         raise ValueError("This model is a SpeechGPT already; its vocabulary holds the unit tokens.")
     seed_ids = {
@@ -102,10 +116,10 @@ def add_speech_units(
     if first_new > old_rows:
         raise ValueError(f"The tokenizer has {first_new} tokens but the model only {old_rows} embedding rows.")
     seeds = {special_ids[key]: [i for i in ids if i < first_new] for key, ids in seed_ids.items()}
-    _initialise_new_rows(model.get_input_embeddings().weight, new_ids, seeds, generator)
+    _initialise_new_rows(model.get_input_embeddings().weight, new_ids, seeds, generator, unit_row_spread)
     output = model.get_output_embeddings()
     if output is not None and output.weight.data_ptr() != model.get_input_embeddings().weight.data_ptr():
-        _initialise_new_rows(output.weight, new_ids, seeds, generator)
+        _initialise_new_rows(output.weight, new_ids, seeds, generator, unit_row_spread)
         if getattr(output, "bias", None) is not None:
             output.bias.data[new_ids.start : new_ids.stop] = output.bias.data[:first_new].mean()
 
