@@ -125,4 +125,6 @@ def test_pretrained_preset_on_a_tiny_instruct_base_measures_knowledge(tmp_path, 
     assert len(knowledge["questions"]) == 2 and all(len(a) == 2 for a in knowledge["answers"].values())
     processor = json.loads((tmp_path / "run" / "lm" / "chain_of_modality" / "processor_config.json").read_text())
     assert processor["prompt_format"] == "chat_template"
+    # Stage 2 rehearses the chain-of-modality rows (text answered in text among them).
+    assert "chain_of_modality rows replayed" in (tmp_path / "run" / "lm" / "cross_modal" / "README.md").read_text()
     assert "Knowledge retention" in (tmp_path / "run" / "report.md").read_text()

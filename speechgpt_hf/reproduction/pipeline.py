@@ -314,13 +314,15 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
     )
     # Stage 3 is the release's LoRA on q/v with the unit rows frozen (measured on the quickstart: training them at 10x
     # the rate made the model answer ASR requests with units), rehearsing stage 2's rows so that it keeps ASR and TTS.
-    lora = {}
+    method: dict[str, Any] = {}
     if settings.lora_all_stages and stage != STAGES[2]:  # a pretrained base keeps its weights; the unit rows learn
-        lora = dict(use_lora=True, train_unit_embeddings=True)
+        method = dict(use_lora=True, train_unit_embeddings=True)
+    if stage == STAGES[1] and settings.cross_modal_replay_fraction > 0:
+        method.update(replay_config=STAGES[2], replay_fraction=settings.cross_modal_replay_fraction)
     if stage == STAGES[2]:
-        lora = dict(use_lora=True)
+        method = dict(use_lora=True)
         if settings.replay_fraction > 0:
-            lora.update(replay_config=STAGES[1], replay_fraction=settings.replay_fraction)
+            method.update(replay_config=STAGES[1], replay_fraction=settings.replay_fraction)
     learning_rate = settings.lora_learning_rate if stage == STAGES[2] else settings.learning_rate
     config = SpeechGPTTrainingConfig(
         stage=stage,
@@ -342,7 +344,7 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
         disable_tqdm=False,
         gradient_checkpointing=False,
         bf16=settings.bf16,
-        **{**source, **lora},
+        **{**source, **method},
     )
     run_stage(config)
     history = json.loads((folder / "trainer_state.json").read_text())["log_history"]

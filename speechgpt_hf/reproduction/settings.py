@@ -32,7 +32,9 @@ class ReproductionSettings:
     the unit rows of the embeddings (instead of every weight, which a pretrained base would forget its text by),
     the unit rows starting `unit_row_spread` times the text rows' spread apart (see `add_speech_units`);
     `system_prompt` is the one the data is built with and the model keeps. Stage 3 trains LoRA at
-    `lora_learning_rate` on the chain-of-modality rows plus `replay_fraction` times as many cross-modal rows.
+    `lora_learning_rate` on the chain-of-modality rows plus `replay_fraction` times as many cross-modal rows; stage 2
+    rehearses `cross_modal_replay_fraction` times its number of chain-of-modality rows (text answered in text among
+    them), which keeps a pretrained base from learning that text in means speech out.
     Vocoder: `vocoder` "unit_mel" (units -> mel frames in front of the pretrained universal HiFi-GAN, the recipe
     `vocoder_mel_cpu.yaml`, `vocoder_steps` regression steps: it speaks after minutes on a CPU) or "unit_hifigan"
     (the release's kind, learnt from scratch: `vocoder_steps` GAN steps, generator-only for the first
@@ -80,6 +82,9 @@ class ReproductionSettings:
     # Rehearsal, which the paper's stage 3 does not use: at this scale stage 3 on its own rows erases ASR (measured on
     # the quickstart: 0 of 12 training transcripts exact after it, against 10 of 12 with 3x replay).
     replay_fraction: float = 3.0
+    # Measured on SmolLM2 (benchmarks/reproduction.md): after stage 2 on ASR/TTS rows alone, the model answered every
+    # written question with units, its text knowledge out of reach.
+    cross_modal_replay_fraction: float = 0.0
     com_pairs: int = 100
     # ASR and TTS task descriptions used (of the shipped 100 each). With one row per utterance and many descriptions,
     # a small corpus lets the model key its answers on the wording of the request instead of on the speech (measured
@@ -151,6 +156,8 @@ PRESETS: dict[str, ReproductionSettings] = {
         base_model="smollm2",
         prompt_format="chat_template",
         lora_all_stages=True,  # fp32: this CPU has no AVX-512 BF16 (benchmarks/pretrained_training.md)
+        unit_row_spread=1.0,  # at 0.1 the LoRA-trained base could not tell its units apart (reproduction.md)
+        cross_modal_replay_fraction=0.4,  # each chain-of-modality row once in stage 2: text questions stay text
         unit_encoder="whisper-base",
         unit_layer=4,
         num_units=200,
