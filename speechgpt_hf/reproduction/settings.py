@@ -150,8 +150,9 @@ PRESETS: dict[str, ReproductionSettings] = {
         eval_items=6,
         eval_questions=4,
     ),
-    # SpeechGPT on pretrained parts (about 50 minutes here): SmolLM2-135M-Instruct, Whisper base units, the mel vocoder,
-    # the knowledge of the base measured before and after; benchmarks/reproduction.md records the run.
+    # SpeechGPT on pretrained parts: SmolLM2-135M-Instruct, Whisper base units, the mel vocoder, the knowledge of the
+    # base measured before and after. Measured: 68 minutes here before stage 2's rehearsal, which makes its steps
+    # 12 s instead of 7 (about 80 minutes now); benchmarks/reproduction.md records the run.
     "pretrained": ReproductionSettings(
         base_model="smollm2",
         prompt_format="chat_template",
