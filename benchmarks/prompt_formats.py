@@ -28,6 +28,7 @@ from speechgpt_hf.reproduction.settings import PRESETS
 
 RESULT = Path(__file__).with_suffix(".md")
 FORMATS = ("chat_template", "speechgpt")
+READING = "## What this shows"
 
 
 def main() -> None:
@@ -83,7 +84,9 @@ def main() -> None:
             mark = "right" if result.correct[index] else "wrong"
             answer = result.answers[index].replace("\n", " ").replace("|", "/")[:160]
             lines.append(f"  - {name} ({mark}): {answer!r}")
-    RESULT.write_text("\n".join(lines) + "\n")
+    # The reading of the numbers is written by hand under READING; a rerun keeps it below the new tables.
+    kept = RESULT.read_text().partition(READING)[2] if RESULT.exists() else ""
+    RESULT.write_text("\n".join(lines) + "\n" + (f"\n{READING}{kept}" if kept else ""))
     print(f"wrote {RESULT}")
 
 
