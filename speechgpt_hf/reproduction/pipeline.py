@@ -312,13 +312,14 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
         if stage == STAGES[0]
         else dict(model_name_or_path=str(output / "lm" / STAGES[STAGES.index(stage) - 1]))
     )
-    # Stage 3 is the release's LoRA on q/v with the unit rows frozen (measured on the quickstart: training them at 10x
-    # the rate made the model answer ASR requests with units), rehearsing stage 2's rows so that it keeps ASR and TTS.
     method: dict[str, Any] = {}
     if settings.lora_all_stages and stage != STAGES[2]:  # a pretrained base keeps its weights; the unit rows learn
         method = dict(use_lora=True, train_unit_embeddings=True)
+    # Stage 2 may rehearse the chain-of-modality rows, so that written questions keep written answers.
     if stage == STAGES[1] and settings.cross_modal_replay_fraction > 0:
         method.update(replay_config=STAGES[2], replay_fraction=settings.cross_modal_replay_fraction)
+    # Stage 3 is the release's LoRA on q/v with the unit rows frozen (measured on the quickstart: training them at 10x
+    # the rate made the model answer ASR requests with units), rehearsing stage 2's rows so that it keeps ASR and TTS.
     if stage == STAGES[2]:
         method = dict(use_lora=True)
         if settings.replay_fraction > 0:
