@@ -204,13 +204,39 @@ def test_silence_is_encoded_like_any_audio(mfcc_tok, hubert_tok):
         assert seq.num_frames == frames(SR) and len(set(seq.units)) == 1
 
 
-def test_reduced_precision_runs_and_mostly_agrees(hubert_tok):
+def test_reduced_precision_features_stay_close_and_separated_units_agree(hubert_tok):
+    """bf16 autocast moves each feature by a rounding error whose size depends on the CPU (native bf16 units round
+    differently from emulated ones), so units are compared only where that cannot matter. The codebook is a spread
+    of the fp32 features themselves (farthest-point picks): each picked frame sits on its own centroid, at least the
+    codebook's smallest spacing from any other, so bf16 keeps its unit whenever its feature error is under half that
+    spacing, which the test checks holds with room to spare instead of assuming it."""
     waves = [voice(1.0, seed=i) for i in range(3)]
-    fp32 = hubert_tok.encode(waves, sampling_rate=SR, merge=False)
-    bf16 = hubert_tok.encode(waves, sampling_rate=SR, merge=False, precision="bfloat16")
-    same = sum(a == b for x, y in zip(fp32, bf16, strict=True) for a, b in zip(x.units, y.units, strict=True))
-    assert [len(x.units) for x in bf16] == [len(x.units) for x in fp32]
-    assert same / sum(len(x.units) for x in fp32) > 0.8
+    fp32 = torch.cat(hubert_tok.frame_units(waves, return_features=True))
+    bf16 = torch.cat(hubert_tok.frame_units(waves, return_features=True, precision="bfloat16"))
+    assert bf16.shape == fp32.shape and bf16.dtype == torch.float32
+    error = (bf16 - fp32).norm(dim=-1)
+    # bf16 keeps 8 significant bits (relative rounding 2^-9 per value): through two layers a frame typically moves
+    # by about 1% of its norm (measured 1.1% with native bf16 and 1.2% emulated); a CPU sets only the worst frames
+    assert (error / fp32.norm(dim=-1)).median() < 0.05
+
+    picked = [0]
+    for _ in range(hubert_tok.config.num_units - 1):
+        picked.append(int(torch.cdist(fp32, fp32[picked]).min(-1).values.argmax()))
+    codebook = fp32[picked]
+    spacing = torch.pdist(codebook).min()
+    assert error[picked].max() < spacing / 4, "the bound below would not hold: the picked frames are too close"
+    saved = hubert_tok.centroids.detach().clone()
+    try:
+        with torch.no_grad():
+            hubert_tok.centroids.copy_(codebook)
+        units32 = torch.cat([torch.tensor(s.units) for s in hubert_tok.encode(waves, sampling_rate=SR, merge=False)])
+        units16 = hubert_tok.encode(waves, sampling_rate=SR, merge=False, precision="bfloat16")
+        units16 = torch.cat([torch.tensor(s.units) for s in units16])
+    finally:
+        with torch.no_grad():
+            hubert_tok.centroids.copy_(saved)
+    assert units32[picked].tolist() == list(range(len(picked)))
+    assert torch.equal(units16[picked], units32[picked])
 
 
 def test_fit_recovers_separated_clusters_and_is_seeded():
