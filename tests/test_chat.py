@@ -89,7 +89,7 @@ def test_output_modality_asks_for_a_spoken_or_a_written_answer_to_the_same_audio
         "What is two plus two?", "text", "speech"
     )
     reply = chat.respond(audio=audio, sampling_rate=16000, output_modality="text", logits_processor=_scripted(chat))
-    assert reply.prompt.endswith(f"[Human]: {written} <eoh>. [SpeechGPT]: ") and chat.history[-1][0] == written
+    assert reply.prompt.endswith(f"[Human]: {written} <eoh>. [SpeechGPT]:") and chat.history[-1][0] == written
     assert (reply.response.transcript, reply.response.text, reply.response.units) == (
         "hello",
         "hi there",
@@ -98,7 +98,7 @@ def test_output_modality_asks_for_a_spoken_or_a_written_answer_to_the_same_audio
     streamed = list(
         chat.stream(audio=audio, sampling_rate=16000, output_modality="speech", logits_processor=_scripted(chat))
     )
-    assert streamed[-1].prompt.endswith(f"[Human]: {spoken} <eoh>. [SpeechGPT]: ")
+    assert streamed[-1].prompt.endswith(f"[Human]: {spoken} <eoh>. [SpeechGPT]:")
     with pytest.raises(ValueError, match="not both"):
         chat.instruction("Transcribe this. This is input:", audio, 16000, output_modality="text")
     with pytest.raises(ValueError, match="'speech' or 'text'"):

@@ -149,7 +149,7 @@ def test_cli_takes_the_system_prompt_from_a_speechinstruct_jsonl(original_releas
     assert json.loads((out / "processor_config.json").read_text())["system_prompt"] == RELEASE_PROMPT
     chat = SpeechGPTChat.from_pretrained(str(out))
     assert chat.processor.prompt_format == "release"  # the release's own layout: no space before <eoh>
-    assert chat.processor.build_prompt("hi") == RELEASE_PROMPT + "[Human]: hi<eoh>. [SpeechGPT]: "
+    assert chat.processor.build_prompt("hi") == RELEASE_PROMPT + "[Human]: hi<eoh>. [SpeechGPT]:"
 
 
 def test_converting_without_a_system_prompt_warns_and_names_the_flag(original_release, tmp_path):

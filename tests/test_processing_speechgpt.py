@@ -107,16 +107,18 @@ def test_build_prompt_asks_for_the_wanted_output_modality(tiny_speechgpt):
     spoken = units_to_string([3, 1, 4])
     free = processor.build_prompt(spoken)
     as_speech, as_text = (processor.build_prompt(spoken, output_modality=m) for m in ("speech", Modality.TEXT))
-    assert free.endswith(f"[Human]: {spoken} <eoh>. [SpeechGPT]: ")
+    assert free.endswith(f"[Human]: {spoken} <eoh>. [SpeechGPT]:")
     assert len({free, as_speech, as_text}) == 3
-    assert as_speech.endswith(format_turn(format_chain_of_modality_instruction(spoken, "speech", "speech")))
-    assert as_text.endswith(format_turn(format_chain_of_modality_instruction(spoken, "speech", "text")))
+    assert as_speech.endswith(format_turn(format_chain_of_modality_instruction(spoken, "speech", "speech")).rstrip())
+    assert as_text.endswith(format_turn(format_chain_of_modality_instruction(spoken, "speech", "text")).rstrip())
     written = processor.build_prompt("Name a red fruit.", history=[("hi", "[ta] hey")], output_modality="speech")
-    assert written.endswith(format_turn(format_chain_of_modality_instruction("Name a red fruit.", "text", "speech")))
+    assert written.endswith(
+        format_turn(format_chain_of_modality_instruction("Name a red fruit.", "text", "speech")).rstrip()
+    )
     assert "[Human]: hi <eoh>. [SpeechGPT]: [ta] hey<eoa> " in written
     assert processor.encode(as_speech) == processor.tokenizer(as_speech)["input_ids"]
     cross_modal = format_cross_modal_instruction("Transcribe this.", spoken)
-    assert processor.build_prompt(cross_modal).endswith(f"[Human]: {cross_modal} <eoh>. [SpeechGPT]: ")
+    assert processor.build_prompt(cross_modal).endswith(f"[Human]: {cross_modal} <eoh>. [SpeechGPT]:")
     with pytest.raises(ValueError, match="output_modality must be"):
         processor.build_prompt(spoken, output_modality="image")
 
@@ -153,6 +155,26 @@ def test_processor_saves_its_settings(tiny_speechgpt, tmp_path):
     loaded = AutoProcessor.from_pretrained(tmp_path)
     assert isinstance(loaded, SpeechGPTProcessor)
     assert (loaded.num_units, loaded.system_prompt, loaded.unit_token_offset) == (50, "Be brief.\n", 300)
+
+
+def test_a_folder_saved_right_after_expansion_loads_its_processor_and_answers(tmp_path):
+    """No processor file was saved: K comes from the model config beside the tokenizer, not the default 1000."""
+    from transformers import AutoModelForCausalLM, LogitsProcessorList
+
+    from speechgpt_hf import SpeechGPTChat, add_speech_units
+    from speechgpt_hf.testing_utils import ScriptedAnswer, build_tiny_causal_lm, build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    model, tokenizer = add_speech_units(build_tiny_causal_lm(vocab_size=len(tokenizer)), tokenizer, num_units=200)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(processor, SpeechGPTProcessor) and processor.num_units == 200
+    assert processor.ids_to_units(processor.units_to_ids([0, 199])) == [0, 199]
+    chat = SpeechGPTChat(AutoModelForCausalLM.from_pretrained(tmp_path), processor)
+    answer = processor.encode("[ta] hi there; [ua] <sosp><199><7><eosp><eoa>", add_special_tokens=False)
+    reply = chat.respond("hello", logits_processor=LogitsProcessorList([ScriptedAnswer(answer)]), max_new_tokens=40)
+    assert (reply.response.text, reply.response.units) == ("hi there", [199, 7])
 
 
 WORDS = "the quick brown fox jumps over a lazy dog please repeat say read this aloud answer hello world".split()

@@ -47,12 +47,12 @@ HUMAN_TURNS = {  # kind -> the human turn in this package's wording (speechgpt a
     "text_to_text": T2T_WORDS,
 }
 EXPECTED = {
-    "speechgpt": {kind: f"{SYSTEM}[Human]: {turn} <eoh>. [SpeechGPT]: " for kind, turn in HUMAN_TURNS.items()},
+    "speechgpt": {kind: f"{SYSTEM}[Human]: {turn} <eoh>. [SpeechGPT]:" for kind, turn in HUMAN_TURNS.items()},
     "release": {
-        "asr": f"{SYSTEM}[Human]: Transcribe this. This is input: <sosp><1><2><eosp><eoh> [SpeechGPT]: ",
-        "tts": f"{SYSTEM}[Human]: Read this aloud. This is input: hello there<eoh> [SpeechGPT]: ",
-        "speech_to_speech": f"{SYSTEM}[Human]: <sosp><3><4><eosp><eoh>. [SpeechGPT]: ",
-        "text_to_text": f"{SYSTEM}[Human]: What is two plus two?<eoh>. [SpeechGPT]: ",
+        "asr": f"{SYSTEM}[Human]: Transcribe this. This is input: <sosp><1><2><eosp><eoh> [SpeechGPT]:",
+        "tts": f"{SYSTEM}[Human]: Read this aloud. This is input: hello there<eoh> [SpeechGPT]:",
+        "speech_to_speech": f"{SYSTEM}[Human]: <sosp><3><4><eosp><eoh>. [SpeechGPT]:",
+        "text_to_text": f"{SYSTEM}[Human]: What is two plus two?<eoh>. [SpeechGPT]:",
     },
     "chat_template": {
         kind: f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{turn}<|im_end|>\n<|im_start|>assistant\n"
@@ -131,8 +131,8 @@ def test_training_rows_render_in_each_form_as_inference_prompts_them(expanded):
     assert speechgpt == {"prompt": row["prompt"], "completion": row["completion"]}  # what the builder stored
     release = prompt_completion_for(row, _processor(expanded, "release"))
     assert release == {
-        "prompt": f"{SYSTEM}[Human]: <sosp><3><4><eosp><eoh>. [SpeechGPT]: ",
-        "completion": "what is up; [ta] all good; [ua] <sosp><5><6><eosp><eoa>.",
+        "prompt": f"{SYSTEM}[Human]: <sosp><3><4><eosp><eoh>. [SpeechGPT]:",
+        "completion": " what is up; [ta] all good; [ua] <sosp><5><6><eosp><eoa>.",
     }
     assert release["prompt"] + release["completion"] == SYSTEM + original_turn(row)  # the release's own layout
     chat = prompt_completion_for(row, _processor(expanded, "chat_template"))
@@ -170,14 +170,13 @@ def test_the_stage_renders_rows_in_the_processors_form(expanded, tmp_path):
     release = load_stage_dataset(config, _processor(expanded, "release"))
     assert release.column_names == ["prompt", "completion"]
     assert release[1] == {
-        "prompt": f"{SYSTEM}[Human]: <sosp><3><4><eosp><eoh>. [SpeechGPT]: ",
-        "completion": "what is up; [ta] all good; [ua] <sosp><5><6><eosp><eoa>.",
+        "prompt": f"{SYSTEM}[Human]: <sosp><3><4><eosp><eoh>. [SpeechGPT]:",
+        "completion": " what is up; [ta] all good; [ua] <sosp><5><6><eosp><eoa>.",
     }
     assert (
-        release[0]["prompt"]
-        == f"{SYSTEM}[Human]: Transcribe this. This is input: <sosp><1><2><eosp><eoh> [SpeechGPT]: "
+        release[0]["prompt"] == f"{SYSTEM}[Human]: Transcribe this. This is input: <sosp><1><2><eosp><eoh> [SpeechGPT]:"
     )
-    assert release[0]["completion"] == "one two<eoa> "
+    assert release[0]["completion"] == " one two<eoa> "
     stored = load_stage_dataset(config)  # without a processor: the text as the builder wrote it
     assert stored[0]["prompt"].startswith("Stored prompt.\n[Human]: ")
 
@@ -303,14 +302,14 @@ def test_a_converted_release_is_evaluated_through_the_release_form(converted_rel
     questions = [SpokenQuestion("q0", "What is up?", ["fine"])]
     evaluate_spoken_qa(chat, questions, [SpeechItem("q0", "what is up", audio)], judges=None, progress=False)
     evaluate_asr(chat, [SpeechItem("a0", "one two", audio)], None, "Transcribe this.", progress=False)
-    spoken_qa = RELEASE_PROMPT + "[Human]: <sosp><7><8><9><eosp><eoh>. [SpeechGPT]: "
-    written_qa = RELEASE_PROMPT + "[Human]: What is up?<eoh>. [SpeechGPT]: "  # spoken QA's text baseline, if asked
-    asr = RELEASE_PROMPT + "[Human]: Transcribe this. This is input: <sosp><7><8><9><eosp><eoh> [SpeechGPT]: "
+    spoken_qa = RELEASE_PROMPT + "[Human]: <sosp><7><8><9><eosp><eoh>. [SpeechGPT]:"
+    written_qa = RELEASE_PROMPT + "[Human]: What is up?<eoh>. [SpeechGPT]:"  # spoken QA's text baseline, if asked
+    asr = RELEASE_PROMPT + "[Human]: Transcribe this. This is input: <sosp><7><8><9><eosp><eoh> [SpeechGPT]:"
     forms = {processor.decode(ids, skip_special_tokens=True): ids for ids in seen}
     assert spoken_qa in forms and asr in forms and set(forms) <= {spoken_qa, written_qa, asr}
     for text, ids in forms.items():  # the ids generate saw are exactly the processor's encoding of that text
         assert ids == processor(text)["input_ids"][0]
     package_form = (
-        processor.system_prompt + "[Human]: " + S2S_WORDS.replace("<3><4>", "<7><8><9>") + " <eoh>. [SpeechGPT]: "
+        processor.system_prompt + "[Human]: " + S2S_WORDS.replace("<3><4>", "<7><8><9>") + " <eoh>. [SpeechGPT]:"
     )
     assert seen[0] != processor(package_form)["input_ids"][0]

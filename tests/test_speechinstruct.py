@@ -105,7 +105,7 @@ def test_cross_modal_rows_follow_the_paper_template(tmp_path, speech_dataset, to
         units = row["input_units"] if row["task"] == "asr" else row["output_units"]
         assert units and max(units) < 32 and all(a != b for a, b in zip(units, units[1:], strict=False))
         assert row["text"] == row["prompt"] + row["completion"] and row["prompt"].startswith(DEFAULT_SYSTEM_PROMPT)
-        assert row["prompt"].endswith("[SpeechGPT]: ") and row["completion"].endswith("<eoa>")
+        assert row["prompt"].endswith("[SpeechGPT]:") and row["completion"].endswith("<eoa>")
         assert row["source_id"].startswith("utt-") and row["speaker"] in {"0", "1"}
         assert row["input_text"] == row["output_text"] in SENTENCES
         if row["task"] == "asr":
@@ -302,7 +302,7 @@ def test_chain_of_modality_gives_the_four_formats_with_real_speech_units(tmp_pat
         assert (answer.units or []) == row["output_units"]
         content = units_to_string(row["input_units"]) if speech_in else row["input_text"]
         request = format_chain_of_modality_instruction(content, *COM_TASKS[row["task"]])
-        assert row["prompt"].endswith(f"[Human]: {request} <eoh>. [SpeechGPT]: ")
+        assert row["prompt"].endswith(f"[Human]: {request} <eoh>. [SpeechGPT]:")
         assert f"instruction in {COM_TASKS[row['task']][0].value}: {content}" in row["prompt"]
         assert f"Please answer in {COM_TASKS[row['task']][1].value}." in row["prompt"]
         if speech_out and row["source_id"] == "p0":

@@ -210,7 +210,7 @@ def render_row(
         return {"id": row_id, **last, "history": [], "text": text, "prompt": "", "completion": text}
     context = "".join(format_turn(*render_exchange(turn)) + " " for turn in history)
     question, answer = render_exchange(last)
-    prompt = system_prompt + context + format_turn(question)
+    prompt = (system_prompt + context + format_turn(question)).rstrip(" ")  # the space is the answer's first token
     text = system_prompt + context + format_turn(question, answer)
     return {
         "id": row_id,

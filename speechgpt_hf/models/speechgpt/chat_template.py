@@ -112,7 +112,7 @@ _SPEECHGPT_TURNS = """\
   {%- else -%}{{- ANSWER_START ~ turn['content'] ~ ANSWER_END -}}{%- if not loop.last -%}{{- ' ' -}}{%- endif -%}
   {%- endif -%}
 {%- endfor -%}
-{%- if add_generation_prompt -%}{{- ANSWER_START -}}{%- endif -%}
+{%- if add_generation_prompt -%}{{- ANSWER_PROMPT -}}{%- endif -%}
 """
 
 # The release's turns: a cross-modal exchange ends `<eoh> ` / `<eoa> `, any other `<eoh>. ` / `<eoa>.` and a space.
@@ -128,7 +128,7 @@ _RELEASE_TURNS = """\
     {%- if not loop.last and not release.cross -%}{{- ' ' -}}{%- endif -%}
   {%- endif -%}
 {%- endfor -%}
-{%- if add_generation_prompt -%}{{- ANSWER_START -}}{%- endif -%}
+{%- if add_generation_prompt -%}{{- ANSWER_PROMPT -}}{%- endif -%}
 """
 
 # The base LLM's own template renders the plain-text turns, after the system prompt as a system message.
@@ -147,6 +147,8 @@ def _turn_pieces(turn: Any, name: str = "") -> dict[str, str]:
         "HUMAN_START": human_start,
         "HUMAN_END": between[:split],
         "ANSWER_START": between[split:],
+        # where generation starts: the space after the marker belongs to the answer (see SpeechGPTProcessor._prompt)
+        "ANSWER_PROMPT": between[split:].rstrip(" "),
         "ANSWER_END": answer_end,
     }
 

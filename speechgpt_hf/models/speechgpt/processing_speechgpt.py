@@ -227,7 +227,8 @@ class SpeechGPTProcessor(ProcessorMixin):
         output_modality: Modality | str | None = None,
     ) -> str:
         """The text the model continues, in this processor's prompt format: system prompt, earlier turns, then
-        the request, ending where the model answers (`[Human]: … [SpeechGPT]: ` in the marker formats).
+        the request, ending where the model answers (`[Human]: … [SpeechGPT]:` in the marker formats; the space
+        after the colon is the first thing the model writes, as in training).
 
         With `output_modality` ("speech" or "text") the instruction becomes a chain-of-modality request for that
         answer (its input is speech when it holds a `<sosp>` unit span); None sends it as it is (free-form or
@@ -235,7 +236,7 @@ class SpeechGPTProcessor(ProcessorMixin):
         """
         if output_modality is not None:
             instruction = self.chain_of_modality_request(instruction, output_modality)
-        return self._render(history, instruction)
+        return self._prompt(history, instruction)
 
     def chain_of_modality_request(
         self, content: str, output_modality: Modality | str, input_modality: Modality | str | None = None
@@ -249,7 +250,7 @@ class SpeechGPTProcessor(ProcessorMixin):
     ) -> tuple[str, str]:
         """One training example in this processor's prompt format: the prompt is what `build_prompt` gives at
         inference, the completion the answer with the format's end of turn, so that training and use agree."""
-        prompt, text = self._render(history, instruction), self._render(history, instruction, response)
+        prompt, text = self._prompt(history, instruction), self._render(history, instruction, response)
         if not text.startswith(prompt):
             raise ValueError(
                 f"The {self.prompt_format} format writes the answered turn differently from its prompt, so it "
@@ -258,6 +259,12 @@ class SpeechGPTProcessor(ProcessorMixin):
         completion = text[len(prompt) :]
         # a chat template ends a turn with its end-of-turn token and a newline; the next turn follows the token
         return prompt, completion.rstrip() if self.prompt_format == PromptFormat.CHAT_TEMPLATE else completion
+
+    def _prompt(self, history: Sequence[tuple[str, str]], instruction: str) -> str:
+        """The conversation up to where the model answers, trailing spaces left to the answer: byte-level BPE and
+        SentencePiece tokenizers join a space to the word after it, so a prompt ending in one would tokenise
+        differently alone than in front of its answer, and training would drop a token that inference keeps."""
+        return self._render(history, instruction).rstrip(" ")
 
     def _render(self, history: Sequence[tuple[str, str]], instruction: str, response: str | None = None) -> str:
         """The conversation's text in this processor's format; it ends where the model answers without `response`."""
