@@ -29,3 +29,25 @@ def test_presets_use_known_parts():
     assert pretrained.base_model == "smollm2" and pretrained.unit_encoder == "whisper-base"
     assert pretrained.prompt_format == "chat_template" and pretrained.lora_all_stages and pretrained.knowledge_questions
     assert PRESETS["quickstart"].unit_layer == 2 and PRESETS["quickstart"].base_model is None
+
+
+# The width each encoder's features have: a setting whose tokenizer came out another width was not honoured.
+ENCODER_WIDTHS = {"whisper-tiny.en": 384, "whisper-base": 512, "mfcc": 39}
+
+
+@pytest.mark.parametrize("encoder", UNIT_ENCODERS)
+def test_each_unit_encoder_setting_builds_that_encoder(encoder):
+    from speechgpt_hf.reproduction.pipeline import _new_unit_tokenizer
+
+    settings = PRESETS["quickstart"].override(unit_encoder=encoder, unit_layer=3, num_units=16)
+    tokenizer = _new_unit_tokenizer(settings)
+    config = tokenizer.config
+    assert (config.feature_dim, config.num_units, tuple(tokenizer.centroids.shape)) == (
+        ENCODER_WIDTHS[encoder],
+        16,
+        (16, ENCODER_WIDTHS[encoder]),
+    )
+    if encoder != "mfcc":
+        assert config.layer == 3 and config.encoder_config.num_hidden_layers == 3
+    # what the run records names the encoder it loaded, not the setting's string
+    assert str(ENCODER_WIDTHS[encoder]) in config.features_description or encoder == "mfcc"

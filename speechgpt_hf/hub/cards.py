@@ -203,11 +203,9 @@ def _speechgpt_facts(folder: Path, config: dict[str, Any], results: dict[str, An
 
 
 def _unit_tokenizer_facts(folder: Path, config: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
-    encoder = config.get("encoder_config") or {}
-    if config.get("feature_type") == "mfcc":
-        features = f"{config.get('num_mfcc', 13)} MFCCs"
-    else:
-        features = f"layer {config.get('layer')} of a {encoder.get('model_type', 'speech')} encoder"
+    from ..models.unit_tokenizer import SpeechUnitTokenizerConfig
+
+    features = SpeechUnitTokenizerConfig.from_dict(config).features_description
     rate = config.get("sampling_rate", 16000)
     return {
         "features": features,

@@ -136,14 +136,13 @@ def _corpus_summary(output: Path, corpus: DatasetDict) -> dict[str, Any]:
 
 
 def _new_unit_tokenizer(settings: ReproductionSettings) -> SpeechUnitTokenizer:
+    """An unfitted tokenizer on the encoder `settings.unit_encoder` names (a bundled Whisper, or MFCC)."""
     from ..models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 
     if settings.unit_encoder == "mfcc":
         return SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=settings.num_units))
-    from ..convert.convert_whisper_ct2 import whisper_tiny_en
-
     return SpeechUnitTokenizer.from_encoder(
-        str(whisper_tiny_en()), layer=settings.unit_layer, num_units=settings.num_units
+        settings.unit_encoder, layer=settings.unit_layer, num_units=settings.num_units
     )
 
 
@@ -170,7 +169,7 @@ def fit_units(output: Path, settings: ReproductionSettings, corpus: DatasetDict)
     lengths = [len(u["units"]) for u in units.values()]
     seconds = sum(len(row["audio"]["array"]) for row in train) / 16000
     return {
-        "encoder": settings.unit_encoder,
+        "encoder": tokenizer.config.features_description,
         "num_units": settings.num_units,
         "passes": result.iterations,
         "inertia_per_pass": [round(float(x), 4) for x in result.inertia_history],

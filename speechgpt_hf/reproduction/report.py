@@ -76,6 +76,15 @@ def _fmt(value: Any, percent: bool) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.2f}"
 
 
+def _describe_units(summary: dict[str, Any]) -> str:
+    """The encoder the units were computed with, as the fitted tokenizer recorded it (a run from before that record
+    is marked with its setting's name instead)."""
+    encoder = summary.get("units", {}).get("encoder", "")
+    if encoder and encoder != summary["settings"]["unit_encoder"]:
+        return encoder
+    return f"{summary['settings']['unit_encoder']} (setting; the encoder loaded was not recorded)"
+
+
 def _describe_lm(summary: dict[str, Any]) -> str:
     settings, base = summary["settings"], summary.get("base_lm", {})
     if settings.get("base_model"):
@@ -123,7 +132,7 @@ def write_reproduction_report(output: Path, summary: dict[str, Any]) -> Path:
     lines = [
         "# SpeechGPT reproduction at small scale",
         "",
-        f"Units: {settings['unit_encoder']} (K={settings['num_units']}); LM: {_describe_lm(summary)}; vocoder: "
+        f"Units: {_describe_units(summary)} (K={settings['num_units']}); LM: {_describe_lm(summary)}; vocoder: "
         f"{settings.get('vocoder', 'unit_hifigan')}; {settings['num_train']} training and {settings['num_test']} "
         "held-out sentences.",
         "",

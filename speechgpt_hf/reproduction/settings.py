@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from ..convert.convert_whisper_ct2 import BUNDLED_WHISPER
 from ..stages import CHAIN_OF_MODALITY, CROSS_MODAL, MODALITY_ADAPTATION
 
-UNIT_ENCODERS = ("whisper-tiny.en", "whisper-base", "mfcc")
+# The bundled Whispers by the names the converter knows them by, and the weight-free MFCC features.
+UNIT_ENCODERS = (*BUNDLED_WHISPER, "mfcc")
 VOCODERS = ("unit_mel", "unit_hifigan")
 # A one-line system prompt: the package's three-line one is over half of every stage-2 row for a small BPE
 # vocabulary, compute that a small model trained from scratch spends on a constant prefix.
@@ -21,7 +23,8 @@ class ReproductionSettings:
     """One reproduction run.
 
     Corpus: `num_train`/`num_test` sentences (the test sentences and `held_out_voices` are never trained on).
-    Units: `unit_encoder` ("whisper-tiny.en": the bundled pretrained encoder, layer `unit_layer`; or "mfcc"),
+    Units: `unit_encoder` (a bundled Whisper, "whisper-tiny.en" or "whisper-base", truncated after `unit_layer`
+    layers; or "mfcc"),
     k-means with `num_units` clusters on a sample of at most `unit_fit_frames` frames of the first
     `unit_fit_utterances` training utterances (the corpus takes its voices in turn, so they span every voice).
     LM: a Llama of `lm_hidden` width and `lm_layers` layers from scratch, with a BPE tokenizer of

@@ -3,6 +3,7 @@ centroids."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from transformers import AutoConfig, PretrainedConfig
@@ -157,6 +158,16 @@ class SpeechUnitTokenizerConfig(PretrainedConfig):
         if self.feature_type == "mfcc":
             return 3 * self.num_mfcc
         return self.encoder_config.hidden_size
+
+    @property
+    def features_description(self) -> str:
+        """What the units are computed from, read off this config (not off any setting's name): the source a
+        report or card names, e.g. "layer 4 of a whisper encoder of width 512" or "13 MFCCs with deltas"."""
+        if self.feature_type == "mfcc":
+            return f"{self.num_mfcc} MFCCs with deltas and delta-deltas"
+        source = getattr(self.encoder_config, "_name_or_path", "") or ""
+        named = f" ({Path(source).name})" if source else ""
+        return f"layer {self.layer} of a {self.encoder_config.model_type} encoder of width {self.feature_dim}{named}"
 
 
 def _encoder_config(encoder_config: PretrainedConfig | dict[str, Any] | None) -> PretrainedConfig:
