@@ -3,7 +3,7 @@
 import torch
 
 from speechgpt_hf.evaluation.eval_data import SpokenQuestion
-from speechgpt_hf.evaluation.knowledge import ANSWER_BRIEFLY, base_text_qa, system_text_qa
+from speechgpt_hf.evaluation.knowledge import ANSWER_BRIEFLY, MAX_NEW_TOKENS, base_text_qa, system_text_qa
 from speechgpt_hf.testing_utils import build_tiny_tokenizer
 
 QUESTIONS = [
@@ -22,6 +22,7 @@ class ScriptedLM:
     def generate(self, input_ids, max_new_tokens, **_):
         prompt = self.tokenizer.decode(input_ids[0])
         self.prompts.append(prompt)
+        self.budgets = [*getattr(self, "budgets", []), max_new_tokens]
         reply = next(text for key, text in self.replies.items() if key in prompt)
         new = self.tokenizer(reply, add_special_tokens=False, return_tensors="pt")["input_ids"][:, :max_new_tokens]
         return torch.cat([input_ids, new], dim=1)
@@ -34,7 +35,11 @@ def test_base_text_qa_asks_in_the_chat_template_and_scores_the_new_text_only():
     result = base_text_qa(model, tokenizer, QUESTIONS)
     assert result.accuracy == 0.5 and result.correct == [True, False]
     assert result.answers == ["It is Paris.", "Six, I think."]
-    assert model.prompts[0].startswith("<s>user: " + ANSWER_BRIEFLY) and model.prompts[0].endswith("assistant:")
+    # the question as written, as every other model is asked it, with the same budget
+    assert model.prompts[0] == "<s>user: What is the capital of France?</s><s>assistant:"
+    assert model.budgets == [MAX_NEW_TOKENS, MAX_NEW_TOKENS]
+    base_text_qa(model, tokenizer, QUESTIONS[:1], instruction=ANSWER_BRIEFLY)
+    assert model.prompts[-1].startswith(f"<s>user: {ANSWER_BRIEFLY} What is")
 
 
 def test_base_text_qa_without_a_template_asks_for_an_answer():
@@ -43,6 +48,7 @@ def test_base_text_qa_without_a_template_asks_for_an_answer():
     model = ScriptedLM(tokenizer, {"France": "paris", "spider": "8 legs"})
     assert base_text_qa(model, tokenizer, QUESTIONS).accuracy == 1.0
     assert model.prompts[1].rstrip().endswith("Question: How many legs does a spider have?\nAnswer:")
+    assert ANSWER_BRIEFLY not in model.prompts[1]
 
 
 class ScriptedChat:
@@ -58,7 +64,7 @@ class ScriptedChat:
         assert output_modality == "text" and not self.history
         self.budgets.append(max_new_tokens)
         self.history.append(text)
-        answer = "Paris." if "France" in text else "I do not know."
+        answer = "Paris." if "France" in text else "Six. Or eight."
         return type("Reply", (), {"response": type("Response", (), {"text": answer})()})()
 
 
@@ -66,5 +72,11 @@ def test_system_text_qa_asks_each_question_afresh():
     chat = ScriptedChat()
     result = system_text_qa(chat, QUESTIONS)
     assert result.correct == [True, False] and chat.resets == 2
-    assert chat.budgets == [64, 64]  # a runaway answer is cut short, not written to the chat's 512-token default
-    assert result.to_dict()["accuracy"] == 0.5
+    # the bare base's budget; a runaway answer is cut short, not written to the chat's 512-token default
+    assert chat.budgets == [MAX_NEW_TOKENS, MAX_NEW_TOKENS] == [64, 64]
+    assert chat.history == [QUESTIONS[1].question]  # asked as the bare base is: the question as written
+    # "Six. Or eight." offers a wrong answer first: right only by the lenient rule, which is kept beside
+    assert result.to_dict()["accuracy"] == 0.5 and result.lenient_correct == [True, True]
+    assert result.lenient_accuracy == 1.0
+    system_text_qa(chat, QUESTIONS[:1], instruction=ANSWER_BRIEFLY)
+    assert chat.history == [f"{ANSWER_BRIEFLY} {QUESTIONS[0].question}"]
