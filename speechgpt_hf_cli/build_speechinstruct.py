@@ -4,19 +4,21 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._verbs import UsageError
+from ._verbs import UsageError, library_module
 
 HELP = "Build SpeechInstruct (modality adaptation, cross-modal, chain-of-modality) into a Hub-ready folder."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output_dir", help="folder to write (parquet shards, README.md); a rerun resumes it")
+    stages = library_module("stages")
     parser.add_argument(
         "--configs",
         nargs="+",
+        choices=stages.STAGES,
         metavar="CONFIG",
-        help="configurations to build, named after the stages they train (default: all three with --audio, else only "
-        "the chain-of-modality one)",
+        help=f"configurations to build, named after the stages they train: {', '.join(stages.STAGES)} (default: all "
+        f"three with --audio, else only {stages.CHAIN_OF_MODALITY})",
     )
     source = parser.add_argument_group("sources")
     source.add_argument("--audio", help="speech corpus: a local folder of audio files or a Hub dataset id")
@@ -51,10 +53,6 @@ def run(args: argparse.Namespace) -> None:
     from speechgpt_hf.data.hub_folder import build_speechinstruct_folder
     from speechgpt_hf.hub.push import check_folder, push
     from speechgpt_hf.stages import CHAIN_OF_MODALITY, STAGES
-
-    unknown = sorted(set(args.configs or ()) - set(STAGES))
-    if unknown:
-        raise UsageError(f"Unknown configuration {', '.join(unknown)}: choose from {', '.join(STAGES)}.")
 
     configs = args.configs or (list(STAGES) if args.audio else [CHAIN_OF_MODALITY])
     if not args.audio and set(configs) - {"chain_of_modality"}:

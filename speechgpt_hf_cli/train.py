@@ -12,15 +12,16 @@ OWN_HELP = True  # --help lists every SpeechGPTTrainingConfig field, which needs
 HELP = "Train one SpeechGPT stage (modality_adaptation, cross_modal, chain_of_modality) with TRL's SFTTrainer."
 
 EPILOG = """Every field of SpeechGPTTrainingConfig (TRL's SFTConfig plus model, data and LoRA fields) is accepted as
---field value after the options above, and overrides the YAML file. Recipes of the paper's three stages:
-speechgpt_hf/training/recipes/stage{1,2,3}_*.yaml (--recipe NAME uses one, with your --dataset_name). stage,
-dataset_name and output_dir must be given (flag or YAML). The expected time a step is printed after a few steps."""
+--field-name value (or --field_name value) after the options above, and overrides the YAML file. Recipes of the
+paper's three stages: speechgpt_hf/training/recipes/stage{1,2,3}_*.yaml (--recipe NAME uses one, with your
+--dataset-name). stage, dataset_name and output_dir must be given (flag or YAML). The expected time a step is printed
+after a few steps."""
 
 RECIPES = ("stage1_modality_adaptation", "stage2_cross_modal", "stage3_chain_of_modality")
 REQUIRED = {
     "stage": "--stage (modality_adaptation, cross_modal or chain_of_modality)",
-    "dataset_name": "--dataset_name (a folder from `speechgpt-hf build-speechinstruct`, or a Hub dataset repo)",
-    "output_dir": "--output_dir (where the trained model is saved)",
+    "dataset_name": "--dataset-name (a folder from `speechgpt-hf build-speechinstruct`, or a Hub dataset repo)",
+    "output_dir": "--output-dir (where the trained model is saved)",
 }
 
 
@@ -97,7 +98,7 @@ def check_required(args: argparse.Namespace) -> list[str]:
     if args.recipe:
         if "dataset_name" not in given_on_line:
             raise UsageError(
-                f"--recipe {args.recipe} names a placeholder dataset: pass --dataset_name (a folder from "
+                f"--recipe {args.recipe} names a placeholder dataset: pass --dataset-name (a folder from "
                 "`speechgpt-hf build-speechinstruct`, or a Hub dataset repo)."
             )
         argv = ["--config", str(RECIPES_DIR / f"{args.recipe}.yaml"), *argv]

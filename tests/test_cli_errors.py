@@ -29,7 +29,7 @@ def test_version(capsys):
         (["extract-units", "{audio}", "--tokenizer", "org/not-cached", "--output-dir", "{tmp}/o"], "offline"),
         (["fit-units", "{audio}", "--output-dir", "{tmp}/o", "--num-units", "5000"], "Give more audio or fewer units"),
         (["train"], "train needs --stage"),
-        (["train", "--recipe", "stage1_modality_adaptation"], "pass --dataset_name"),
+        (["train", "--recipe", "stage1_modality_adaptation"], "pass --dataset-name"),
         (["build-speechinstruct", "{tmp}/si", "--configs", "cross_modal"], "pass --audio"),
     ],
 )
@@ -79,7 +79,7 @@ def test_train_needs_stage_dataset_and_output_dir_from_flags_or_yaml(tmp_path, c
     yaml_file = tmp_path / "stage.yaml"
     yaml_file.write_text("stage: cross_modal\ndataset_name: data/\n")
     code, _, err = run_cli(["train", "--config", str(yaml_file), "--model_name_or_path", "m"], capsys)
-    assert code == 2 and "--output_dir" in err and "--stage" not in err and "--dataset_name" not in err
+    assert code == 2 and "--output-dir" in err and "--stage" not in err and "--dataset-name" not in err
 
 
 def _write_tone(path):
