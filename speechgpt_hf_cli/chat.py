@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--system-prompt", default=None, help="text put before the first turn (default: the model's)")
     parser.add_argument("--no-play", action="store_true", help="only save spoken answers, do not play them")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="where the LM, unit tokenizer and vocoder run: cuda, cuda:1, cpu, … (default: the first GPU if any, else "
+        "the CPU)",
+    )
 
 
 def _speaker(value: str | None) -> int | str | None:
@@ -48,13 +54,16 @@ def run(args: argparse.Namespace) -> int:
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens {args.max_new_tokens}: give a positive number of tokens.")
     print(f"Loading {model} …", flush=True)
-    from speechgpt_hf.inference.chat import SpeechGPTChat
+    from speechgpt_hf.inference.chat import SpeechGPTChat, default_device
 
     from ._audio_player import find_player
     from ._chat_session import ChatSession
 
     chat = SpeechGPTChat.from_pretrained(
-        model, constrain_units=not args.no_constrain_units, speaker_id=_speaker(args.speaker)
+        model,
+        constrain_units=not args.no_constrain_units,
+        speaker_id=_speaker(args.speaker),
+        device=args.device or default_device(),
     )
     if args.system_prompt is not None:
         chat.processor.system_prompt = args.system_prompt

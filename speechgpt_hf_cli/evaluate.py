@@ -44,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "piper / espeak-ng (default: espeak:en-gb-x-rp, the voice the reproduction never trains on)",
     )
     parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="where the LM, unit tokenizer and vocoder run: cuda, cuda:1, cpu, … (default: the first GPU if any, else "
+        "the CPU)",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> None:
         naturalness=not args.no_naturalness,
         generation_kwargs={"do_sample": False, "max_new_tokens": args.max_new_tokens},
         output_dir=args.output_dir,
+        device=args.device,
     )
     report = evaluate_speechgpt(args.model, config)
     for name, task in report.results["tasks"].items():

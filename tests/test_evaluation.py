@@ -259,7 +259,7 @@ def test_the_evaluate_verb_names_a_skipped_file_on_screen_and_in_what_it_saves(t
     from speechgpt_hf_cli import main as cli_main
 
     judge = OracleJudge()
-    monkeypatch.setattr(harness, "load_system", lambda model, generation_kwargs=None: StandIn(judge, []))
+    monkeypatch.setattr(harness, "load_system", lambda model, generation_kwargs=None, device=None: StandIn(judge, []))
     monkeypatch.setattr(harness, "load_judges", lambda config: Judges(judge))
     folder = _folder_with_a_corrupt_file(tmp_path / "audio")
     argv = ["evaluate", "stand-in", "--dataset", str(folder), "--tasks", "asr", "--output-dir", str(tmp_path / "eval")]

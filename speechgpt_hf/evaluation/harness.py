@@ -45,6 +45,8 @@ class EvaluationConfig:
     voices your model never heard). Judges: `judge` is
     "whisper-tiny.en" (converted offline from a bundled model), "pocketsphinx", or any transformers ASR model
     id or folder; `naturalness` adds DNSMOS. Generation is greedy unless `generation_kwargs` says otherwise.
+    Device: `device` is where a system loaded from a repo or folder runs, its unit tokenizer and vocoder with it
+    ("cuda", "cpu", …; None: the first GPU when there is one, else the CPU).
     """
 
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
@@ -64,6 +66,7 @@ class EvaluationConfig:
     generation_kwargs: dict[str, Any] = field(default_factory=lambda: {"do_sample": False, "max_new_tokens": 512})
     output_dir: str | None = None
     progress: bool = True
+    device: str | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.tasks) - set(TASKS))
@@ -82,15 +85,19 @@ class EvaluationReport:
 
 
 def load_system(
-    model: SpeechGPTChat | str | Path, generation_kwargs: dict[str, Any] | None = None, constrain_units: bool = True
+    model: SpeechGPTChat | str | Path,
+    generation_kwargs: dict[str, Any] | None = None,
+    constrain_units: bool = True,
+    device: str | None = None,
 ) -> SpeechGPTChat:
-    """A `SpeechGPTChat` from a repo id or folder (a chat or a stand-in system is returned as it is);
-    `constrain_units` keeps unit tokens inside `<sosp>…<eosp>` spans while decoding."""
+    """A `SpeechGPTChat` from a repo id or folder (a chat or a stand-in system is returned as it is), on `device`
+    with its unit tokenizer and vocoder (None: the first GPU when there is one, else the CPU); `constrain_units`
+    keeps unit tokens inside `<sosp>…<eosp>` spans while decoding."""
     if not isinstance(model, (str, Path)):
         return model
-    from ..inference.chat import SpeechGPTChat
+    from ..inference.chat import SpeechGPTChat, default_device
 
-    chat = SpeechGPTChat.from_pretrained(str(model), constrain_units=constrain_units)
+    chat = SpeechGPTChat.from_pretrained(str(model), constrain_units=constrain_units, device=device or default_device())
     chat.generation_kwargs.update(generation_kwargs or {})
     return chat
 
@@ -163,13 +170,19 @@ def _machine() -> str:
     return f"{platform.machine()} {device}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
+def _system_device(system: Any) -> str | None:
+    """Where the system's LM ran (None for a stand-in system without a model)."""
+    device = getattr(getattr(system, "model", None), "device", None)
+    return None if device is None else str(device)
+
+
 def evaluate_speechgpt(
     model: SpeechGPTChat | str | Path, config: EvaluationConfig | None = None, judges: Judges | None = None
 ) -> EvaluationReport:
     """Runs the configured tasks on `model` (a repo id or folder, a SpeechGPTChat, or a stand-in system),
     and writes results.json, items.jsonl and report.md (with plots) to `config.output_dir` when it is set."""
     config = config or EvaluationConfig()
-    system = load_system(model, config.generation_kwargs)
+    system = load_system(model, config.generation_kwargs, device=config.device)
     judges = judges or load_judges(config)
     skipped = SkippedItems()
     tasks = _run_tasks(system, config, judges, skipped)
@@ -177,6 +190,7 @@ def evaluate_speechgpt(
         "model": str(model) if isinstance(model, (str, Path)) else type(model).__name__,
         "judge": config.judge,
         "machine": _machine(),
+        "device": _system_device(system),
         "skipped_inputs": dict(skipped),
         "skipped_input_names": skipped.names,
         "tasks": {

@@ -100,7 +100,8 @@ def _markdown(results: dict[str, Any], plots: list[str]) -> str:
     lines = [
         f"# Evaluation of {results['model']}",
         "",
-        f"Judge: {results['judge']}. Machine: {results['machine']}.",
+        f"Judge: {results['judge']}. Machine: {results['machine']}"
+        + (f"; the system ran on {results['device']}." if results.get("device") else "."),
         "",
         "| task | metric | value | judge on the reference audio |",
         "| --- | --- | --- | --- |",

@@ -1,9 +1,9 @@
 """SpeechGPTChat: the whole talking system (unit tokenizer -> LM -> vocoder) behind one multi-turn object.
 
 `SpeechGPTChat.from_pretrained(repo)` loads the LM and its processor, which brings the unit tokenizer and vocoder
-that the repo names, each loaded when first needed. `respond()` answers one turn (text and/or speech in, parsed answer and speech out);
-`stream()` yields text and audio while the answer is generated. Earlier turns are kept and the oldest dropped
-when the prompt would outgrow the model's context.
+that the repo names, each loaded when first needed, on the LM's device. `respond()` answers one turn (text and/or
+speech in, parsed answer and speech out); `stream()` yields text and audio while the answer is generated. Earlier
+turns are kept and the oldest dropped when the prompt would outgrow the model's context.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from ..models.speechgpt.prompt_format import (
     SpeechGPTResponse,
     units_to_string,
 )
+from ..models.speechgpt.speech_components import placed
 from .constrained_decoding import unit_span_logits_processor
 from .speech_streamer import SpeechUnitStreamer, StreamEvent
 
@@ -61,6 +62,9 @@ class SpeechGPTChat:
         generation_kwargs: defaults for `generate` (the model's generation config applies otherwise).
         constrain_units: decode with `UnitSpanLogitsProcessor` (unit tokens only inside `<sosp>…<eosp>`, no text
             inside a span), so a young model cannot leak units into its text; False decodes freely.
+
+    The unit tokenizer and vocoder run where the LM runs: each is moved to `model.device` when it is used (so also
+    after the model is moved), and the processor's are loaded there (see `SpeechGPTProcessor.speech_device`).
     """
 
     def __init__(
@@ -75,8 +79,10 @@ class SpeechGPTChat:
     ) -> None:
         self.model = model.eval()
         self.processor = processor
-        self._unit_tokenizer = unit_tokenizer
-        self._vocoder = None if vocoder is None else vocoder.eval()
+        if hasattr(processor, "speech_device"):
+            processor.speech_device = model.device
+        self._unit_tokenizer = placed(unit_tokenizer, model.device)
+        self._vocoder = None if vocoder is None else placed(vocoder.eval(), model.device)
         self._speaker = speaker_id
         if speaker_id is not None:  # a voice the vocoder lacks is refused now, not at the first spoken answer
             _speaker_index(self.vocoder, speaker_id)
@@ -92,12 +98,18 @@ class SpeechGPTChat:
         vocoder: UnitVocoder | None = None,
         constrain_units: bool = True,
         speaker_id: int | str | None = None,
+        device: str | Any | None = None,
         **model_kwargs: Any,
     ) -> SpeechGPTChat:
         """Loads the LM and processor from `repo`; the unit tokenizer and vocoder (unless given) are the processor's,
-        those its repo names, loaded when first needed."""
+        those its repo names, loaded when first needed. All of them run on `device` ("cuda", "cpu", …; None: where
+        `from_pretrained` puts the LM, or the first device of a `device_map=` among `model_kwargs`)."""
         from transformers import AutoModelForCausalLM, AutoProcessor
 
+        if device is not None:
+            if model_kwargs.get("device_map") is not None:
+                raise ValueError("Give `device` or `device_map`, not both.")
+            model_kwargs["device_map"] = device
         model = AutoModelForCausalLM.from_pretrained(repo, **model_kwargs)
         processor = AutoProcessor.from_pretrained(repo)
         return cls(
@@ -111,14 +123,22 @@ class SpeechGPTChat:
 
     @property
     def unit_tokenizer(self) -> SpeechUnitTokenizer | None:
-        """The SpeechUnitTokenizer for speech input: the one given, else the processor's."""
+        """The SpeechUnitTokenizer for speech input: the one given, else the processor's; on the LM's device."""
         given = self._unit_tokenizer
-        return given if given is not None else getattr(self.processor, "audio_tokenizer", None)
+        return self._on_model_device(given if given is not None else getattr(self.processor, "audio_tokenizer", None))
 
     @property
     def vocoder(self) -> UnitVocoder | None:
-        """The UnitHiFiGANVocoder for speech output: the one given, else the processor's."""
-        return self._vocoder if self._vocoder is not None else getattr(self.processor, "vocoder", None)
+        """The UnitHiFiGANVocoder for speech output: the one given, else the processor's; on the LM's device."""
+        given = self._vocoder
+        return self._on_model_device(given if given is not None else getattr(self.processor, "vocoder", None))
+
+    def _on_model_device(self, component: Any | None) -> Any | None:
+        """`component`, moved to the LM's device if it is elsewhere (the LM may have moved since it was placed)."""
+        device = self.model.device
+        if component is not None and getattr(component, "device", device) != device:
+            component = placed(component, device)
+        return component
 
     @property
     def speaker_id(self) -> int | None:
@@ -283,6 +303,13 @@ class SpeechGPTChat:
             streamer.end()
 
 
+def default_device() -> str:
+    """Where the command line and the evaluation run a system by default: "cuda" when a GPU is there, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _speaker_index(vocoder: UnitVocoder | None, speaker: int | str | None) -> int | None:
     """The speaker id to voice answers with: a multi-speaker vocoder speaks with its first voice unless told."""
     voices = getattr(vocoder.config, "num_speakers", 0) if vocoder is not None else 0
@@ -314,4 +341,4 @@ def _with_stop(criteria: Any, stop: threading.Event) -> Any:
     return StoppingCriteriaList([*(criteria or []), _StopWhenSet()])
 
 
-__all__ = ["SpeechGPTChat", "SpeechGPTReply"]
+__all__ = ["SpeechGPTChat", "SpeechGPTReply", "default_device"]

@@ -40,6 +40,7 @@ from .speech_components import (
     COMPONENT_POINTERS,
     Pointer,
     SpeechComponents,
+    model_config_beside,
     repo_pointers,
 )
 
@@ -144,6 +145,17 @@ class SpeechGPTProcessor(ProcessorMixin):
         "unit_tokenizer_repo", "The unit tokenizer's repo id or folder, None without one."
     )
     vocoder_repo = _pointer_property("vocoder_repo", "The vocoder's repo id or folder, None without one.")
+
+    @property
+    def speech_device(self) -> Any | None:
+        """Where the unit tokenizer and vocoder run: set it to the LM's device (`processor.speech_device =
+        model.device`) and those loaded already move there, those loaded later load there. None (the default)
+        leaves them where `from_pretrained` puts them, the CPU. `SpeechGPTChat` and the pipelines set it."""
+        return self._speech.device
+
+    @speech_device.setter
+    def speech_device(self, device: Any | None) -> None:
+        self._speech.place(device)
 
     def use_components_of(self, config: Any) -> None:
         """Points this processor at the unit tokenizer and vocoder that a SpeechGPTConfig names (relative paths
@@ -445,8 +457,13 @@ class SpeechGPTProcessor(ProcessorMixin):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """transformers' processor settings, with the pointers to the unit tokenizer and vocoder (a relative one
         resolved against the processor's folder; one it lacks taken from the model config beside it) set aside
-        for `from_args_and_dict`. Nothing is loaded here."""
+        for `from_args_and_dict`; without a saved `num_units` (no processor file) K is the model config's. Nothing
+        is loaded here."""
         processor_dict, rest = super().get_processor_dict(pretrained_model_name_or_path, **kwargs)
+        if "num_units" not in processor_dict:  # a folder saved with the model and tokenizer alone: its K is the model's
+            beside = model_config_beside(str(pretrained_model_name_or_path), **kwargs)
+            if beside is not None:
+                processor_dict["num_units"] = beside[0].num_units
         processor_dict[_SPEECH_KEY] = {
             "pointers": repo_pointers(processor_dict, str(pretrained_model_name_or_path), **kwargs),
             "load_kwargs": {key: kwargs[key] for key in COMPONENT_LOAD_KWARGS if key in kwargs},

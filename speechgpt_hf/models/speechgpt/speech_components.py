@@ -46,9 +46,9 @@ def stored_pointer(field: str, value: str, folder: Path | None) -> Pointer:
     return Pointer(value, partial(resolve_pointer, field, value, folder))
 
 
-def config_pointers(name_or_path: str, **kwargs: Any) -> dict[str, Pointer]:
-    """The component pointers that the SpeechGPT model config of the same repo or folder names (none when it has no
-    such config), resolved as the config resolves them, so relative paths work."""
+def model_config_beside(name_or_path: str, **kwargs: Any) -> tuple[Any, Path] | None:
+    """The SpeechGPT model config of the same repo or folder as a processor, with the (absolute) folder it was read
+    from; None when there is no such config."""
     from transformers.utils import cached_file
 
     found = cached_file(
@@ -59,11 +59,20 @@ def config_pointers(name_or_path: str, **kwargs: Any) -> dict[str, Pointer]:
         **_repo_kwargs(kwargs),
     )
     if found is None or json.loads(Path(found).read_text()).get("model_type") != "speechgpt":
-        return {}
+        return None
     from .configuration_speechgpt import SpeechGPTConfig
 
     folder = Path(found).parent.resolve()  # absolute: the pointers are resolved later, maybe from another directory
-    config = SpeechGPTConfig.from_pretrained(folder)
+    return SpeechGPTConfig.from_pretrained(folder), folder
+
+
+def config_pointers(name_or_path: str, **kwargs: Any) -> dict[str, Pointer]:
+    """The component pointers that the SpeechGPT model config of the same repo or folder names (none when it has no
+    such config), resolved as the config resolves them, so relative paths work."""
+    beside = model_config_beside(name_or_path, **kwargs)
+    if beside is None:
+        return {}
+    config, folder = beside
     return {
         field: Pointer(getattr(config, field), partial(config.resolve_component_path, field, model_dir=folder))
         for field in COMPONENT_POINTERS.values()
@@ -108,13 +117,23 @@ def check_component(name: str, component: Any | None, num_units: int) -> Any | N
     return component
 
 
+def placed(component: Any | None, device: Any | None) -> Any | None:
+    """`component` moved to `device` (a model moves in place); unchanged when either is None or it has no `.to`."""
+    if component is None or device is None or not callable(getattr(component, "to", None)):
+        return component
+    moved = component.to(device)
+    return component if moved is None else moved
+
+
 class SpeechComponents:
     """The processor's unit tokenizer and vocoder. Each is attached (an object, or None for none), or loaded once,
-    on first use, from its pointer with `load_kwargs`; attaching one replaces its pointer."""
+    on first use, from its pointer with `load_kwargs`; attaching one replaces its pointer. With a `device` set
+    (see `place`), every component is put there: a GPU LM's speech then runs on its GPU, not on the CPU."""
 
     def __init__(self, num_units: int) -> None:
         self.num_units = num_units
         self.load_kwargs: dict[str, Any] = {}
+        self.device: Any | None = None
         self._attached: dict[str, Any] = {}
         self._pointers: dict[str, Pointer] = {}
         self._lock = threading.Lock()
@@ -139,12 +158,20 @@ class SpeechComponents:
         from transformers import AutoModel
 
         component = AutoModel.from_pretrained(pointer.location(), **self.load_kwargs)
-        return check_component(name, component, self.num_units)
+        return placed(check_component(name, component, self.num_units), self.device)
 
     def attach(self, name: str, component: Any | None) -> None:
-        """Makes `component` the processor's `name` (None: none), in place of what its pointer names."""
-        self._attached[name] = check_component(name, component, self.num_units)
+        """Makes `component` the processor's `name` (None: none), in place of what its pointer names; it is moved
+        to the components' device when one is set."""
+        self._attached[name] = placed(check_component(name, component, self.num_units), self.device)
         self._pointers.pop(COMPONENT_POINTERS[name], None)
+
+    def place(self, device: Any | None) -> None:
+        """Puts the components on `device`: those attached or loaded already now, the others as they load (None
+        leaves them where they are and loads the others where `from_pretrained` puts them, the CPU)."""
+        self.device = device
+        for name, component in self._attached.items():
+            self._attached[name] = placed(component, device)
 
     def point(self, field: str, pointer: Pointer | None) -> None:
         """Names the repo of the component stored as `field`; a component attached or loaded before is dropped."""
@@ -193,6 +220,8 @@ __all__ = [
     "SpeechComponents",
     "check_component",
     "config_pointers",
+    "model_config_beside",
+    "placed",
     "repo_pointers",
     "stored_pointer",
 ]
