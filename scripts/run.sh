@@ -59,8 +59,13 @@ else
 fi
 
 export PATH="$venv/bin:$PATH" HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False
+status=0
 case "$job" in
-    quickstart) exec speechgpt-hf quickstart "$@" ;;
-    test) HF_HUB_OFFLINE=1 exec python -m pytest -q "$@" ;;
-    lint) ruff check . && exec ruff format --check . ;;
+    quickstart) speechgpt-hf quickstart "$@" || status=$? ;;
+    test) HF_HUB_OFFLINE=1 python -m pytest -q "$@" || status=$? ;;
+    lint) { ruff check . && ruff format --check .; } || status=$? ;;
 esac
+# The job's own output ends above; the last line says how to get a shell where speechgpt-hf and its Python work.
+echo
+echo "To use speechgpt-hf in this shell: source $venv/bin/activate"
+exit "$status"

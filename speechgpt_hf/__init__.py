@@ -7,6 +7,7 @@ from .inference.speech_streamer import SpeechUnitStreamer, StreamEvent
 from .models.speechgpt import (
     DEFAULT_SYSTEM_PROMPT,
     Modality,
+    PromptFormat,
     SpeechGPTConfig,
     SpeechGPTForCausalLM,
     SpeechGPTProcessor,
@@ -32,6 +33,7 @@ __all__ = [
     "SpeechGPTReply",
     "DEFAULT_SYSTEM_PROMPT",
     "Modality",
+    "PromptFormat",
     "SpeechGPTConfig",
     "SpeechGPTForCausalLM",
     "SpeechGPTProcessor",

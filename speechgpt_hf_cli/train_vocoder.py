@@ -10,7 +10,7 @@ HELP = (
     "UnitMelVocoder (units -> mel regression in front of a frozen pretrained mel HiFi-GAN; speaks after minutes on a "
     "CPU) on a datasets audio dataset; rows whose audio cannot be read are skipped and named. It prints the expected "
     "time a step after a few steps: the default unit HiFi-GAN is sized for a GPU (on a CPU pass a small one with "
-    "--config, see the README)."
+    "--config, see docs/training.md)."
 )
 
 

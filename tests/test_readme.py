@@ -1,24 +1,27 @@
-"""Every example in README.md runs, exactly as printed, against a tiny system built here.
+"""Every example in README.md and docs/*.md runs, exactly as printed, against a tiny system built here.
 
-The convention, for whoever edits the README:
+The convention, for whoever edits these pages:
 - every ```python block runs (each in a fresh namespace, so a block defines or imports every name it uses);
 - in a ```bash block, every command starting with `speechgpt-hf` runs through the CLI in this process (lines ending
   in a backslash continue it) and must exit 0; one starting with `python` runs in a subprocess; other lines
-  (`bash scripts/run.sh`, `accelerate launch`, comments) are shown but not run; snippets run in README order in one
-  folder, so a command may use what an earlier one wrote (extract-units reads fit-units' my-units);
+  (`bash scripts/run.sh`, `accelerate launch`, `source`, comments) are shown but not run; a page's snippets run in
+  its order in one folder of its own, so a command may use what an earlier one on the same page wrote
+  (extract-units reads fit-units' my-units);
 - a block preceded by `<!-- docs-check: skip (reason) -->` (on the line right before its fence) is not run: use it
   for what needs the network, a GPU, the original release's files, or more than a few seconds, and give the reason;
-- snippets run in a folder holding what the README says they come from: `quickstart_output/` laid out as
+- snippets run in a folder holding what the pages say they come from: `quickstart_output/` laid out as
   `speechgpt-hf quickstart` writes it (lm/chain_of_modality, base-lm, unit-tokenizer, vocoder, with K=64 units
   and a vocoder with one voice per training voice), an `audio/` folder of recordings with a metadata.csv of transcripts (datasets'
   audiofolder convention), and `question.wav` / `speech.wav`.
-New sections are picked up on their own; `test_the_snippets_found` lists them.
+New pages and sections are picked up on their own; `test_the_snippets_found` lists them.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +32,9 @@ import soundfile
 
 from speechgpt_hf.testing_utils import tiny_mel_generator_config
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCUMENTS = (README, *sorted((ROOT / "docs").glob("*.md")))
 SKIP = re.compile(r"<!--\s*docs-check:\s*skip\b")
 FENCE = re.compile(r"^```(\w*)\s*$")
 NUM_UNITS = 64
@@ -60,17 +65,28 @@ def shell_commands(code: str) -> list[str]:
     return [command for command in commands if command.split(" ", 1)[0] in ("speechgpt-hf", "python")]
 
 
-def snippets() -> list[tuple[str, str, str]]:
-    """(id, language, code) of every snippet that runs: python blocks whole, bash blocks command by command."""
-    found = []
-    for language, line, code, skipped in readme_blocks(README.read_text()):
+def page_name(document: Path) -> str:
+    """The page's path from the repository root, without ".md": "README", "docs/training"."""
+    return document.relative_to(ROOT).with_suffix("").as_posix()
+
+
+def snippets(document: Path) -> list[tuple[str, str, str]]:
+    """(id, language, code) of every snippet of a page that runs: python blocks whole, bash blocks command by
+    command."""
+    found, page = [], page_name(document)
+    for language, line, code, skipped in readme_blocks(document.read_text(encoding="utf-8")):
         if skipped:
             continue
         if language == "python":
-            found.append((f"python-L{line}", "python", code))
+            found.append((f"{page}-python-L{line}", "python", code))
         elif language == "bash":
-            found += [(f"bash-L{line}-{shlex.split(c)[1]}", "bash", c) for c in shell_commands(code)]
+            found += [(f"{page}-bash-L{line}-{shlex.split(c)[1]}", "bash", c) for c in shell_commands(code)]
     return found
+
+
+def all_snippets() -> list[tuple[Path, str, str, str]]:
+    """(page, id, language, code) of the snippets of every page, pages in DOCUMENTS order."""
+    return [(document, *snippet) for document in DOCUMENTS for snippet in snippets(document)]
 
 
 def _tone(seconds: float, freq: float) -> np.ndarray:
@@ -127,26 +143,45 @@ def _write_system(output: Path, audio: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("readme")
+def template(tmp_path_factory) -> Path:
+    """The folder every page's snippets start from."""
+    root = tmp_path_factory.mktemp("docs-template")
     _write_audio(root)
     _write_system(root / "quickstart_output", root / "audio")
     return root
 
 
+@pytest.fixture(scope="module")
+def workdirs(template, tmp_path_factory):
+    """The working folder of a page: a copy of the template, made on the page's first snippet."""
+    made: dict[Path, Path] = {}
+
+    def folder(document: Path) -> Path:
+        if document not in made:
+            made[document] = tmp_path_factory.mktemp(page_name(document).replace("/", "-"))
+            shutil.copytree(template, made[document], dirs_exist_ok=True)
+        return made[document]
+
+    return folder
+
+
 def test_the_snippets_found():
-    """The check sees the README's examples (a renamed fence or a broken marker would silently drop them)."""
-    found = snippets()
-    print("\n".join(snippet_id for snippet_id, _, _ in found))
-    assert sum(language == "python" for _, language, _ in found) >= 4
-    assert sum(language == "bash" for _, language, _ in found) >= 2
+    """The check sees every page's examples (a renamed fence or a broken marker would silently drop them)."""
+    found = all_snippets()
+    print("\n".join(snippet_id for _, snippet_id, _, _ in found))
+    readme = [language for document, _, language, _ in found if document == README]
+    assert readme.count("python") >= 3  # load and chat, transcribe, speak
+    pages = {document for document, _, _, _ in found}
+    assert len(DOCUMENTS) >= 8 and pages == set(DOCUMENTS), f"pages without a running snippet: {set(DOCUMENTS) - pages}"
 
 
-@pytest.mark.parametrize(("language", "code"), [s[1:] for s in snippets()], ids=[s[0] for s in snippets()])
-def test_readme_snippet_runs(language, code, workdir, monkeypatch):
-    monkeypatch.chdir(workdir)
+@pytest.mark.parametrize(
+    ("document", "language", "code"), [(s[0], *s[2:]) for s in all_snippets()], ids=[s[1] for s in all_snippets()]
+)
+def test_snippet_runs(document, language, code, workdirs, monkeypatch):
+    monkeypatch.chdir(workdirs(document))
     if language == "python":
-        exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
+        exec(compile(code, str(document), "exec"), {"__name__": "__docs__"})
         return
     argv = shlex.split(code)
     if argv[0] == "python":
@@ -158,11 +193,12 @@ def test_readme_snippet_runs(language, code, workdir, monkeypatch):
 
 
 def _documented_names() -> set[str]:
-    """Every `speechgpt_hf.…` dotted name in the README's prose and code, and every name its code imports from it."""
-    text = README.read_text(encoding="utf-8")
+    """Every `speechgpt_hf.…` dotted name in the pages' prose and code, and every name their code imports from it."""
+    text = "\n".join(document.read_text(encoding="utf-8") for document in DOCUMENTS)
     names = set(re.findall(r"\bspeechgpt_hf(?:\.[A-Za-z_]\w*)+", text))
     for module, imported in re.findall(r"from (speechgpt_hf(?:\.\w+)*) import ([\w, ()]+)", text):
-        names.update(f"{module}.{name.strip()}" for name in imported.strip("()").split(",") if name.strip())
+        imported_names = (name.split(" as ")[0].strip() for name in imported.strip("()").split(","))
+        names.update(f"{module}.{name}" for name in imported_names if name)
     return names
 
 
@@ -184,4 +220,50 @@ def test_every_public_name_the_readme_mentions_exists():
                 missing.append(dotted)
                 break
             target = getattr(target, attribute)
-    assert len(_documented_names()) > 5 and not missing, f"README names that do not exist: {missing}"
+    assert len(_documented_names()) > 5 and not missing, f"names on the pages that do not exist: {missing}"
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_every_relative_link_resolves():
+    """A moved or renamed file does not leave a page pointing at nothing."""
+    broken = []
+    for document in DOCUMENTS:
+        for target in LINK.findall(document.read_text(encoding="utf-8")):
+            if "://" not in target and not (document.parent / target).exists():
+                broken.append(f"{page_name(document)}: {target}")
+    assert not broken, f"links to missing files: {broken}"
+
+
+def test_the_readme_stays_short():
+    """The README is what a newcomer reads first; the rest lives in docs/."""
+    assert len(README.read_text(encoding="utf-8").splitlines()) <= 150
+
+
+def _activate_line() -> str:
+    """The README's line that activates the environment scripts/run.sh built."""
+    lines = [line for _, _, code, _ in readme_blocks(README.read_text(encoding="utf-8")) for line in code.splitlines()]
+    found = [line.split(" #", 1)[0].strip() for line in lines if line.startswith("source ") and "activate" in line]
+    assert len(found) == 1, f"the README should show one activate line, not {found}"
+    return found[0]
+
+
+def test_the_readme_activate_line_gives_a_working_shell(tmp_path):
+    """A new shell that runs the README's activate line, from the clone, imports the package and runs the CLI.
+    The line names the environment under ~/.cache/speechgpt-hf/ that run.sh builds; here HOME is a folder where
+    that path leads to the environment running this test."""
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("the tests are not running in a virtual environment")
+    key = subprocess.run(["sha256sum", "constraints.txt"], cwd=ROOT, capture_output=True, text=True, check=True)
+    venv = tmp_path / ".cache" / "speechgpt-hf" / f"venv-{key.stdout[:12]}"
+    venv.parent.mkdir(parents=True)
+    venv.symlink_to(sys.prefix, target_is_directory=True)
+    clean_path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not p.startswith(sys.prefix))
+    env = {**os.environ, "HOME": str(tmp_path), "PATH": clean_path}
+    env.pop("VIRTUAL_ENV", None)
+    script = f"{_activate_line()}\npython -c 'import speechgpt_hf, sys; print(sys.prefix)'\nspeechgpt-hf --help"
+    result = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.splitlines()[0]).resolve() == Path(sys.prefix).resolve()
+    assert "usage: speechgpt-hf" in result.stdout and "quickstart" in result.stdout

@@ -15,10 +15,11 @@ def _script(path: Path, body: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
 
-def _fake_venv(venv: Path, pip_status: int) -> None:
-    """A ready venv whose pip prints two lines and exits with `pip_status`, and whose python records its arguments."""
+def _fake_venv(venv: Path, pip_status: int, job_status: int = 0) -> None:
+    """A ready venv whose pip prints two lines and exits with `pip_status`, and whose python records its arguments
+    and exits with `job_status`."""
     _script(venv / "bin" / "pip", f'echo "WARNING: Location noise"; echo "pip says: step output"; exit {pip_status}')
-    _script(venv / "bin" / "python", f'echo "$@" > "{venv}/python-ran"')
+    _script(venv / "bin" / "python", f'echo "$@" > "{venv}/python-ran"; echo "job output"; exit {job_status}')
     (venv / ".speechgpt-hf-ready").touch()
 
 
@@ -69,3 +70,21 @@ def test_a_working_install_is_quiet_and_runs_the_job(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "WARNING: Location" not in result.stdout + result.stderr and "failed" not in result.stderr
     assert (venv / "python-ran").read_text().split() == ["-m", "pytest", "-q", "-k", "nothing"]
+
+
+def test_the_run_ends_with_the_line_that_activates_its_environment(tmp_path):
+    venv = tmp_path / "venv"
+    _fake_venv(venv, pip_status=0)
+    result = _run(tmp_path, venv)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == f"To use speechgpt-hf in this shell: source {venv}/bin/activate"
+    assert lines.index("job output") < len(lines) - 1  # printed after the job, not before it
+
+
+def test_a_failing_job_still_names_the_environment_and_keeps_its_exit_status(tmp_path):
+    venv = tmp_path / "venv"
+    _fake_venv(venv, pip_status=0, job_status=3)
+    result = _run(tmp_path, venv)
+    assert result.returncode == 3
+    assert result.stdout.strip().splitlines()[-1].endswith(f"source {venv}/bin/activate")

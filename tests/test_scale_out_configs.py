@@ -1,5 +1,5 @@
 """The shipped distributed setups: accelerate configs for DDP, FSDP2 and DeepSpeed ZeRO-3 (with CPU offload) load
-with accelerate's own reader and say what docs/scale_out.md promises; the QLoRA recipe parses into the config."""
+with accelerate's own reader and say what docs/training.md promises; the QLoRA recipe parses into the config."""
 
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file

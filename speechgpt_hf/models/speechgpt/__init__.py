@@ -5,6 +5,7 @@ from .processing_speechgpt import SpeechGPTProcessor, SpeechGPTSpokenResponse
 from .prompt_format import (
     DEFAULT_SYSTEM_PROMPT,
     Modality,
+    PromptFormat,
     SpeechGPTResponse,
     format_chain_of_modality_response,
     format_cross_modal_instruction,
@@ -20,6 +21,7 @@ __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "SPEECHGPT_SPECIAL_TOKENS",
     "Modality",
+    "PromptFormat",
     "SpeechGPTConfig",
     "SpeechGPTForCausalLM",
     "SpeechGPTPreTrainedModel",
