@@ -39,7 +39,7 @@ from speechgpt_hf import (
 from speechgpt_hf.models.speechgpt import SpeechGPTProcessor
 from speechgpt_hf.stages import STAGES
 from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
-from speechgpt_hf.training.stages import SpeechGPTTrainingConfig, build_trainer
+from speechgpt_hf.training.sft import SpeechGPTTrainingConfig, build_trainer
 
 RESULT = Path(__file__).with_suffix(".md")
 SR = 16000

@@ -110,7 +110,7 @@ def prepared(base: Any, choice: Choice, scratch: str) -> tuple[Any, list[torch.n
     optimiser updates."""
     from peft import get_peft_model
 
-    from speechgpt_hf.training.stages import SpeechGPTTrainingConfig, lora_config
+    from speechgpt_hf.training.sft import SpeechGPTTrainingConfig, lora_config
 
     model = copy.deepcopy(base)
     if choice.checkpointing:

@@ -25,7 +25,7 @@ from datasets import Dataset
 from speechgpt_hf import add_speech_units, format_cross_modal_instruction, format_turn, units_to_string
 from speechgpt_hf.models.speechgpt import SpeechGPTProcessor
 from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
-from speechgpt_hf.training.stages import SpeechGPTTrainingConfig, build_trainer
+from speechgpt_hf.training.sft import SpeechGPTTrainingConfig, build_trainer
 
 RESULT = Path(__file__).with_suffix(".md")
 NUM_UNITS = 1000

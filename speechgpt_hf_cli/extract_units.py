@@ -21,7 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "audio", nargs="+", type=existing_path, help="audio files or folders, parquet files, or a saved dataset folder"
     )
-    parser.add_argument("--tokenizer", required=True, help="SpeechUnitTokenizer repo id or folder")
+    parser.add_argument(
+        "--unit-tokenizer",
+        "--tokenizer",
+        dest="unit_tokenizer",
+        required=True,
+        help="SpeechUnitTokenizer repo id or folder (--tokenizer: the same option's former name)",
+    )
     parser.add_argument("--output-dir", required=True, help="the dataset with units is saved here (save_to_disk)")
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -42,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.shard_size < 1:
         raise UsageError(f"--shard-size must be at least 1 (got {args.shard_size}).")
-    tokenizer = check_pretrained(args.tokenizer, "--tokenizer")
+    tokenizer = check_pretrained(args.unit_tokenizer, "--unit-tokenizer")
     dataset = audio_dataset([str(path) for path in args.audio], args.audio_column)
     output_dir = Path(args.output_dir)
     shards_dir = args.shards_dir or output_dir.with_name(f"{output_dir.name}.shards")

@@ -24,7 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "a bundled Whisper: whisper-tiny.en (4 layers) or whisper-base (6 layers, multilingual); MFCC when omitted",
     )
     parser.add_argument(
-        "--tokenizer", default=None, help="re-fit the codebook of an existing SpeechUnitTokenizer instead"
+        "--unit-tokenizer",
+        "--tokenizer",
+        dest="unit_tokenizer",
+        default=None,
+        help="re-fit the codebook of an existing SpeechUnitTokenizer instead (--tokenizer: the former name)",
     )
     parser.add_argument(
         "--layer",
@@ -60,8 +64,8 @@ def run(args: argparse.Namespace) -> None:
     from speechgpt_hf.hub.cards import record_provenance, unit_fit_step, write_model_card
     from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 
-    if args.tokenizer:
-        tokenizer = SpeechUnitTokenizer.from_pretrained(check_pretrained(args.tokenizer, "--tokenizer"))
+    if args.unit_tokenizer:
+        tokenizer = SpeechUnitTokenizer.from_pretrained(check_pretrained(args.unit_tokenizer, "--unit-tokenizer"))
     elif args.encoder:
         args.encoder = _encoder_path(args.encoder)
         _check_layer(args)

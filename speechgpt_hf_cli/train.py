@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._verbs import UsageError
+from ._verbs import UsageError, library_module
 
 PASSTHROUGH = True  # every SpeechGPTTrainingConfig field, parsed by TRL's parser
 OWN_HELP = True  # --help lists every SpeechGPTTrainingConfig field, which needs transformers: built only when asked
@@ -13,11 +13,12 @@ HELP = "Train one SpeechGPT stage (modality_adaptation, cross_modal, chain_of_mo
 
 EPILOG = """Every field of SpeechGPTTrainingConfig (TRL's SFTConfig plus model, data and LoRA fields) is accepted as
 --field-name value (or --field_name value) after the options above, and overrides the YAML file. Recipes of the
-paper's three stages: speechgpt_hf/training/recipes/stage{1,2,3}_*.yaml (--recipe NAME uses one, with your
---dataset-name). stage, dataset_name and output_dir must be given (flag or YAML). The expected time a step is printed
+paper's three stages: speechgpt_hf/training/recipes/stage{1,2,3}_*.yaml (--recipe STAGE uses one, with your
+--dataset-name; the file's name, e.g. stage2_cross_modal, is accepted too). stage, dataset_name and output_dir must be given (flag or YAML). The expected time a step is printed
 after a few steps."""
 
-RECIPES = ("stage1_modality_adaptation", "stage2_cross_modal", "stage3_chain_of_modality")
+_STAGE_RECIPES: dict[str, str] = library_module("stages").RECIPES  # stage name -> recipe file name
+RECIPES = (*_STAGE_RECIPES, *_STAGE_RECIPES.values())  # a stage's name, or its recipe file's
 REQUIRED = {
     "stage": "--stage (modality_adaptation, cross_modal or chain_of_modality)",
     "dataset_name": "--dataset-name (a folder from `speechgpt-hf build-speechinstruct`, or a Hub dataset repo)",
@@ -44,7 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-h", "--help", action=_FullHelp)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--config", help="YAML file of SpeechGPTTrainingConfig fields")
-    source.add_argument("--recipe", choices=RECIPES, help="a built-in recipe of the paper")
+    source.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        metavar="STAGE",
+        help=f"a built-in recipe of the paper: {', '.join(_STAGE_RECIPES)}",
+    )
 
 
 def add_config_fields(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +62,7 @@ def add_config_fields(parser: argparse.ArgumentParser) -> None:
     from transformers import HfArgumentParser
     from trl import SFTConfig
 
-    from speechgpt_hf.training.stages import SpeechGPTTrainingConfig
+    from speechgpt_hf.training.sft import SpeechGPTTrainingConfig
 
     groups = {
         SpeechGPTTrainingConfig: parser.add_argument_group("SpeechGPT: stage, model, data and LoRA"),
@@ -91,7 +97,7 @@ def _given_fields(argv: list[str]) -> set[str]:
 
 def check_required(args: argparse.Namespace) -> list[str]:
     """The argv TRL's parser reads (the YAML first), after checking the fields a run cannot do without."""
-    from speechgpt_hf.training.stages import RECIPES_DIR
+    from speechgpt_hf.training.sft import RECIPES_DIR
 
     argv = list(args.extra)
     given_on_line = _given_fields(argv)
@@ -101,7 +107,8 @@ def check_required(args: argparse.Namespace) -> list[str]:
                 f"--recipe {args.recipe} names a placeholder dataset: pass --dataset-name (a folder from "
                 "`speechgpt-hf build-speechinstruct`, or a Hub dataset repo)."
             )
-        argv = ["--config", str(RECIPES_DIR / f"{args.recipe}.yaml"), *argv]
+        recipe = _STAGE_RECIPES.get(args.recipe, args.recipe)
+        argv = ["--config", str(RECIPES_DIR / f"{recipe}.yaml"), *argv]
     elif args.config:
         argv = ["--config", args.config, *argv]
     missing = [text for name, text in REQUIRED.items() if name not in _given_fields(argv)]
@@ -114,7 +121,7 @@ def run(args: argparse.Namespace) -> None:
     from accelerate import PartialState
     from trl import TrlParser
 
-    from speechgpt_hf.training.stages import SpeechGPTTrainingConfig, train_stage
+    from speechgpt_hf.training.sft import SpeechGPTTrainingConfig, train_stage
     from speechgpt_hf.training.step_timer import StepTimeCallback
 
     argv = check_required(args)

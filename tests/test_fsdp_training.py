@@ -14,7 +14,7 @@ from test_training_stages import NUM_UNITS, base_model_folder, speechinstruct_fo
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from speechgpt_hf import SpeechGPTProcessor, add_speech_units
-from speechgpt_hf.training.stages import ACCELERATE_CONFIGS_DIR
+from speechgpt_hf.training.sft import ACCELERATE_CONFIGS_DIR
 
 ENTRY = Path(__file__).with_name("fsdp_cpu_entry.py")
 

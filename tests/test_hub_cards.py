@@ -13,7 +13,7 @@ from speechgpt_hf.hub.cards import PROVENANCE_FILE, TEMPLATES, record_provenance
 from speechgpt_hf.models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
 from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
-from speechgpt_hf.training.stages import SpeechGPTTrainingConfig, train_stage
+from speechgpt_hf.training.sft import SpeechGPTTrainingConfig, train_stage
 from speechgpt_hf.training.vocoder.config import VocoderTrainingConfig
 from speechgpt_hf.training.vocoder.trainer import write_vocoder_card
 

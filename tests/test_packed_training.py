@@ -10,7 +10,7 @@ from trl import TrlParser
 from speechgpt_hf import format_cross_modal_instruction, format_turn, units_to_string
 from speechgpt_hf.testing_utils import build_tiny_causal_lm
 from speechgpt_hf.training.packed_attention import PACKED_SDPA, register_packed_attention, row_bounds
-from speechgpt_hf.training.stages import (
+from speechgpt_hf.training.sft import (
     RECIPES_DIR,
     SpeechGPTTrainingConfig,
     build_trainer,

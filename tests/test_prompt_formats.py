@@ -17,7 +17,7 @@ from speechgpt_hf.evaluation.eval_data import SpeechItem, SpokenQuestion
 from speechgpt_hf.evaluation.tasks import evaluate_asr, evaluate_spoken_qa
 from speechgpt_hf.models.speechgpt.chat_template import history_messages
 from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
-from speechgpt_hf.training.stages import SpeechGPTTrainingConfig, load_stage_dataset
+from speechgpt_hf.training.sft import SpeechGPTTrainingConfig, load_stage_dataset
 
 NUM_UNITS = 20
 SYSTEM = "Be brief.\n"

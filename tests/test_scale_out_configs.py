@@ -5,7 +5,7 @@ import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 from trl import TrlParser
 
-from speechgpt_hf.training.stages import ACCELERATE_CONFIGS_DIR, RECIPES_DIR, SpeechGPTTrainingConfig
+from speechgpt_hf.training.sft import ACCELERATE_CONFIGS_DIR, RECIPES_DIR, SpeechGPTTrainingConfig
 
 
 def _load(name: str):

@@ -18,7 +18,7 @@ from speechgpt_hf import (
     units_to_string,
 )
 from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
-from speechgpt_hf.training.stages import (
+from speechgpt_hf.training.sft import (
     SpeechGPTTrainingConfig,
     build_trainer,
     load_model_and_processor,
@@ -170,7 +170,7 @@ def test_cli_trains_from_a_recipe_with_overrides(tmp_path, speechinstruct_folder
 def test_the_papers_recipes_parse_into_the_config():
     from trl import TrlParser
 
-    from speechgpt_hf.training.stages import RECIPES_DIR
+    from speechgpt_hf.training.sft import RECIPES_DIR
 
     parsed = {
         path.stem: TrlParser((SpeechGPTTrainingConfig,)).parse_args_and_config(["--config", str(path)])[0]
@@ -390,7 +390,7 @@ def test_lora_trains_only_the_unit_and_marker_rows(tmp_path, model_type, bf16_ch
 
 def test_an_expanded_model_keeps_the_system_prompt_of_its_data(tmp_path, speechinstruct_folder, base_model_folder):
     from speechgpt_hf.models.speechgpt.prompt_format import DEFAULT_SYSTEM_PROMPT
-    from speechgpt_hf.training.stages import load_model_and_processor
+    from speechgpt_hf.training.sft import load_model_and_processor
 
     settings = dict(
         base_model_name_or_path=str(base_model_folder), num_units=NUM_UNITS, dataset_name=str(speechinstruct_folder)
@@ -405,7 +405,7 @@ def test_an_expanded_model_keeps_the_system_prompt_of_its_data(tmp_path, speechi
 
 
 def test_stage3_replays_cross_modal_rows(tmp_path, speechinstruct_folder):
-    from speechgpt_hf.training.stages import load_stage_dataset
+    from speechgpt_hf.training.sft import load_stage_dataset
 
     config = _common(
         tmp_path,

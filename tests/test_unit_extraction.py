@@ -13,7 +13,7 @@ from datasets import Audio, Dataset, load_from_disk
 
 from speechgpt_hf import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 from speechgpt_hf.data.unit_extraction import add_unit_columns, audio_dataset
-from speechgpt_hf.training.stages import ACCELERATE_CONFIGS_DIR
+from speechgpt_hf.training.sft import ACCELERATE_CONFIGS_DIR
 from speechgpt_hf_cli import main as cli_main
 
 SR = 16000

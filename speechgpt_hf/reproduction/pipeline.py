@@ -293,8 +293,8 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
     batch attends through a dense mask over the whole packed batch (measured: 18 s a step packed against 0.36 s
     unpacked for the quickstart's model, 2.7x slower a token).
     """
-    from ..training.stages import SpeechGPTTrainingConfig
-    from ..training.stages import train_stage as run_stage
+    from ..training.sft import SpeechGPTTrainingConfig
+    from ..training.sft import train_stage as run_stage
 
     steps = settings.stage_steps[stage]
     folder = output / "lm" / stage
@@ -355,7 +355,7 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
 def train_vocoder_step(output: Path, settings: ReproductionSettings, corpus: DatasetDict) -> dict[str, Any]:
     """The unit vocoder (`settings.vocoder`) on the training audio and its precomputed units, one speaker id per
     training voice."""
-    from ..training.stages import RECIPES_DIR
+    from ..training.sft import RECIPES_DIR
     from ..training.vocoder.config import VocoderTrainingConfig
     from ..training.vocoder.data import prepare_vocoder_dataset
     from ..training.vocoder.trainer import train_vocoder

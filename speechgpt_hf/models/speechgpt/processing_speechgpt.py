@@ -63,6 +63,13 @@ def _component_property(name: str, doc: str) -> property:
     return property(lambda self: self._speech.get(name), lambda self, value: self._speech.attach(name, value), doc=doc)
 
 
+def _one_of(audio_tokenizer: Any | None, unit_tokenizer: Any | None) -> Any | None:
+    """The unit tokenizer given as `audio_tokenizer=` or as `unit_tokenizer=` (not both)."""
+    if audio_tokenizer is not None and unit_tokenizer is not None:
+        raise ValueError("Give the unit tokenizer once: as `unit_tokenizer=` or as `audio_tokenizer=`, not both.")
+    return unit_tokenizer if unit_tokenizer is not None else audio_tokenizer
+
+
 def _pointer_property(field: str, doc: str) -> property:
     """A component's repo as a processor attribute (an attached component's own); set, it replaces the component."""
     return property(
@@ -84,7 +91,8 @@ class SpeechGPTProcessor(ProcessorMixin):
             inside the base LLM's own chat template, e.g. the ChatML of an instruct model).
         base_chat_template: the base LLM's chat template for "chat_template" (the tokenizer's when omitted).
         chat_template: Jinja chat template; SpeechGPT's own in `prompt_format` (`speechgpt_chat_template`) when omitted.
-        audio_tokenizer: a SpeechUnitTokenizer with K units, needed for audio input.
+        audio_tokenizer: a SpeechUnitTokenizer with K units, needed for audio input (`unit_tokenizer=` is the same
+            argument: transformers' processors call this component `audio_tokenizer`, this package `unit_tokenizer`).
         vocoder: a UnitHiFiGANVocoder with K units, needed to voice answers in `decode_response`.
 
     Instead of the components themselves, `unit_tokenizer_repo` / `vocoder_repo` may name their repos (as a saved
@@ -107,6 +115,7 @@ class SpeechGPTProcessor(ProcessorMixin):
         base_chat_template: str | None = None,
         **kwargs: Any,
     ) -> None:
+        audio_tokenizer = _one_of(audio_tokenizer, kwargs.pop("unit_tokenizer", None))
         self.num_units = num_units
         self.system_prompt = system_prompt
         self.prompt_format = as_prompt_format(prompt_format).value
@@ -137,6 +146,11 @@ class SpeechGPTProcessor(ProcessorMixin):
     audio_tokenizer = _component_property(
         "audio_tokenizer",
         "The unit tokenizer that turns audio into units (loaded from `unit_tokenizer_repo` when first used).",
+    )
+    unit_tokenizer = _component_property(
+        "audio_tokenizer",
+        "The unit tokenizer that turns audio into units: this package's name for `audio_tokenizer`, the attribute "
+        "transformers' processors give an audio codec (both name the same object).",
     )
     vocoder = _component_property(
         "vocoder", "The vocoder that voices units (loaded from `vocoder_repo` when first used)."
