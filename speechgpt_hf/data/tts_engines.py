@@ -16,11 +16,14 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..audio import AudioInputError, read_audio
+
+if TYPE_CHECKING:
+    from .word_timings import WordTimings
 
 TTSFunction = Callable[[str], tuple[np.ndarray, int]]
 
@@ -153,7 +156,9 @@ class EspeakTTS:
     """espeak-ng through its command line; a speaker is `voice+variant` (e.g. `en-gb+f2`).
 
     Formant synthesis is robotic, but its many voices and variants give speaker variety for free, and it
-    is fully deterministic. `rate` is words per minute, `pitch` 0–99.
+    is fully deterministic. `rate` is words per minute, `pitch` 0–99, `word_gap` a pause between words in
+    units of 10 ms (espeak-ng's `-g`). `speak_with_timings` gives the same audio with word and phoneme times
+    (through libespeak-ng, see `speechgpt_hf.data.word_timings`).
     """
 
     def __init__(
@@ -162,6 +167,7 @@ class EspeakTTS:
         rate: int = 165,
         pitch: int = 50,
         executable: str = "espeak-ng",
+        word_gap: int = 0,
     ) -> None:
         path = shutil.which(executable)
         if path is None:
@@ -172,15 +178,28 @@ class EspeakTTS:
             raise ValueError("EspeakTTS needs at least one speaker, e.g. 'en-us+f3'.")
         self.executable, self.speakers = path, list(speakers)
         self.rate, self.pitch = rate, pitch
+        if word_gap:  # only set when used, so that engines made before it existed keep their fingerprint
+            self.word_gap = word_gap
         self.name = "espeak-ng"
 
     def __call__(self, text: str, speaker: str | None = None) -> tuple[np.ndarray, int]:
         """Speaks `text` as `speaker` (the first of `speakers` when None)."""
         command = [self.executable, "-v", speaker or self.speakers[0], "-s", str(self.rate), "-p", str(self.pitch)]
+        command += ["-g", str(self.word_gap)] if getattr(self, "word_gap", 0) else []
         result = subprocess.run(command + ["--stdout", text], capture_output=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"espeak-ng failed for voice {speaker!r}: {result.stderr.decode(errors='replace')}")
         return _read_streamed_wav(result.stdout, text)
+
+    def speak_with_timings(self, text: str, speaker: str | None = None) -> tuple[np.ndarray, int, WordTimings]:
+        """`self(text, speaker)`'s audio (the same samples) with its word and phoneme times from the same synthesis."""
+        from .word_timings import espeak_synthesize
+
+        samples, sampling_rate, timings = espeak_synthesize(
+            text, speaker or self.speakers[0], self.rate, self.pitch, getattr(self, "word_gap", 0)
+        )
+        audio, sampling_rate = _checked_output(samples, sampling_rate, text)
+        return audio, sampling_rate, timings
 
 
 def _read_streamed_wav(data: bytes, text: str) -> tuple[np.ndarray, int]:
