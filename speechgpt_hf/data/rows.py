@@ -53,6 +53,13 @@ _TURN_FIELDS = {
     "source_id": datasets.Value("string"),
 }
 TURN_KEYS = tuple(_TURN_FIELDS)
+# The words of the row's recording (its last turn's speech, when the source had timings) and their start and end
+# times in seconds; empty lists otherwise. The original jsonl layout does not carry them.
+WORD_TIMING_FIELDS = {
+    "words": datasets.List(datasets.Value("string")),
+    "word_starts": datasets.List(datasets.Value("float64")),
+    "word_ends": datasets.List(datasets.Value("float64")),
+}
 
 FEATURES = datasets.Features(
     {
@@ -62,6 +69,7 @@ FEATURES = datasets.Features(
         "text": datasets.Value("string"),
         "prompt": datasets.Value("string"),
         "completion": datasets.Value("string"),
+        **WORD_TIMING_FIELDS,
     }
 )
 
@@ -199,15 +207,17 @@ def _text(text: str) -> dict[str, str]:
 def render_row(
     row_id: str, turns: Sequence[dict[str, Any]], system_prompt: str = DEFAULT_SYSTEM_PROMPT
 ) -> dict[str, Any]:
-    """A full row from its turns (the last one is trained on): structured fields plus text/prompt/completion."""
+    """A full row from its turns (the last one is trained on): structured fields plus text/prompt/completion, and
+    the last turn's word timings (`words`, `word_starts`, `word_ends`) where it has them."""
     if not turns:
         raise ValueError("A row needs at least one turn.")
-    *history, last = turns
+    timings = {key: list(turns[-1].get(key) or []) for key in WORD_TIMING_FIELDS}  # the last turn's, at top level
+    *history, last = [{k: v for k, v in turn.items() if k not in WORD_TIMING_FIELDS} for turn in turns]
     if last["task"] == MODALITY_ADAPTATION:
         if history:
             raise ValueError("Modality-adaptation rows are single unit sequences; they have no history.")
         text = units_to_string(last["input_units"])
-        return {"id": row_id, **last, "history": [], "text": text, "prompt": "", "completion": text}
+        return {"id": row_id, **last, "history": [], "text": text, "prompt": "", "completion": text, **timings}
     context = "".join(format_turn(*render_exchange(turn)) + " " for turn in history)
     question, answer = render_exchange(last)
     prompt = (system_prompt + context + format_turn(question)).rstrip(" ")  # the space is the answer's first token
@@ -219,6 +229,7 @@ def render_row(
         "text": text,
         "prompt": prompt,
         "completion": text[len(prompt) :],
+        **timings,
     }
 
 
@@ -231,6 +242,7 @@ __all__ = [
     "MODALITY_ADAPTATION",
     "TTS",
     "TURN_KEYS",
+    "WORD_TIMING_FIELDS",
     "estimate_tokens",
     "make_turn",
     "prompt_completion_for",

@@ -36,6 +36,7 @@ from .rows import (
     COM_TASKS,
     FEATURES,
     TTS,
+    WORD_TIMING_FIELDS,
     make_turn,
     render_row,
     token_counter,
@@ -285,7 +286,7 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
         SpeechInstructConfig(name=CHAIN_OF_MODALITY, description="Stage 3: the four chain-of-modality formats."),
     ]
     DEFAULT_CONFIG_NAME = CROSS_MODAL
-    VERSION = datasets.Version("1.1.0")
+    VERSION = datasets.Version("1.2.0")  # 1.2: the word timing columns
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         objects = {k: kwargs[k] for k in _OBJECT_FIELDS if kwargs.get(k) is not None and not isinstance(kwargs[k], str)}
@@ -459,13 +460,14 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
 
     def _speech_items(
         self, items: Iterable[tuple[int, Any]], skipped: SkippedItems, need_transcript: bool
-    ) -> Iterator[tuple[dict[str, Any], str, list[int]]]:
-        """(ids, transcript, units) of each usable utterance; bad ones are counted by reason and named by their id,
-        else their file, else their index."""
+    ) -> Iterator[tuple[dict[str, Any], str, list[int], dict[str, list[Any]]]]:
+        """(ids, transcript, units, word timings) of each usable utterance; bad ones are counted by reason and named
+        by their id, else their file, else their index. The timings are the source's `words`, `word_starts` and
+        `word_ends` columns where it has all three (a speech corpus built by `build_speech_corpus` does)."""
         columns: dict[str, str | None] | None = None
         for index, example in items:
             if columns is None:
-                columns = self._columns(list(example))
+                columns, timed = self._columns(list(example)), set(WORD_TIMING_FIELDS) <= set(example)
             transcript = normalize_transcript(example.get(columns["transcript"])) if columns["transcript"] else ""
             ids = {
                 "source_id": str(example[columns["id"]]) if columns["id"] else f"{index:08d}",
@@ -482,7 +484,8 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
                 name = ids["source_id"] if columns["id"] else audio_name(example[columns["audio"]]) or f"item {index}"
                 skipped.add(skip.reason, name)
                 continue
-            yield ids, transcript, units
+            timings = {key: list(example[key] or []) for key in WORD_TIMING_FIELDS} if timed else {}
+            yield ids, transcript, units, timings
 
     def _columns(self, columns: list[str]) -> dict[str, str | None]:
         config = self.config
@@ -497,20 +500,21 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
         }
 
     def _modality_turns(self, items: Iterable, rng: random.Random, skipped: SkippedItems) -> Iterator[dict[str, Any]]:
-        for ids, transcript, units in self._speech_items(items, skipped, need_transcript=False):
-            yield make_turn(MODALITY_ADAPTATION, input_text=transcript, input_units=units, **ids)
+        for ids, transcript, units, timings in self._speech_items(items, skipped, need_transcript=False):
+            yield {**make_turn(MODALITY_ADAPTATION, input_text=transcript, input_units=units, **ids), **timings}
 
     def _cross_modal_turns(
         self, items: Iterable, rng: random.Random, skipped: SkippedItems
     ) -> Iterator[dict[str, Any]]:
         bench = self.workbench
-        for ids, transcript, units in self._speech_items(items, skipped, need_transcript=True):
+        for ids, transcript, units, timings in self._speech_items(items, skipped, need_transcript=True):
             if rng.random() < self.config.asr_probability:
                 description = rng.choice(bench.asr_descriptions)
-                yield make_turn(ASR, description, transcript, units, output_text=transcript, **ids)
+                turn = make_turn(ASR, description, transcript, units, output_text=transcript, **ids)
             else:
                 description = rng.choice(bench.tts_descriptions)
-                yield make_turn(TTS, description, transcript, output_text=transcript, output_units=units, **ids)
+                turn = make_turn(TTS, description, transcript, output_text=transcript, output_units=units, **ids)
+            yield {**turn, **timings}
 
     def _chain_of_modality_turns(
         self, items: Iterable, rng: random.Random, skipped: SkippedItems

@@ -28,6 +28,8 @@ import numpy as np
 from speechgpt_hf.audio import SAMPLING_RATE
 from speechgpt_hf.data.tts_engines import EspeakTTS, PiperTTS, TTSEngine, resolve_tts
 
+from . import corpus_timings
+
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
@@ -111,6 +113,27 @@ class Grammar:
         groups = {f"nouns:{kind}": [noun.forms for noun in nouns] for kind, nouns in self.nouns.items()}
         groups.update({f"adjectives:{kind}": [{word} for word in words] for kind, words in self.adjectives.items()})
         return groups
+
+    def narrowed(self, per_kind: int) -> Grammar:
+        """A copy with the first `per_kind` entries of every noun, adjective, time, number and determiner list, two
+        verbs for each kind of object, and no hand-written sentences: a vocabulary small enough that a small corpus
+        says each word many times, in many combinations."""
+        if per_kind < 1:
+            raise ValueError(f"per_kind must be at least 1, got {per_kind}.")
+        nouns = {kind: entries[:per_kind] for kind, entries in self.nouns.items()}
+        verbs: list[Verb] = []
+        for kind in [*nouns, "destination"]:
+            verbs += [verb for verb in self.verbs if kind in verb.objects and verb not in verbs][:2]
+        rules = {
+            **self.rules,
+            "sentences": [],
+            "numbers": self.rules["numbers"][:per_kind],
+            "times": {name: times[:per_kind] for name, times in self.rules["times"].items()},
+            "determiners": {name: words[:per_kind] for name, words in self.rules["determiners"].items()},
+        }
+        adjectives = {kind: words[:per_kind] for kind, words in self.adjectives.items()}
+        places = {noun.singular: self.prepositions[noun.singular] for noun in nouns["places"]}
+        return Grammar(nouns, places, adjectives, tuple(verbs), rules)
 
     def without(self, words: set[str] | frozenset[str]) -> Grammar:
         """A copy whose nouns and adjectives use none of `words` (the training side of a split)."""
@@ -278,6 +301,8 @@ class CorpusSplit:
 
 def reserve_words(grammar: Grammar, fraction: float, seed: int | str) -> frozenset[str]:
     """Every form of `fraction` (at least one) of each noun and adjective kind: words kept for testing only."""
+    if fraction <= 0:
+        return frozenset()
     rng = random.Random(f"{seed}:reserve")
     reserved: set[str] = set()
     for _, entries in sorted(grammar.reservable().items()):
@@ -304,7 +329,7 @@ def split_sentences(
     random.Random(f"{seed}:written").shuffle(written)
     written_new = [s for s in written if words_of([s]) & reserved]
     written_known = [s for s in written if s not in written_new]
-    num_new = round(num_test * new_word_share)
+    num_new = round(num_test * new_word_share) if reserved else 0
     known_test = min(round(len(written_known) * num_test / max(1, num_train + num_test)), num_test - num_new)
     train = written_known[known_test:][:num_train]
     train += generate_sentences(num_train - len(train), f"{seed}:train", grammar, exclude=reserved, taken=written)
@@ -421,10 +446,11 @@ def _write_clip(path: Path, audio: np.ndarray, sampling_rate: int) -> None:
 
 
 def _voice(utterances: list[_Utterance], clips: Path, engines: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Voices every utterance without a clip yet; returns the ones the engine could not speak."""
+    """Voices every utterance without a clip yet, and times every clip without timings; returns the utterances
+    the engine could not speak."""
     from tqdm.auto import tqdm
 
-    missing = [u for u in utterances if not (clips / u.clip_name).exists()]
+    missing = [u for u in utterances if not corpus_timings.timings_path(clips / u.clip_name).exists()]
     if not missing:
         return []
     resolved = _engines([u.voice for u in missing], engines)
@@ -433,8 +459,9 @@ def _voice(utterances: list[_Utterance], clips: Path, engines: Mapping[str, Any]
     for utterance in progress:
         engine, _, speaker = utterance.voice.partition(":")
         try:
-            audio, sampling_rate = resolved[engine](utterance.text, speaker=speaker)
-            _write_clip(clips / utterance.clip_name, audio, sampling_rate)
+            corpus_timings.voice_clip(
+                resolved[engine], utterance.text, speaker, clips / utterance.clip_name, _write_clip
+            )
         except ValueError as error:  # the engines' contract: a text they cannot voice; anything else is a bug
             failures.append(
                 {
@@ -469,6 +496,7 @@ def _dataset_dict(utterances: list[_Utterance], clips: Path) -> DatasetDict:
             "speaker": string,
             "id": string,
             "kind": string,
+            **corpus_timings.timing_features(),
         }
     )
     splits = {}
@@ -480,6 +508,7 @@ def _dataset_dict(utterances: list[_Utterance], clips: Path) -> DatasetDict:
             "speaker": [u.voice for u in rows],
             "id": [u.id for u in rows],
             "kind": [u.kind for u in rows],
+            **corpus_timings.timing_columns([clips / u.clip_name for u in rows]),
         }
         splits[name] = datasets.Dataset.from_dict(table, features=features)
     return datasets.DatasetDict(splits)
@@ -504,6 +533,7 @@ def _manifest(
         "held_out_voices": settings["held_out_voices"],
         "seed": settings["seed"],
         "voicing_seconds": round(seconds, 1),
+        "untimed": {name: sum(not words for words in rows["words"]) for name, rows in corpus.items()},
     }
 
 
@@ -516,15 +546,20 @@ def build_speech_corpus(
     seed: int = 0,
     held_out_fraction: float = 0.1,
     engines: Mapping[str, TTSEngine | Callable[..., Any]] | None = None,
+    words_per_kind: int | None = None,
 ) -> DatasetDict:
     """Voices a held-out split into a DatasetDict: "train", "test" (held-out sentences, training voices) and
-    "test_voice" (held-out sentences, held-out voices), columns audio (16 kHz), text, speaker, id, kind.
+    "test_voice" (held-out sentences, held-out voices), columns audio (16 kHz), text, speaker, id, kind, and
+    the word timings `words`, `word_starts`, `word_ends` (seconds; see `speechgpt_hf.reproduction.corpus_timings`:
+    espeak-ng's own events for espeak-ng voices, pocketsphinx alignment for the others).
 
     A voice is `engine:speaker`: `piper:joe` (or joe-slow, joe-fast) and espeak-ng voices such as
     `espeak:en-gb+f2`; `engines` maps other prefixes (or overrides these) to an engine or callable. Clips are
     kept in `output_dir/clips` by text and voice, so an interrupted build resumes, and a finished build with the
     same settings is loaded, not redone (delete manifest.json to retry skipped sentences). A sentence an engine
     cannot speak is skipped and listed in manifest.json with the counts, voices, seed and test-only words.
+    `words_per_kind` narrows the grammar (`Grammar.narrowed`) so that a small corpus repeats each word often;
+    `held_out_fraction=0` reserves no words, so every held-out sentence is a new combination of training words.
     Voicing speed measured on 2 CPU cores at a load average near 5 (other jobs running), resampling and writing
     included: Piper 0.47 s a sentence, espeak-ng 0.04 s; 5000 Piper sentences take about 40 minutes there.
     """
@@ -540,14 +575,17 @@ def build_speech_corpus(
         "seed": seed,
         "held_out_voices": list(held_out_voices),
         "held_out_fraction": held_out_fraction,
+        "words_per_kind": words_per_kind,
         "sampling_rate": SAMPLING_RATE,
         "grammar": hashlib.sha1(GRAMMAR_PATH.read_bytes()).hexdigest(),
+        "word_timings": corpus_timings.TIMINGS_VERSION,
     }
     manifest_path, dataset_path = output / "manifest.json", output / "dataset"
     if manifest_path.exists() and dataset_path.exists():
         if json.loads(manifest_path.read_text(encoding="utf-8")).get("settings") == settings:
             return datasets.load_from_disk(str(dataset_path))
-    split = split_sentences(num_train, num_test, seed=seed, held_out_fraction=held_out_fraction)
+    grammar = Grammar.load() if words_per_kind is None else Grammar.load().narrowed(words_per_kind)
+    split = split_sentences(num_train, num_test, seed=seed, held_out_fraction=held_out_fraction, grammar=grammar)
     check_split(split)
     utterances = _plan(split, voices, held_out_voices)
     (output / "clips").mkdir(parents=True, exist_ok=True)
