@@ -27,8 +27,44 @@ from .models.vocoder_protocol import UnitStreamer, UnitVocoder
 
 __version__ = "0.1.0"
 
+# Entry points whose modules import TRL, datasets or the judges: loaded on first use, so `import speechgpt_hf` stays
+# light. Name -> the module that defines it.
+_LAZY = {
+    "SpeechGPTTrainingConfig": "speechgpt_hf.training.sft",
+    "train_stage": "speechgpt_hf.training.sft",
+    "EvaluationConfig": "speechgpt_hf.evaluation.harness",
+    "evaluate_speechgpt": "speechgpt_hf.evaluation.harness",
+    "SpeechInstruct": "speechgpt_hf.data.speechinstruct",
+    "SpeechInstructConfig": "speechgpt_hf.data.speechinstruct",
+    "build_speechinstruct_folder": "speechgpt_hf.data.hub_folder",
+    "load_speechinstruct": "speechgpt_hf.data.loading",
+    "assemble_system": "speechgpt_hf.inference.assemble",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "AudioInputError",
+    "EvaluationConfig",
+    "SpeechGPTTrainingConfig",
+    "SpeechInstruct",
+    "SpeechInstructConfig",
+    "assemble_system",
+    "build_speechinstruct_folder",
+    "evaluate_speechgpt",
+    "load_speechinstruct",
+    "train_stage",
     "SpeechGPTChat",
     "SpeechGPTReply",
     "DEFAULT_SYSTEM_PROMPT",

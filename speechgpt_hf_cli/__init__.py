@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "extract-units": "extract_units",
     "train": "train",
     "train-vocoder": "train_vocoder",
+    "assemble": "assemble",
     "build-speechinstruct": "build_speechinstruct",
     "evaluate": "evaluate",
     "reproduce": "reproduce",

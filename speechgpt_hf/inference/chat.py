@@ -2,14 +2,14 @@
 
 `SpeechGPTChat.from_pretrained(repo)` loads the LM and its processor, which brings the unit tokenizer and vocoder
 that the repo names, each loaded when first needed, on the LM's device. `respond()` answers one turn (text and/or
-speech in, parsed answer and speech out); `stream()` yields text and audio while the answer is generated. Earlier
+speech in, parsed answer and speech out); `respond_batch()` answers many independent requests in batches; `stream()` yields text and audio while the answer is generated. Earlier
 turns are kept and the oldest dropped when the prompt would outgrow the model's context.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from ..models.speechgpt.prompt_format import (
     units_to_string,
 )
 from ..models.speechgpt.speech_components import placed
+from .batching import generate_answers, pad_token_id
 from .constrained_decoding import unit_span_logits_processor
 from .speech_streamer import SpeechUnitStreamer, StreamEvent
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from ..models.unit_tokenizer.modeling_unit_tokenizer import SpeechUnitTokenizer
     from ..models.vocoder_protocol import UnitVocoder
 
+# The `from_pretrained` options that say where and how to fetch files, for the processor as for the LM.
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "subfolder")
 # Name of the thread that runs `generate` while `SpeechGPTChat.stream` reads its events.
 GENERATION_THREAD = "speechgpt-chat-generate"
 
@@ -99,19 +102,29 @@ class SpeechGPTChat:
         constrain_units: bool = True,
         speaker_id: int | str | None = None,
         device: str | Any | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
         **model_kwargs: Any,
     ) -> SpeechGPTChat:
         """Loads the LM and processor from `repo`; the unit tokenizer and vocoder (unless given) are the processor's,
         those its repo names, loaded when first needed. All of them run on `device` ("cuda", "cpu", …; None: where
-        `from_pretrained` puts the LM, or the first device of a `device_map=` among `model_kwargs`)."""
+        `from_pretrained` puts the LM, or the first device of a `device_map=` among `model_kwargs`).
+
+        `revision` is the commit, branch or tag of `repo` that the LM and the processor load; `token` and the other
+        Hub options among `model_kwargs` (`cache_dir`, `local_files_only`, `force_download`, `proxies`,
+        `subfolder`) go to the LM, the processor and, through it, the unit tokenizer and vocoder (which live in
+        repos of their own, at the revisions their pointers name)."""
         from transformers import AutoModelForCausalLM, AutoProcessor
 
         if device is not None:
             if model_kwargs.get("device_map") is not None:
                 raise ValueError("Give `device` or `device_map`, not both.")
             model_kwargs["device_map"] = device
-        model = AutoModelForCausalLM.from_pretrained(repo, **model_kwargs)
-        processor = AutoProcessor.from_pretrained(repo)
+        hub = {"revision": revision, "token": token}
+        hub.update({key: model_kwargs[key] for key in HUB_KWARGS if key in model_kwargs})
+        hub = {key: value for key, value in hub.items() if value is not None}
+        model = AutoModelForCausalLM.from_pretrained(repo, **{**model_kwargs, **hub})
+        processor = AutoProcessor.from_pretrained(repo, **hub)
         return cls(
             model,
             processor,
@@ -240,6 +253,58 @@ class SpeechGPTChat:
             reply.waveform = self.vocoder.synthesize(units, **speaker).numpy()
             reply.sampling_rate = self.vocoder.config.sampling_rate
         return reply
+
+    def respond_batch(
+        self,
+        requests: Sequence[str | dict[str, Any]],
+        output_modality: Modality | str | None = None,
+        batch_size: int = 8,
+        **generate_kwargs: Any,
+    ) -> list[SpeechGPTReply]:
+        """Answers independent requests, one reply each in their order, `batch_size` at a time in one `generate`
+        call. A request is a text, or a dict of `respond`'s arguments (`text`, `audio`, `sampling_rate`,
+        `output_modality`). Each is answered as a conversation's first turn: the history is neither used nor
+        changed. With greedy decoding every reply is the one `respond` gives the request alone."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
+        settings = self._generation_settings(generate_kwargs)
+        instructions = [self._batch_instruction(request, output_modality) for request in requests]
+        prompts = [
+            self.processor.apply_chat_template(history_messages([], instruction), add_generation_prompt=True)
+            for instruction in instructions
+        ]
+        ids = [self.processor(prompt, return_tensors="pt")["input_ids"][0] for prompt in prompts]
+        replies = []
+        for start in range(0, len(ids), batch_size):
+            answers = generate_answers(
+                self.model, ids[start : start + batch_size], pad_token_id(self.processor.tokenizer), **settings
+            )
+            batch_prompts = prompts[start : start + batch_size]
+            replies += [self._reply(prompt, answer) for prompt, answer in zip(batch_prompts, answers, strict=True)]
+        self._voice([reply for reply in replies if reply.response.units])
+        return replies
+
+    def _batch_instruction(self, request: str | dict[str, Any], output_modality: Modality | str | None) -> str:
+        fields = {"text": request} if isinstance(request, str) else dict(request)
+        unknown = sorted(set(fields) - {"text", "audio", "sampling_rate", "output_modality"})
+        if unknown:
+            raise ValueError(f"A request holds text, audio, sampling_rate and output_modality, not {unknown}.")
+        fields.setdefault("output_modality", output_modality)
+        return self.instruction(**fields)
+
+    def _reply(self, prompt: str, answer_ids: list[int]) -> SpeechGPTReply:
+        generated = self.processor.decode(answer_ids, skip_special_tokens=False)
+        return SpeechGPTReply(response=self.processor.parse(generated), generated_text=generated, prompt=prompt)
+
+    def _voice(self, replies: list[SpeechGPTReply]) -> None:
+        """Speaks the units of `replies` in one batched vocoder call."""
+        if not replies or self.vocoder is None:
+            return
+        speaker = {} if self.speaker_id is None else {"speaker_id": self.speaker_id}
+        waveforms = self.vocoder.synthesize([reply.response.units for reply in replies], **speaker)
+        for reply, waveform in zip(replies, waveforms, strict=True):
+            reply.waveform = waveform.numpy() if hasattr(waveform, "numpy") else np.asarray(waveform)
+            reply.sampling_rate = self.vocoder.config.sampling_rate
 
     def stream(
         self,

@@ -15,6 +15,7 @@ import numpy as np
 from transformers import GenerationConfig, LogitsProcessorList, Pipeline
 
 from ..audio import AudioInputError
+from ..inference.batching import generate_answers, pad_token_id
 from ..inference.chat import SpeechGPTChat
 from ..models.speechgpt import SpeechGPTForCausalLM, SpeechGPTProcessor, SpeechGPTResponse
 
@@ -149,21 +150,61 @@ class SpeechGPTPipeline(Pipeline):
         encoded = self.processor(self.processor.build_prompt(instruction), return_tensors="pt")
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
-    def _forward(self, model_inputs: dict[str, Any], generate_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Generates the answer; what preprocess put beside the ids (under "request") passes through."""
-        request = model_inputs.pop("request", {})
+    def __call__(self, inputs: Any = None, *args: Any, batch_size: int | None = None, **kwargs: Any) -> Any:
+        """One input gives one result. A list of inputs gives a list of results, one per input and in its order,
+        generated `batch_size` inputs at a time in one `generate` call (default: the `batch_size` given to
+        `pipeline(...)`, else 1, one by one); greedy answers are the ones each input gets alone."""
+        if not isinstance(inputs, list):
+            return super().__call__(inputs, *args, **kwargs)
+        if any(isinstance(item, dict) and "role" in item for item in inputs):
+            reject_chat(inputs)  # chat messages, not a list of requests
+        if args:
+            raise TypeError("Give the inputs as one list; other arguments by name.")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}.")
+        preprocess, forward, postprocess = (
+            {**defaults, **given}
+            for defaults, given in zip(
+                (self._preprocess_params, self._forward_params, self._postprocess_params),
+                self._sanitize_parameters(**kwargs),
+                strict=True,
+            )
+        )
+        size = batch_size or self._batch_size or 1
+        results: list[Any] = []
+        for start in range(0, len(inputs), size):
+            prepared = [self.preprocess(item, **preprocess) for item in inputs[start : start + size]]
+            answers = generate_answers(
+                self.model,
+                [item["input_ids"][0] for item in prepared],
+                pad_token_id(self.processor.tokenizer),
+                **self._generation_settings(forward.get("generate_kwargs")),
+            )
+            results += [
+                self.postprocess({"answer_ids": ids, "request": item.get("request", {})}, **postprocess)
+                for item, ids in zip(prepared, answers, strict=True)
+            ]
+        return results
+
+    def _generation_settings(self, generate_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+        """The call's `generate` keywords over the pipeline's defaults, with the unit-span constraint."""
         settings = self._prepare_generate_kwargs(dict(generate_kwargs or {}))
         if self.chat.unit_span is not None:
             settings["logits_processor"] = LogitsProcessorList(
                 [*(settings.get("logits_processor") or []), self.chat.unit_span]
             )
-        output = self.model.generate(**model_inputs, **settings)
+        return settings
+
+    def _forward(self, model_inputs: dict[str, Any], generate_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Generates the answer; what preprocess put beside the ids (under "request") passes through."""
+        request = model_inputs.pop("request", {})
+        output = self.model.generate(**model_inputs, **self._generation_settings(generate_kwargs))
         sequences = getattr(output, "sequences", output)
         return {"answer_ids": sequences[0, model_inputs["input_ids"].shape[1] :], "request": request}
 
     def parse(self, answer_ids: Any) -> SpeechGPTResponse:
-        """The generated ids as transcript, text answer and units."""
-        return self.processor.parse(answer_ids.tolist())
+        """The generated ids (a tensor or a list) as transcript, text answer and units."""
+        return self.processor.parse(answer_ids.tolist() if hasattr(answer_ids, "tolist") else list(answer_ids))
 
     def speak(self, response: SpeechGPTResponse) -> np.ndarray:
         """The answer's units voiced by the vocoder (1-D float32); empty when the model answered without speech."""
