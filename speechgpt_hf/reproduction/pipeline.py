@@ -403,16 +403,9 @@ def train_vocoder_step(output: Path, settings: ReproductionSettings, corpus: Dat
 def assemble(output: Path) -> Path:
     """Points the final LM and its processor at the vocoder (paths stored relative to the model folder, so the run
     can move)."""
-    from transformers import AutoConfig, AutoProcessor
+    from ..inference.assemble import assemble_system
 
-    model = output / "lm" / STAGES[-1]
-    config = AutoConfig.from_pretrained(model)
-    config.vocoder_repo = str(output / "vocoder")
-    config.save_pretrained(model)
-    processor = AutoProcessor.from_pretrained(model)
-    processor.use_components_of(config)
-    processor.save_pretrained(model)
-    return model
+    return assemble_system(output / "lm" / STAGES[-1], vocoder=output / "vocoder")
 
 
 def evaluate_held_out(output: Path, settings: ReproductionSettings, corpus: DatasetDict) -> dict[str, Any]:
