@@ -92,6 +92,13 @@ def run(
     return rows, seconds, same
 
 
+TOLD = (
+    "Every Whisper judge is told each sentence's text, as `ASRJudge.judge` tells it (the guarded judge caps its "
+    "decoding at twice the text's tokens as well as by the audio's length); the evaluation harness tells its judge "
+    "nothing, so its decoding is capped by the audio's length alone."
+)
+
+
 def reading(rows: dict[str, dict], same: dict[str, str], judges: list[str]) -> list[str]:
     """Which judge reads each voice family best, what the guard changed, which voices the guarded judge reads within
     THRESHOLD, and which speakers are not distinct voices at all."""
@@ -156,6 +163,7 @@ def report(
             f"{torch.get_num_threads()} thread(s); Python {platform.python_version()}.",
             f"Seconds per utterance (batches of 8, every Whisper input padded to 30 s): {speed}; TTS "
             f"{seconds['tts']:.0f} s, DNSMOS {seconds['dnsmos']:.0f} s in all.",
+            TOLD,
             "",
             header,
             rule,

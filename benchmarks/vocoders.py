@@ -241,6 +241,16 @@ def main() -> None:
     print(f"Report: {args.report}")
 
 
+JUDGED = (
+    "Judged as `ASRJudge.judge` judges: the Whisper tiny.en judge is told each reference text (its decoding is capped "
+    "at twice the reference's tokens as well as by the audio's length), and each row says whether the vocoder was "
+    "given the units' true durations (read from the recording) or predicted them. The evaluation harness "
+    "(`speechgpt-hf evaluate`; quickstart.md, quickstart_evaluate.md, reproduction.md) tells its judge nothing and its "
+    'vocoder predicts durations: its resynthesis numbers compare with the "predicted durations" row, not with the '
+    "others."
+)
+
+
 def write_report(args: argparse.Namespace, facts: dict[str, Any], scores: dict[str, Any], texts: list[str]) -> None:
     lines = [
         "# Unit HiFi-GAN vs unit-to-mel vocoder, same units, same held-out speech (CPU)",
@@ -252,6 +262,8 @@ def write_report(args: argparse.Namespace, facts: dict[str, Any], scores: dict[s
         "",
         f"Data: {facts['train_items']} training utterances ({', '.join(VOICES)}), {facts['test_items']} held-out "
         f"sentences in the same voices. Units: Whisper tiny.en encoder layer {facts['layer']}, k-means K={args.num_units}.",
+        "",
+        JUDGED,
         "",
         "| audio | judge WER | DNSMOS |",
         "| --- | ---: | ---: |",

@@ -10,6 +10,7 @@ from datasets import Dataset
 
 from speechgpt_hf.evaluation.eval_data import load_speech_items, load_spoken_questions
 from speechgpt_hf.evaluation.harness import EvaluationConfig, evaluate_speechgpt
+from speechgpt_hf.evaluation.judges import Heard
 from speechgpt_hf.evaluation.scoring import error_rates, qa_accuracy
 from speechgpt_hf.evaluation.tasks import Judges
 from speechgpt_hf.inference.chat import SpeechGPTReply
@@ -139,7 +140,8 @@ def test_perfect_stand_in_scores_perfectly(tmp_path):
     report_md = (tmp_path / "report.md").read_text()
     assert "| asr | wer | 0.000 |" in report_md and "missing transcript: 1" in report_md
     assert "| spoken_qa | cross-modal transfer (spoken / text accuracy) | 1.000 |" in report_md
-    assert "| spoken_qa | accuracy (spoken question, spoken answer) | 1.000 | 0.000 |" in report_md
+    assert "| spoken_qa | accuracy (spoken question, spoken answer; its first answer) | 1.000 | 0.000 |" in report_md
+    assert "- tts, the system's speech: 0" in report_md  # every judged task counts the transcripts cut short
     assert "spoken_qa by topic:" in report_md
     assert {"error_rates.png", "wer_by_length.png", "spectrogram.png"} <= {p.name for p in tmp_path.iterdir()}
     assert sum(1 for _ in open(tmp_path / "items.jsonl")) >= 3 * len(SENTENCES) + 6
@@ -359,6 +361,37 @@ def test_the_real_chat_through_every_task_scores_what_it_writes(tiny_speechgpt, 
     assert qa["question_judge_wer"] == 0.0
     assert tasks["latency"]["metrics"]["real_time_factor"] > 0.0
     assert (tmp_path / "report.md").exists()
+
+
+class CuttingJudge(OracleJudge):
+    """The oracle, telling (as the guarded Whisper judge does) that its decoding was cut short where what it heard ends
+    in one word four times."""
+
+    def hear(self, waveforms):
+        return [
+            Heard(text, "loop" if len(set(text.split()[-4:])) == 1 else None) for text in self.transcribe(waveforms)
+        ]
+
+
+class LoopingStandIn(StandIn):
+    """The perfect stand-in, except that its speech repeats the last word five more times."""
+
+    def _speech(self, text: str) -> np.ndarray:
+        return self.judge.register(text + f" {text.split()[-1]}" * 5)
+
+
+def test_a_system_that_repeats_itself_is_scored_on_all_it_said_and_the_cut_transcripts_are_counted(tmp_path):
+    judge = CuttingJudge()
+    report = _run(LoopingStandIn(judge, load_spoken_questions(limit=6)), judge, tmp_path, tasks=["tts", "spoken_qa"])
+    tts = report.results["tasks"]["tts"]["metrics"]
+    assert tts["judge_wer"] == pytest.approx(15 / sum(len(s.split()) for s in SENTENCES))  # five insertions each
+    assert tts["judge_cut_items"] == len(SENTENCES) and tts["reference_judge_cut_items"] == 0
+    assert [item["judge_cut"] for item in report.tasks["tts"].items] == ["loop"] * len(SENTENCES)
+    qa = report.results["tasks"]["spoken_qa"]["metrics"]
+    assert qa["answer_judge_cut_items"] == 6 and qa["question_judge_cut_items"] == 0
+    report_md = (tmp_path / "report.md").read_text()
+    assert "- tts, the system's speech: 3\n- tts, the reference audio: 0\n" in report_md
+    assert "- spoken_qa, the spoken answers: 6\n" in report_md
 
 
 def test_judges_remember_audio_they_have_heard():

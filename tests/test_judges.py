@@ -73,10 +73,21 @@ def test_whisper_tiny_en_judge_hears_speech_not_noise(piper_speech):
     assert isinstance(judge, ASRJudge) and judge.name == "whisper-tiny.en"
     waves, texts = piper_speech
     noise = np.random.default_rng(0).normal(0, 0.1, 16000 * 2).astype(np.float32)
-    *heard, heard_in_noise = judge.transcribe([*waves, noise])  # one batch: Whisper pads every input to 30 s
+    from speechgpt_hf.data.tts_engines import PiperTTS
+
+    tts = PiperTTS()
+    repeating = prepare_waveforms([tts("No, no, no, no, no, no, no, no, no, no.")[0]], tts.sampling_rate)
+    # one batch: Whisper pads every input to 30 s
+    *verdicts, in_noise, repeated = judge.hear([*waves, noise, repeating[0]])
+    heard, heard_in_noise = [verdict.text for verdict in verdicts], in_noise.text
     assert word_error_rate(texts, heard) == 0.0, heard
-    assert word_error_rate(texts[:1], [heard_in_noise]) >= 0.8
-    assert len(judge.pipeline.tokenizer(heard_in_noise).input_ids) <= 16 + 8 * 2 + 4, heard_in_noise  # capped
+    assert [verdict.cut for verdict in verdicts] == [None, None]
+    assert word_error_rate(texts[:1], [heard_in_noise]) >= 0.8 and in_noise.cut is not None  # looped, or capped
+    # Speech that repeats itself: the loop stop ends decoding after a few copies, and says so; the copies the judge
+    # heard stay in the transcript (nothing is cut back to one copy after decoding).
+    assert repeated.cut == "loop" and normalize_text(repeated.text).split().count("no") >= 4, repeated
+    longest = max(len(wave) for wave in [*waves, noise, repeating[0]]) / 16000
+    assert len(judge.pipeline.tokenizer(heard_in_noise).input_ids) <= 16 + 8 * longest + 4, heard_in_noise  # capped
     unguarded = copy.copy(judge)
     unguarded.repetition_guard = False  # decodes as the checkpoint says: the pipeline's own output, uncut
     assert unguarded.transcribe(waves[:1]) == [

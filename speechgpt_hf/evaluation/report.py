@@ -13,11 +13,24 @@ from ..data.skipped import capped
 
 # Names shown in reports for metrics whose key alone says too little.
 METRIC_LABELS = {
-    "accuracy": "accuracy (spoken question, spoken answer)",
-    "text_accuracy": "text accuracy (the same questions written)",
+    "accuracy": "accuracy (spoken question, spoken answer; its first answer)",
+    "text_accuracy": "text accuracy (the same questions written; the first answer)",
     "cross_modal_transfer": "cross-modal transfer (spoken / text accuracy)",
     "question_judge_wer": "judge WER on the question audio",
 }
+# Counts of the judge's transcripts that its decoding guard cut short, by the audio they are of (reported apart).
+CUT_COUNTS = {
+    "judge_cut_items": "the system's speech",
+    "reference_judge_cut_items": "the reference audio",
+    "question_judge_cut_items": "the question audio",
+    "answer_judge_cut_items": "the spoken answers",
+}
+# How the harness runs its judge; benchmarks that give the judge more (benchmarks/vocoders.md) say so beside theirs.
+JUDGED_AS = (
+    "Speech is judged as a user would hear it: the judge is not told the reference text (its decoding is capped by "
+    "the audio's length alone) and the vocoder predicts each unit's duration. Answers are right when the first "
+    "answer they commit to (their first sentence or clause that is not a question) holds an accepted one."
+)
 # Metrics where lower is better, shown as a system bar beside the judge's reference bar.
 _ERROR_METRICS = {"asr": "wer", "tts": "judge_wer", "resynthesis": "judge_wer"}
 
@@ -103,6 +116,8 @@ def _markdown(results: dict[str, Any], plots: list[str]) -> str:
         f"Judge: {results['judge']}. Machine: {results['machine']}"
         + (f"; the system ran on {results['device']}." if results.get("device") else "."),
         "",
+        JUDGED_AS,
+        "",
         "| task | metric | value | judge on the reference audio |",
         "| --- | --- | --- | --- |",
     ]
@@ -119,16 +134,33 @@ def _markdown(results: dict[str, Any], plots: list[str]) -> str:
             "accuracy": "question_judge_wer",
         }
         for metric, value in metrics.items():
-            if metric.startswith("reference_"):
+            if metric.startswith("reference_") or metric in CUT_COUNTS:
                 continue
             floor = metrics.get(reference.get(metric, ""), "")
             lines.append(f"| {name} | {METRIC_LABELS.get(metric, metric)} | {_fmt(value)} | {_fmt(floor)} |")
         if "text_accuracy" in metrics and "cross_modal_transfer" not in metrics:
             lines.append(f"| {name} | {METRIC_LABELS['cross_modal_transfer']} | n/a (text accuracy is 0) | |")
+    lines += _cut_markdown(results)
     lines += _topic_markdown(results)
     lines += _skipped_markdown(results)
     lines += ["", *(f"![{plot}]({plot})" for plot in plots)]
     return "\n".join(lines) + "\n"
+
+
+def _cut_markdown(results: dict[str, Any]) -> list[str]:
+    """Per task, how many of the judge's transcripts its loop stop or token cap cut short (items.jsonl marks which)."""
+    rows = []
+    for name, task in results["tasks"].items():
+        metrics = task["metrics"]
+        rows += [f"- {name}, {audio}: {metrics[key]}" for key, audio in CUT_COUNTS.items() if key in metrics]
+    if not rows:
+        return []
+    return [
+        "",
+        "Judge transcripts cut short by the judge's loop stop or token cap (scored as heard; a cut transcript may "
+        "hold less than the audio said, e.g. speech that repeats itself; items.jsonl marks each as `judge_cut`):",
+        *rows,
+    ]
 
 
 def _topic_markdown(results: dict[str, Any]) -> list[str]:
@@ -189,4 +221,4 @@ def write_report(report: Any, output_dir: str | Path) -> Path:
     return output
 
 
-__all__ = ["METRIC_LABELS", "pyplot", "save_figure", "write_report"]
+__all__ = ["CUT_COUNTS", "JUDGED_AS", "METRIC_LABELS", "pyplot", "save_figure", "write_report"]

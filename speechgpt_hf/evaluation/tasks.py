@@ -3,7 +3,9 @@
 Each task talks to a *system*: a `SpeechGPTChat` or anything with the same `respond`/`stream`/`reset` methods
 and `unit_tokenizer`/`vocoder` attributes (tests pass stand-ins that answer perfectly or badly). Speech the
 system writes is transcribed by an independent ASR judge; every judged WER comes with the judge's WER on the
-reference audio of the same items, so the floor the judge sets is visible.
+reference audio of the same items, so the floor the judge sets is visible. The judge's transcript is scored as it
+decoded it: where its loop stop or token cap cut decoding short, the item says so (`judge_cut`) and the task counts
+those items (`*_judge_cut_items`), since a cut transcript may hold less than the audio said.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..models.speechgpt.prompt_format import INPUT_MARKER, format_cross_modal_instruction
 from .eval_data import SAMPLING_RATE, SpeechItem, SpokenQuestion
+from .judges import Heard
 from .scoring import error_rates, qa_accuracy
 
 if TYPE_CHECKING:
@@ -45,8 +48,9 @@ class TaskResult:
 
 @dataclass
 class Judges:
-    """The independent scorers: an ASR judge (`transcribe(waveforms) -> texts`) and an optional naturalness
-    scorer (`score(waveforms) -> MOS`), both on 16 kHz mono float audio.
+    """The independent scorers: an ASR judge (`transcribe(waveforms) -> texts`, and `hear(waveforms) -> Heard` where
+    it can say when its decoding was cut short) and an optional naturalness scorer (`score(waveforms) -> MOS`), both
+    on 16 kHz mono float audio.
 
     Verdicts are remembered by audio content, so reference audio shared by several tasks (and splits) is judged
     once: the Whisper judge costs seconds an utterance on a CPU.
@@ -54,11 +58,19 @@ class Judges:
 
     asr: Any
     mos: Any | None = None
-    _heard: dict[str, str] = field(default_factory=dict, repr=False)
+    _heard: dict[str, Heard] = field(default_factory=dict, repr=False)
     _scored: dict[str, float] = field(default_factory=dict, repr=False)
 
+    def hear(self, waveforms: Sequence[np.ndarray]) -> list[Heard]:
+        def judge(todo: list) -> list[Heard]:
+            if hasattr(self.asr, "hear"):
+                return list(self.asr.hear(todo))
+            return [Heard(str(text)) for text in self.asr.transcribe(todo)]
+
+        return _remembered(self._heard, waveforms, judge)
+
     def transcribe(self, waveforms: Sequence[np.ndarray]) -> list[str]:
-        return _remembered(self._heard, waveforms, lambda todo: [str(t) for t in self.asr.transcribe(todo)])
+        return [heard.text for heard in self.hear(waveforms)]
 
     def naturalness(self, waveforms: Sequence[np.ndarray]) -> list[float] | None:
         if self.mos is None or not waveforms:
@@ -105,19 +117,25 @@ def _judged_speech(
     """Judge WER (and DNSMOS) of spoken outputs; a missing output counts as silence, i.e. every word deleted."""
     references = [item.text for item in items]
     spoken = [(i, w) for i, w in enumerate(outputs) if w is not None]
-    heard = [""] * len(outputs)
-    for (index, _), text in zip(spoken, judges.transcribe([w for _, w in spoken]), strict=True):
-        heard[index] = text
-    scores = error_rates(references, heard)
+    heard = [Heard("")] * len(outputs)
+    for (index, _), verdict in zip(spoken, judges.hear([w for _, w in spoken]), strict=True):
+        heard[index] = verdict
+    scores = error_rates(references, [h.text for h in heard])
     result.metrics.update(judge_wer=scores["wer"], judge_cer=scores["cer"], silent_answers=len(outputs) - len(spoken))
+    result.metrics["judge_cut_items"] = _cut_count(heard)
     mos = judges.naturalness([w for _, w in spoken])
     if mos:
         result.metrics["dnsmos"] = float(np.mean(mos))
     mos_by_index = dict(zip((i for i, _ in spoken), mos or [], strict=False))
     for index, record in enumerate(result.items):
-        record.update(heard=heard[index], judge_wer=scores["item_wer"][index], dnsmos=mos_by_index.get(index))
+        record.update(
+            heard=heard[index].text,
+            judge_cut=heard[index].cut,
+            judge_wer=scores["item_wer"][index],
+            dnsmos=mos_by_index.get(index),
+        )
     reference_audio = [item.audio for item in items]
-    result.metrics["reference_judge_wer"] = error_rates(references, judges.transcribe(reference_audio))["wer"]
+    _judge_reference(result, references, judges.hear(reference_audio))
     reference_mos = judges.naturalness(reference_audio)
     if reference_mos:
         result.metrics["reference_dnsmos"] = float(np.mean(reference_mos))
@@ -150,10 +168,19 @@ def evaluate_asr(
         for item, hypothesis, wer, reply in zip(items, hypotheses, scores["item_wer"], replies, strict=True)
     ]
     if judges is not None:  # what the independent judge hears in the same audio: an ASR reference point
-        result.metrics["reference_judge_wer"] = error_rates(
-            [item.text for item in items], judges.transcribe([item.audio for item in items])
-        )["wer"]
+        _judge_reference(result, [item.text for item in items], judges.hear([item.audio for item in items]))
     return result
+
+
+def _cut_count(heard: Sequence[Heard]) -> int:
+    """How many of the judge's transcripts its decoding guard cut short (loop stop or token cap)."""
+    return sum(h.cut is not None for h in heard)
+
+
+def _judge_reference(result: TaskResult, references: Sequence[str], heard: Sequence[Heard]) -> None:
+    """The judge's WER on the reference audio, and how many of those transcripts it cut short."""
+    result.metrics["reference_judge_wer"] = error_rates(references, [h.text for h in heard])["wer"]
+    result.metrics["reference_judge_cut_items"] = _cut_count(heard)
 
 
 def evaluate_tts(
@@ -272,11 +299,11 @@ def evaluate_spoken_qa(
     ]
     result.by_topic = _accuracy_by_topic(asked, scored["correct"], text_scored["correct"])
     if judges is not None:
-        heard = judges.transcribe([item.audio for item in spoken])
-        rates = error_rates([item.text for item in spoken], heard)
-        result.metrics["question_judge_wer"] = rates["wer"]
-        for record, text, wer in zip(result.items, heard, rates["item_wer"], strict=True):
-            record.update(question_heard=text, question_judge_wer=wer)
+        heard = judges.hear([item.audio for item in spoken])
+        rates = error_rates([item.text for item in spoken], [h.text for h in heard])
+        result.metrics.update(question_judge_wer=rates["wer"], question_judge_cut_items=_cut_count(heard))
+        for record, verdict, wer in zip(result.items, heard, rates["item_wer"], strict=True):
+            record.update(question_heard=verdict.text, question_judge_cut=verdict.cut, question_judge_wer=wer)
     _judge_spoken_answers(result, system, replies, answers, judges)
     return result
 
@@ -313,11 +340,12 @@ def _judge_spoken_answers(
     if len(replies) > len(pairs):
         result.skipped["no text answer to compare the speech with"] = len(replies) - len(pairs)
     if spoken_answers:
-        heard = judges.transcribe([w for _, w in spoken_answers])
-        consistency = error_rates([answers[i] for i, _ in spoken_answers], heard)
+        heard = judges.hear([w for _, w in spoken_answers])
+        consistency = error_rates([answers[i] for i, _ in spoken_answers], [h.text for h in heard])
         result.metrics["speech_text_consistency_wer"] = consistency["wer"]
-        for (index, _), text in zip(spoken_answers, heard, strict=True):
-            result.items[index]["heard_answer"] = text
+        result.metrics["answer_judge_cut_items"] = _cut_count(heard)
+        for (index, _), verdict in zip(spoken_answers, heard, strict=True):
+            result.items[index].update(heard_answer=verdict.text, heard_answer_cut=verdict.cut)
     result.metrics["spoken_answers"] = len(spoken_answers)
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.report import METRIC_LABELS
+from ..evaluation.report import CUT_COUNTS, METRIC_LABELS
 from ..stages import STAGES
 
 STAGE_TITLES = {name: f"stage {number}" for number, name in enumerate(STAGES, 1)}
@@ -96,26 +96,59 @@ def _describe_lm(summary: dict[str, Any]) -> str:
     )
 
 
+def _cut_lines(summary: dict[str, Any]) -> list[str]:
+    """How many judge transcripts the judge's loop stop or token cap cut short, per split, task and audio."""
+    rows = [
+        f"{split} {task}, {audio}: {result['metrics'][key]}"
+        for split, tasks in summary.get("evaluation", {}).items()
+        for task, result in tasks.items()
+        for key, audio in CUT_COUNTS.items()
+        if key in result.get("metrics", {})
+    ]
+    if not rows:
+        return []
+    return ["", "Judge transcripts cut short by its loop stop or token cap (scored as heard): " + "; ".join(rows) + "."]
+
+
+def _knowledge_scores(knowledge: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Each model's stored answers scored again by both QA rules: (first answer, anywhere)."""
+    from ..evaluation.eval_data import load_spoken_questions
+    from ..evaluation.scoring import ANYWHERE, FIRST_ANSWER, qa_accuracy
+
+    by_id = {question.id: question for question in load_spoken_questions()}
+    accepted = [by_id[qid].answers for qid in knowledge["questions"]]
+    return {
+        name: tuple(float(qa_accuracy(answers, accepted, rule)["accuracy"]) for rule in (FIRST_ANSWER, ANYWHERE))
+        for name, answers in knowledge["answers"].items()
+    }
+
+
 def _knowledge_lines(summary: dict[str, Any]) -> list[str]:
-    """Text-QA accuracy of the bare base, the expanded model and each stage, with the share of the base's kept."""
+    """Text-QA accuracy of the bare base, the expanded model and each stage, with the share of the base's kept, by
+    the scorer's rule (the first answer given) beside the lenient one (an accepted answer anywhere)."""
+    from ..evaluation.knowledge import MAX_NEW_TOKENS
+
     knowledge = summary.get("knowledge")
     if not knowledge:
         return []
+    scores = _knowledge_scores(knowledge)
     lines = [
         "",
         "## Knowledge retention (the same spoken-QA questions asked in text)",
         "",
-        f"{len(knowledge['questions'])} questions; the bare base in its own chat template, every other model through "
-        "its processor's prompt.",
+        f"{len(knowledge['questions'])} questions, each as written, greedy, at most {MAX_NEW_TOKENS} new tokens; the "
+        "bare base in its own chat template, every other model through its processor's prompt. An answer is right "
+        "when its first answer (first sentence or clause that is not a question) holds an accepted one; the lenient "
+        "rule (an accepted answer anywhere) is shown beside it.",
         "",
-        "| model | text-QA accuracy | share of the bare base's |",
-        "| --- | --- | --- |",
+        "| model | text-QA accuracy, first answer | share of the bare base's | accuracy, anywhere |",
+        "| --- | --- | --- | --- |",
     ]
-    for name, accuracy in knowledge["accuracy"].items():
-        kept = knowledge["retained"][name]
-        lines.append(f"| {name} | {_fmt(accuracy, True)} | {_fmt(kept, True)} |")
+    bare = scores.get("bare base", (None, None))[0]
+    for name, (strict, lenient) in scores.items():
+        kept = strict / bare if bare else None
+        lines.append(f"| {name} | {_fmt(strict, True)} | {_fmt(kept, True)} | {_fmt(lenient, True)} |")
     spoken = _metric(summary, "test", "spoken_qa", "accuracy")
-    bare = knowledge["accuracy"].get("bare base")
     if spoken is not None and bare:
         lines += [
             "",
@@ -159,6 +192,7 @@ def write_reproduction_report(output: Path, summary: dict[str, Any]) -> Path:
                 )
             for kind, wer in result.get("wer_by_kind", {}).items():
                 lines.append(f"| {split} | {task} | wer ({kind}) | {_fmt(wer, True)} | |")
+    lines += _cut_lines(summary)
     lines += ["", "## Goals", "", "| goal | reached | value |", "| --- | --- | --- |"]
     for split, task, metric, bound, higher in GOALS:
         value = _metric(summary, split, task, metric)
