@@ -186,3 +186,19 @@ def test_real_piper_and_espeak_voice_two_sentences(tmp_path):
         seconds = samples.data.shape[-1] / samples.sample_rate
         assert samples.sample_rate == 16000 and 0.8 < seconds < 8 and samples.data.abs().max() > 0.05
     assert corpus["test_voice"][0]["speaker"] == "espeak:en-gb-scotland+m4"
+
+
+def test_a_narrowed_grammar_repeats_few_words_and_can_hold_out_none():
+    full, narrow = Grammar.load(), Grammar.load().narrowed(2)
+    assert all(len(nouns) <= 2 for nouns in narrow.nouns.values()) and not narrow.rules["sentences"]
+    assert all(len(words) <= 2 for words in narrow.adjectives.values()) and len(narrow.verbs) < len(full.verbs)
+    split = split_sentences(480, 20, seed=3, held_out_fraction=0.0, grammar=narrow)
+    check_split(split)
+    train_words = words_of(split.train)
+    assert not split.reserved_words and set(split.test_kinds) == {NEW_COMBINATION}
+    assert len(train_words) < 200 < len(words_of(split_sentences(480, 20, seed=3).train))
+    # each word is heard many times: the median word occurs in over ten training sentences
+    counts = Counter(word for sentence in split.train for word in set(normalise(sentence).split()))
+    assert sorted(counts.values())[len(counts) // 2] > 10
+    with pytest.raises(ValueError, match="per_kind"):
+        full.narrowed(0)
