@@ -123,6 +123,12 @@ def test_cross_modal_rows_follow_the_paper_template(tmp_path, speech_dataset, to
         "cross_modal", tmp_path / "asr", audio_source=speech_dataset, unit_tokenizer=tokenizer, asr_probability=1.0
     )
     assert set(only_asr["task"]) == {"asr"}
+    both = _build(
+        "cross_modal", tmp_path / "both", audio_source=speech_dataset, unit_tokenizer=tokenizer, asr_and_tts=True
+    )
+    assert sorted(zip(both["source_id"], both["task"])) == sorted(
+        (row_id, task) for row_id in set(rows["source_id"]) for task in ("asr", "tts")
+    )
 
 
 def test_generation_is_deterministic_for_a_seed_whatever_the_sharding(tmp_path, speech_dataset, tokenizer):

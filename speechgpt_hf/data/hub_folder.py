@@ -37,6 +37,7 @@ STAGES = {
 # Settings that change the rows: a rerun with other values must not mix its shards with the old ones.
 _SETTINGS = (
     "asr_probability",
+    "asr_and_tts",
     "multi_turn_probability",
     "max_turns",
     "max_tokens",
@@ -318,7 +319,12 @@ def describe_build(builder: SpeechInstruct) -> dict[str, str]:
     else:
         parts.insert(0, f"speech from {_describe_source(config.audio_source)}")
         if config.name == CROSS_MODAL:
-            parts.insert(1, f"ASR with probability {config.asr_probability}, else TTS")
+            asr = (
+                "ASR and TTS of every utterance"
+                if config.asr_and_tts
+                else f"ASR with probability {config.asr_probability}, else TTS"
+            )
+            parts.insert(1, asr)
             parts.insert(2, f"multi-turn probability {config.multi_turn_probability} (up to {config.max_turns} turns)")
     return {"units": _describe_units(config.unit_tokenizer), "recipe": "; ".join(parts) + "."}
 

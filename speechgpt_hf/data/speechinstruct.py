@@ -85,6 +85,8 @@ class SpeechInstructConfig(datasets.BuilderConfig):
         tts: "piper", "espeak-ng", an engine, or any callable `text -> (array, sampling_rate)`.
     Recipe:
         asr_probability: chance that a transcribed utterance becomes an ASR request (else TTS).
+        asr_and_tts: every transcribed utterance becomes both an ASR and a TTS request (`asr_probability` unused):
+            a small corpus is then both read and written in full.
         asr_descriptions / tts_descriptions: task descriptions (list or file; None: the shipped 100 each).
         multi_turn_probability / max_turns: chance that a cross-modal turn joins the previous conversation.
         max_tokens: longest row (None: 1024 / 512 / 1024 for the three stages, as the release trained).
@@ -109,6 +111,7 @@ class SpeechInstructConfig(datasets.BuilderConfig):
     unit_tokenizer: Any = None
     tts: Any = "piper"
     asr_probability: float = 0.5
+    asr_and_tts: bool = False
     asr_descriptions: Any = None
     tts_descriptions: Any = None
     multi_turn_probability: float = 0.0
@@ -508,13 +511,15 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
     ) -> Iterator[dict[str, Any]]:
         bench = self.workbench
         for ids, transcript, units, timings in self._speech_items(items, skipped, need_transcript=True):
-            if rng.random() < self.config.asr_probability:
+            both = self.config.asr_and_tts
+            asr = both or rng.random() < self.config.asr_probability
+            if asr:
                 description = rng.choice(bench.asr_descriptions)
-                turn = make_turn(ASR, description, transcript, units, output_text=transcript, **ids)
-            else:
+                yield {**make_turn(ASR, description, transcript, units, output_text=transcript, **ids), **timings}
+            if both or not asr:
                 description = rng.choice(bench.tts_descriptions)
                 turn = make_turn(TTS, description, transcript, output_text=transcript, output_units=units, **ids)
-            yield {**turn, **timings}
+                yield {**turn, **timings}
 
     def _chain_of_modality_turns(
         self, items: Iterable, rng: random.Random, skipped: SkippedItems

@@ -119,6 +119,8 @@ def build_corpus(output: Path, settings: ReproductionSettings) -> DatasetDict:
         voices=settings.voices,
         held_out_voices=settings.held_out_voices,
         seed=settings.seed,
+        held_out_fraction=settings.held_out_fraction,
+        words_per_kind=settings.words_per_kind,
     )
 
 
@@ -212,6 +214,7 @@ def build_data(output: Path, settings: ReproductionSettings, corpus: DatasetDict
         tts_descriptions=load_task_descriptions(None, "tts")[: settings.task_descriptions],
         instructions=load_instruction_pairs(None)[: settings.com_pairs],
         system_prompt=settings.system_prompt,
+        asr_and_tts=settings.asr_and_tts,
         seed=settings.seed,
     )
     return {name: {split: s.rows for split, s in splits.items()} for name, splits in summaries.items()}

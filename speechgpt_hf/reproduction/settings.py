@@ -22,7 +22,9 @@ SHORT_SYSTEM_PROMPT = "You are SpeechGPT. You hear and speak through speech unit
 class ReproductionSettings:
     """One reproduction run.
 
-    Corpus: `num_train`/`num_test` sentences (the test sentences and `held_out_voices` are never trained on).
+    Corpus: `num_train`/`num_test` sentences (the test sentences and `held_out_voices` are never trained on), from
+    the grammar narrowed to `words_per_kind` words of each kind when set, `held_out_fraction` of each noun and
+    adjective kind kept for test sentences only (0: every test sentence is a new combination of training words).
     Units: `unit_encoder` (a bundled Whisper, "whisper-tiny.en" or "whisper-base", truncated after `unit_layer`
     layers; or "mfcc"),
     k-means with `num_units` clusters on a sample of at most `unit_fit_frames` frames of the first
@@ -37,7 +39,8 @@ class ReproductionSettings:
     `system_prompt` is the one the data is built with and the model keeps. Stage 3 trains LoRA at
     `lora_learning_rate` on the chain-of-modality rows plus `replay_fraction` times as many cross-modal rows; stage 2
     rehearses `cross_modal_replay_fraction` times its number of chain-of-modality rows (text answered in text among
-    them), which keeps a pretrained base from learning that text in means speech out.
+    them), which keeps a pretrained base from learning that text in means speech out; with `asr_and_tts` every
+    training utterance gives stage 2 both an ASR and a TTS row (else one of them at random).
     Vocoder: `vocoder` "unit_mel" (units -> mel frames in front of the pretrained universal HiFi-GAN, the recipe
     `vocoder_mel_cpu.yaml`, `vocoder_steps` regression steps: it speaks after minutes on a CPU) or "unit_hifigan"
     (the release's kind, learnt from scratch: `vocoder_steps` GAN steps, generator-only for the first
@@ -51,6 +54,8 @@ class ReproductionSettings:
 
     num_train: int = 2000
     num_test: int = 100
+    words_per_kind: int | None = None
+    held_out_fraction: float = 0.1
     voices: tuple[str, ...] = (
         "piper:joe",
         "piper:joe-slow",
@@ -89,6 +94,7 @@ class ReproductionSettings:
     # written question with units, its text knowledge out of reach.
     cross_modal_replay_fraction: float = 0.0
     com_pairs: int = 100
+    asr_and_tts: bool = False
     # ASR and TTS task descriptions used (of the shipped 100 each). With one row per utterance and many descriptions,
     # a small corpus lets the model key its answers on the wording of the request instead of on the speech (measured
     # on the quickstart: training transcripts exact under their own training request, lost under another one).
