@@ -19,6 +19,7 @@ from speechgpt_hf.evaluation.scoring import ANYWHERE, FIRST_ANSWER, clauses, fir
         ),
         ("The capital of France? It is Paris!", "It is Paris!"),  # an echo of the question is no answer
         ("Rome; or maybe Paris", "Rome;"),
+        ('Here is the answer:\n\n"Paris."', '"Paris."'),  # an announcement is no answer either
         ("Paris\nRome", "Paris"),
         ("It costs 3.5 dollars. Cheap.", "It costs 3.5 dollars."),
         ("...  ", ""),

@@ -3,7 +3,8 @@ the rule that decides whether a free-form answer to a question is right.
 
 A free-form answer is right when the first answer it commits to holds an accepted one (`FIRST_ANSWER`): its first
 sentence or clause that is not a question. "The capital of France is Paris." and "Paris. It is in France." are
-right; "The answer is France. ... The answer is Paris." is not, since it offered France first. The earlier rule,
+right; "The answer is France. ... The answer is Paris." is not, since it offered France first. A line that only
+announces the answer ("Here is the answer:") is passed over, as a question is. The earlier rule,
 an accepted answer anywhere in the text (`ANYWHERE`), is kept to show what the stricter one changes.
 """
 
@@ -50,8 +51,9 @@ def clauses(text: str) -> list[str]:
 
 
 def first_answer(text: str) -> str:
-    """The first clause of `text` that is not a question (an echo of the question is no answer), or "" if none."""
-    return next((clause for clause in clauses(text) if not clause.endswith("?")), "")
+    """The first clause of `text` that is neither a question (an echo of the question is no answer) nor an
+    announcement ending in a colon on its own line ("Here is the answer:"), or "" if none."""
+    return next((clause for clause in clauses(text) if not clause.endswith(("?", ":"))), "")
 
 
 def metric_path(name: str) -> str:
