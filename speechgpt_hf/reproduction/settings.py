@@ -33,7 +33,8 @@ class ReproductionSettings:
     `text_vocab_size` trained on the training text; or, with `base_model`, a pretrained text LM ("smollm2": the
     bundled SmolLM2-135M-Instruct GGUF; or a repo id, folder or .gguf path) whose turns are written in
     `prompt_format` ("speechgpt", or "chat_template" for an instruct base). `stage_steps` optimiser steps per stage
-    at `batch_size`, in bf16 autocast when `bf16`; with `lora_all_stages`, stages 1 and 2 train a LoRA on q/v with
+    at `batch_size`, in bf16 autocast when `bf16` (True, False, or "auto": where the CPU computes bf16 natively,
+    `speechgpt_hf.training.precision`); with `lora_all_stages`, stages 1 and 2 train a LoRA on q/v with
     the unit rows of the embeddings (instead of every weight, which a pretrained base would forget its text by),
     the unit rows starting `unit_row_spread` times the text rows' spread apart (see `add_speech_units`);
     `system_prompt` is the one the data is built with and the model keeps. Stage 3 trains LoRA at
@@ -80,7 +81,7 @@ class ReproductionSettings:
     prompt_format: str = "speechgpt"
     lora_all_stages: bool = False
     unit_row_spread: float = 0.1
-    bf16: bool = False
+    bf16: bool | str = False
     stage_steps: dict[str, int] = field(
         default_factory=lambda: {MODALITY_ADAPTATION: 400, CROSS_MODAL: 2400, CHAIN_OF_MODALITY: 300}
     )
@@ -120,6 +121,8 @@ class ReproductionSettings:
         from ..models.speechgpt.prompt_format import as_prompt_format
 
         as_prompt_format(self.prompt_format)  # refuses an unknown format by name
+        if self.bf16 not in (True, False, "auto"):
+            raise ValueError(f"bf16 must be True, False or 'auto', got {self.bf16!r}.")
         if self.task_descriptions < 1:
             raise ValueError("task_descriptions must be at least 1 (the evaluation asks with the first one).")
         if self.num_train < 10 or self.num_test < 1:
