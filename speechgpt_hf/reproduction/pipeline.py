@@ -351,6 +351,11 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
         **{**source, **method},
     )
     run_stage(config)
+    # A stage in bf16 leaves accelerate's process-wide state at bf16, which the next step's own Accelerator (the
+    # vocoder's, in fp32) may not change: this single-process run clears it once the stage is saved.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
     history = json.loads((folder / "trainer_state.json").read_text())["log_history"]
     losses = [entry["loss"] for entry in history if "loss" in entry]
     return {"steps": steps, "first_loss": losses[0], "last_loss": losses[-1], "bf16": resolve_bf16(settings.bf16)}

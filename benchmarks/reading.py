@@ -1,0 +1,472 @@
+"""The reading benchmark: how fast a SpeechGPT LM learns to read speech units, one curve per configuration.
+
+One fixed task: the quickstart's corpus (grammar sentences in four training voices, held-out sentences, the held-out
+voice en-gb-x-rp), units from the bundled Whisper tiny.en, a Llama from scratch on a BPE of the training text. Each
+configuration trains on the same rows for the same budget of CPU seconds; every `--eval-every` seconds (the clock is
+stopped meanwhile) it transcribes, greedily, `--eval-items` held-out sentences in training voices, as many in the
+held-out voice and as many training sentences, asked as the evaluation asks (the first shipped ASR description).
+WER against seconds and steps, every configuration in one plot, a table of where each ends, reading.md beside it.
+
+    python benchmarks/reading.py                       # every configuration, 240 s each
+    python benchmarks/reading.py --only baseline wide  # some of them
+    python benchmarks/reading.py --budget 60 --eval-every 20 --cache /tmp/reading  # a quick look
+
+Each configuration changes one thing from `baseline` (the quickstart's stage 2, ASR and TTS rows) unless its
+`lever` says it combines several. Corpus and units are cached under `--cache` by their settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import random
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+HERE = Path(__file__).parent
+VOICES = ("piper:joe", "piper:joe-fast", "espeak:en-us", "espeak:en-gb")
+HELD_OUT_VOICES = ("espeak:en-gb-x-rp",)
+READING = "## What this shows"
+
+
+@dataclass(frozen=True)
+class ReadingConfig:
+    """One configuration: the units, the LM, the optimiser and the rows it trains on."""
+
+    name: str
+    lever: str
+    num_train: int = 240
+    words_per_kind: int | None = None  # a narrowed grammar (Grammar.narrowed); None: the full one
+    held_out_fraction: float = 0.1  # share of each noun and adjective kind kept out of training (0: none)
+    unit_layer: int = 2
+    num_units: int = 64
+    lm_hidden: int = 128
+    lm_layers: int = 3
+    learning_rate: float = 2e-3
+    batch_size: int = 8
+    tts_rows: bool = True  # stage 2's mix: every ASR row beside a TTS row of the same utterance
+    task_descriptions: int = 10
+    phrases: int = 0  # extra ASR rows an utterance: a run of 1-3 of its words and the units spoken over it
+    interleaved: int = 0  # extra rows an utterance of its words and unit spans alternating at word edges
+    warmup_steps: int = 50
+    bf16: bool = False  # bf16 autocast (fp32 master weights)
+    noisy_copies: int = 0  # extra ASR rows an utterance whose units are each replaced at random with `unit_noise`
+    unit_noise: float = 0.1
+
+
+NARROW = dict(words_per_kind=2, held_out_fraction=0.0, num_train=480)
+CONFIGS = [
+    # Run 1: one lever at a time against the quickstart's stage 2.
+    ReadingConfig("baseline", "the quickstart's stage 2: 128x3 Llama, lr 2e-3, layer-2 units K=64, ASR + TTS rows"),
+    ReadingConfig("asr_only", "ASR rows only (no TTS rows competing)", tts_rows=False),
+    ReadingConfig(
+        "narrow_240",
+        "narrowed grammar (2 words a kind, ~150 word forms), no held-out words",
+        words_per_kind=2,
+        held_out_fraction=0.0,
+    ),
+    ReadingConfig("narrow_480", "narrowed grammar and 480 training sentences", **NARROW),
+    # Run 2: one lever at a time against narrow_480.
+    ReadingConfig(
+        "n480_phrases",
+        "narrow_480 + 2 phrase ASR rows an utterance (1-3 words, cut by word timings)",
+        phrases=2,
+        **NARROW,
+    ),
+    ReadingConfig(
+        "n480_interleaved",
+        "narrow_480 + 1 word-interleaved row an utterance (runs of 1-3 words as text or units)",
+        interleaved=1,
+        **NARROW,
+    ),
+    ReadingConfig(
+        "n480_one_request",
+        "narrow_480 with one ASR request wording (the evaluation's) instead of 10",
+        task_descriptions=1,
+        **NARROW,
+    ),
+    ReadingConfig("n480_layer4", "narrow_480 with units from Whisper tiny.en's last layer (4)", unit_layer=4, **NARROW),
+    ReadingConfig("n480_wide", "narrow_480 with a 256 x 4 Llama", lm_hidden=256, lm_layers=4, **NARROW),
+    ReadingConfig("n960", "narrowed grammar and 960 training sentences", **{**NARROW, "num_train": 960}),
+    # Run 3: the winners together, for longer, in fp32 and in bf16 autocast.
+    ReadingConfig("combined", "narrow_480 with one request wording", task_descriptions=1, **NARROW),
+    ReadingConfig("combined_bf16", "combined, in bf16 autocast", task_descriptions=1, bf16=True, **NARROW),
+    # Run 4: against memorising the training sentences.
+    ReadingConfig(
+        "combined_noisy",
+        "combined + 2 ASR copies an utterance with 10% of units replaced at random",
+        task_descriptions=1,
+        noisy_copies=2,
+        **NARROW,
+    ),
+    ReadingConfig(
+        "combined_960", "combined with 960 training sentences", task_descriptions=1, **{**NARROW, "num_train": 960}
+    ),
+]
+
+
+# ---- data ---------------------------------------------------------------------------------------------------------
+
+
+def corpus_and_units(cache: Path, config: ReadingConfig) -> tuple[Any, dict[str, dict[str, list[int]]]]:
+    """The voiced corpus (cached by the corpus builder, with word timings) and every utterance's merged units and
+    their durations in frames, keyed by utterance id and speaker."""
+    from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer
+    from speechgpt_hf.reproduction.corpus import build_speech_corpus
+
+    name = f"corpus-{config.num_train}-w{config.words_per_kind}-h{config.held_out_fraction}"
+    corpus = build_speech_corpus(
+        cache / name,
+        config.num_train,
+        20,
+        voices=VOICES,
+        held_out_voices=HELD_OUT_VOICES,
+        held_out_fraction=config.held_out_fraction,
+        words_per_kind=config.words_per_kind,
+    )
+    key = f"units-{name}-L{config.unit_layer}-K{config.num_units}-durations.json"
+    path = cache / key
+    if path.exists():
+        return corpus, json.loads(path.read_text())
+    torch.manual_seed(0)
+    tokenizer = SpeechUnitTokenizer.from_encoder("whisper-tiny.en", layer=config.unit_layer, num_units=config.num_units)
+    train = corpus["train"]
+    tokenizer.fit((row["audio"] for row in train.select(range(min(100, len(train))))), max_frames=20_000, seed=0)
+    units: dict[str, list[int]] = {}
+    for split in corpus.values():
+        arrays = [row["audio"]["array"] for row in split]
+        for row, sequence in zip(split, tokenizer.encode(arrays, sampling_rate=16000), strict=True):
+            units[f"{row['id']}/{row['speaker']}"] = {"units": sequence.units, "durations": sequence.durations}
+    path.write_text(json.dumps(units))
+    return corpus, units
+
+
+@dataclass(frozen=True)
+class Utterance:
+    text: str
+    units: list[int]
+    words: list[str]
+    word_units: list[tuple[int, int]]  # each word's [first, last) merged-unit indices
+
+
+def word_unit_spans(durations: Sequence[int], starts: Sequence[float], ends: Sequence[float]) -> list[tuple[int, int]]:
+    """Each word's merged units: those whose first frame (50 a second) falls within the word's time span (at least
+    the unit sounding at the word's start)."""
+    import bisect
+
+    onsets, frame = [], 0
+    for duration in durations:
+        onsets.append(frame)
+        frame += duration
+    spans = []
+    for start, end in zip(starts, ends, strict=True):
+        first = bisect.bisect_left(onsets, round(start * 50))
+        last = bisect.bisect_left(onsets, round(end * 50))
+        if last <= first:  # a word shorter than a unit: the unit sounding at its start
+            first = max(0, bisect.bisect_right(onsets, start * 50) - 1)
+            last = first + 1
+        spans.append((min(first, len(onsets) - 1), min(last, len(onsets))))
+    return spans
+
+
+def utterances(corpus: Any, units: dict[str, dict[str, list[int]]], split: str) -> list[Utterance]:
+    items = []
+    for row in corpus[split].remove_columns("audio"):
+        coded = units[f"{row['id']}/{row['speaker']}"]
+        spans = word_unit_spans(coded["durations"], row["word_starts"], row["word_ends"]) if row["words"] else []
+        items.append(Utterance(row["text"], coded["units"], row["words"], spans))
+    return items
+
+
+# ---- the model and its rows -----------------------------------------------------------------------------------------
+
+
+def build_model(config: ReadingConfig, train_texts: Sequence[str]) -> tuple[Any, Any]:
+    from speechgpt_hf.models.speechgpt import SpeechGPTProcessor
+    from speechgpt_hf.models.speechgpt.vocabulary_expansion import add_speech_units
+    from speechgpt_hf.reproduction.base_lm import random_causal_lm, train_bpe_tokenizer
+    from speechgpt_hf.reproduction.settings import SHORT_SYSTEM_PROMPT
+
+    tokenizer = train_bpe_tokenizer(train_texts, vocab_size=600)
+    base = random_causal_lm(
+        "llama",
+        vocab_size=len(tokenizer),
+        hidden_size=config.lm_hidden,
+        intermediate_size=4 * config.lm_hidden,
+        num_hidden_layers=config.lm_layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+    )
+    model, tokenizer = add_speech_units(base, tokenizer, num_units=config.num_units)
+    return model, SpeechGPTProcessor(tokenizer, num_units=config.num_units, system_prompt=SHORT_SYSTEM_PROMPT)
+
+
+def asr_request(units: list[int], description: str) -> str:
+    from speechgpt_hf.models.speechgpt.prompt_format import format_cross_modal_instruction, units_to_string
+
+    return format_cross_modal_instruction(description, units_to_string(units))
+
+
+def training_rows(config: ReadingConfig, processor: Any, train: list[Utterance]) -> list[tuple[list[int], list[int]]]:
+    """(token ids, labels) of every training row: prompt positions of prompt/completion rows are -100, interleaved
+    rows are learnt whole."""
+    from speechgpt_hf.models.speechgpt.prompt_format import format_cross_modal_instruction, units_to_string
+    from speechgpt_hf.models.speechgpt.task_descriptions import load_task_descriptions
+
+    asr = load_task_descriptions(None, "asr")[: config.task_descriptions]
+    tts = load_task_descriptions(None, "tts")[: config.task_descriptions]
+    rng = random.Random(0)
+    pairs, texts = [], []
+    for item in train:
+        pairs.append(processor.prompt_and_completion(asr_request(item.units, rng.choice(asr)), item.text))
+        if config.tts_rows:
+            request = format_cross_modal_instruction(rng.choice(tts), item.text)
+            pairs.append(processor.prompt_and_completion(request, units_to_string(item.units)))
+        for _ in range(config.noisy_copies):
+            noisy = [rng.randrange(config.num_units) if rng.random() < config.unit_noise else u for u in item.units]
+            pairs.append(processor.prompt_and_completion(asr_request(noisy, rng.choice(asr)), item.text))
+        for _ in range(config.phrases if item.word_units else 0):
+            words, units = phrase(item, rng)
+            pairs.append(processor.prompt_and_completion(asr_request(units, rng.choice(asr)), words))
+        for _ in range(config.interleaved if item.word_units else 0):
+            texts.append(interleave(item, rng))
+    rows = []
+    for prompt, completion in pairs:
+        prompt_ids = processor.tokenizer(prompt)["input_ids"]
+        ids = processor.tokenizer(prompt + completion)["input_ids"] + [processor.tokenizer.eos_token_id]
+        rows.append((ids, [-100] * len(prompt_ids) + ids[len(prompt_ids) :]))
+    for text in texts:
+        ids = processor.tokenizer(text)["input_ids"] + [processor.tokenizer.eos_token_id]
+        rows.append((ids, list(ids)))
+    return rows
+
+
+def phrase(item: Utterance, rng: random.Random, max_words: int = 3) -> tuple[str, list[int]]:
+    """A random run of 1 to `max_words` words of an utterance and the units spoken over it."""
+    size = rng.randint(1, min(max_words, len(item.words)))
+    first = rng.randrange(len(item.words) - size + 1)
+    start, end = item.word_units[first][0], item.word_units[first + size - 1][1]
+    return " ".join(item.words[first : first + size]), item.units[start:end]
+
+
+def interleave(item: Utterance, rng: random.Random, max_words: int = 3) -> str:
+    """The utterance as runs of 1 to `max_words` words, written as text and as their unit span in turn (the
+    modality of the first run drawn at random): a local text-speech pairing at every switch."""
+    from speechgpt_hf.models.speechgpt.prompt_format import units_to_string
+
+    pieces, index, speech = [], 0, rng.random() < 0.5
+    while index < len(item.words):
+        size = rng.randint(1, max_words)
+        run = range(index, min(index + size, len(item.words)))
+        if speech:
+            pieces.append(units_to_string(item.units[item.word_units[run[0]][0] : item.word_units[run[-1]][1]]))
+        else:
+            pieces.append(" ".join(item.words[i] for i in run))
+        index, speech = run[-1] + 1, not speech
+    return " ".join(pieces)
+
+
+def batches(rows: list, batch_size: int, pad_id: int, seed: int = 0):
+    """Endless shuffled batches of (input_ids, labels, attention_mask), right-padded."""
+    rng = random.Random(seed)
+    while True:
+        order = list(range(len(rows)))
+        rng.shuffle(order)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            chosen = [rows[i] for i in order[start : start + batch_size]]
+            width = max(len(ids) for ids, _ in chosen)
+            ids = torch.full((batch_size, width), pad_id)
+            labels = torch.full((batch_size, width), -100)
+            mask = torch.zeros((batch_size, width), dtype=torch.long)
+            for row, (row_ids, row_labels) in enumerate(chosen):
+                ids[row, : len(row_ids)] = torch.tensor(row_ids)
+                labels[row, : len(row_labels)] = torch.tensor(row_labels)
+                mask[row, : len(row_ids)] = 1
+            yield ids, labels, mask
+
+
+# ---- evaluation -----------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def transcribe(model: Any, processor: Any, items: list[Utterance], max_new_tokens: int = 40) -> list[str]:
+    """Greedy transcripts of unit sequences, asked with the evaluation's ASR request, in one left-padded batch."""
+    from speechgpt_hf.models.speechgpt.task_descriptions import default_task_description
+
+    tokenizer = processor.tokenizer
+    prompts = [processor.build_prompt(asr_request(item.units, default_task_description("asr"))) for item in items]
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True)
+    model.eval()
+    out = model.generate(
+        **encoded,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<eoa>")],
+    )
+    model.train()
+    texts = tokenizer.batch_decode(out[:, encoded["input_ids"].shape[1] :], skip_special_tokens=False)
+    return [processor.parse(text).text or "" for text in texts]
+
+
+def score(model: Any, processor: Any, probes: dict[str, list[Utterance]]) -> dict[str, Any]:
+    from speechgpt_hf.evaluation.metrics import word_error_rate
+
+    result = {}
+    for split, items in probes.items():
+        hypotheses = transcribe(model, processor, items)
+        result[split] = round(100 * word_error_rate([item.text for item in items], hypotheses), 1)
+        result[f"{split}_examples"] = [[item.text, h] for item, h in list(zip(items, hypotheses, strict=True))[:3]]
+    return result
+
+
+# ---- one configuration ----------------------------------------------------------------------------------------------
+
+
+def run_config(config: ReadingConfig, cache: Path, budget: float, eval_every: float, eval_items: int) -> dict:
+    corpus, units = corpus_and_units(cache, config)
+    train = utterances(corpus, units, "train")
+    probes = {
+        "held_out": utterances(corpus, units, "test")[:eval_items],
+        "held_out_voice": utterances(corpus, units, "test_voice")[:eval_items],
+        "training": train[:eval_items],
+    }
+    torch.manual_seed(0)
+    model, processor = build_model(config, [item.text for item in train])
+    rows = training_rows(config, processor, train)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps))
+    stream = batches(rows, config.batch_size, processor.tokenizer.pad_token_id)
+    curve, trained, step, next_eval, losses = [], 0.0, 0, eval_every, []
+    model.train()
+    print(f"[reading] {config.name}: {len(rows)} rows, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M")
+    while True:
+        start = time.process_time()
+        ids, labels, mask = next(stream)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        trained += time.process_time() - start
+        step += 1
+        losses.append(loss.item())
+        if trained >= next_eval or trained >= budget:
+            point = {"step": step, "cpu_seconds": round(trained, 1), "loss": round(sum(losses) / len(losses), 3)}
+            point.update(score(model, processor, probes))
+            losses = []
+            curve.append(point)
+            print(
+                f"[reading] {config.name} step {step} ({trained:.0f} cpu-s) loss {point['loss']}: held-out "
+                f"{point['held_out']}%, held-out voice {point['held_out_voice']}%, training {point['training']}%",
+                flush=True,
+            )
+            next_eval += eval_every
+            if trained >= budget:
+                break
+    return {"config": dataclasses.asdict(config), "budget": budget, "rows": len(rows), "curve": curve}
+
+
+# ---- report ---------------------------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        model = platform.processor() or "unknown CPU"
+    return f"{model}, {torch.get_num_threads()} thread, torch {torch.__version__}"
+
+
+def plot(results: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["axes.prop_cycle"] = plt.cycler(color=plt.get_cmap("tab20").colors)
+    figure, axes = plt.subplots(1, 3, figsize=(17, 5.2), sharey=True)
+    for axis, split in zip(axes, ("held_out", "held_out_voice", "training"), strict=True):
+        for name, result in results.items():
+            curve = result["curve"]
+            axis.plot([p["cpu_seconds"] for p in curve], [p[split] for p in curve], marker="o", ms=3, label=name)
+        axis.set_title(f"ASR WER, {split.replace('_', ' ')}")
+        axis.set_xlabel("training CPU seconds")
+        axis.axhline(40 if split != "training" else 20, color="grey", linestyle=":", linewidth=1)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("WER %")
+    axes[0].set_ylim(0, 120)
+    axes[-1].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def write_report(results: dict[str, dict], path: Path) -> None:
+    lines = [
+        "# Reading benchmark",
+        "",
+        f"`python benchmarks/reading.py` on {machine()}. Each configuration trains for its budget of CPU seconds (one "
+        "thread, so that a busy machine does not inflate them); ASR WER on 20 items a probe (held-out sentences in "
+        "training voices, the same in the held-out voice en-gb-x-rp, training sentences), greedy, asked as the "
+        "evaluation asks, the clock stopped while scoring.",
+        "",
+        "![reading curves](reading.png)",
+        "",
+        "| configuration | lever | CPU s | steps | loss | held-out WER | held-out voice WER | training WER | best held-out |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, result in results.items():
+        last = result["curve"][-1]
+        best = min(p["held_out"] for p in result["curve"])
+        lines.append(
+            f"| {name} | {result['config']['lever']} | {last['cpu_seconds']:.0f} | {last['step']} | {last['loss']} | "
+            f"{last['held_out']}% | {last['held_out_voice']}% | {last['training']}% | {best}% |"
+        )
+    lines += ["", "What each wrote at the end (reference → transcript, the first held-out sentences):", ""]
+    for name, result in results.items():
+        examples = result["curve"][-1].get("held_out_examples") or []
+        if examples:
+            lines.append(f"- **{name}**: " + "; ".join(f"{r!r} → {h!r}" for r, h in examples))
+    # The reading of the numbers is written by hand under READING; a rerun keeps it below the new tables.
+    kept = path.read_text().partition(READING)[2] if path.exists() else ""
+    path.write_text("\n".join(lines) + "\n" + (f"\n{READING}{kept}" if kept else ""))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", help="configuration names (default: all)")
+    parser.add_argument("--budget", type=float, default=240.0, help="training CPU seconds per configuration")
+    parser.add_argument("--eval-every", type=float, default=40.0)
+    parser.add_argument("--eval-items", type=int, default=20)
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "speechgpt-hf" / "reading")
+    parser.add_argument("--output", type=Path, default=HERE / "reading")
+    parser.add_argument("--report-only", action="store_true", help="redraw the plot and table from the results file")
+    args = parser.parse_args(argv)
+    chosen = [c for c in CONFIGS if not args.only or c.name in args.only]
+    args.cache.mkdir(parents=True, exist_ok=True)
+    # One thread: the process's CPU seconds then measure the work alone (two threads spin-wait on a busy core).
+    torch.set_num_threads(1)
+    results_path = args.output.with_suffix(".json")
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for config in [] if args.report_only else chosen:
+        results[config.name] = run_config(config, args.cache, args.budget, args.eval_every, args.eval_items)
+        results_path.write_text(json.dumps(results, indent=1))  # a finished configuration is never lost
+    plot(results, args.output.with_suffix(".png"))
+    write_report(results, args.output.with_suffix(".md"))
+    print(f"[reading] wrote {args.output.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
