@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
     from ..models.unit_tokenizer.modeling_unit_tokenizer import SpeechUnitTokenizer
+    from ..training.sft import SpeechGPTTrainingConfig
 
 logger = logging.getLogger(__name__)
 
@@ -289,8 +290,9 @@ def _latest_checkpoint(folder: Path) -> str | None:
     return str(found[-1]) if found else None
 
 
-def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dict[str, Any]:
-    """One of the three stages, resumed from its last checkpoint after a kill.
+def stage_config(output: Path, settings: ReproductionSettings, stage: str) -> SpeechGPTTrainingConfig:
+    """The training config of one stage: its method (LoRA, unit rows, rehearsal) from the stage's recipe
+    (`settings.stage_recipe`), its sizes, data and hardware from the settings.
 
     Stage 1 trains unpacked here: its rows are single utterances (tens of tokens), and on a CPU a padding-free packed
     batch attends through a dense mask over the whole packed batch (measured: 18 s a step packed against 0.36 s
@@ -298,7 +300,7 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
     """
     from ..training.precision import resolve_bf16
     from ..training.sft import SpeechGPTTrainingConfig
-    from ..training.sft import train_stage as run_stage
+    from ..training.stage_recipes import stage_method
 
     steps = settings.stage_steps[stage]
     folder = output / "lm" / stage
@@ -306,7 +308,6 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
         dict(
             base_model_name_or_path=base_model_path(output, settings),
             num_units=settings.num_units,
-            unit_row_spread=settings.unit_row_spread,
             unit_tokenizer_repo=str(output / "unit-tokenizer"),
             system_prompt=settings.system_prompt,
             prompt_format=settings.prompt_format,
@@ -315,20 +316,8 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
         if stage == STAGES[0]
         else dict(model_name_or_path=str(output / "lm" / STAGES[STAGES.index(stage) - 1]))
     )
-    method: dict[str, Any] = {}
-    if settings.lora_all_stages and stage != STAGES[2]:  # a pretrained base keeps its weights; the unit rows learn
-        method = dict(use_lora=True, train_unit_embeddings=True)
-    # Stage 2 may rehearse the chain-of-modality rows, so that written questions keep written answers.
-    if stage == STAGES[1] and settings.cross_modal_replay_fraction > 0:
-        method.update(replay_config=STAGES[2], replay_fraction=settings.cross_modal_replay_fraction)
-    # Stage 3 is the release's LoRA on q/v with the unit rows frozen (measured on the quickstart: training them at 10x
-    # the rate made the model answer ASR requests with units), rehearsing stage 2's rows so that it keeps ASR and TTS.
-    if stage == STAGES[2]:
-        method = dict(use_lora=True)
-        if settings.replay_fraction > 0:
-            method.update(replay_config=STAGES[1], replay_fraction=settings.replay_fraction)
     learning_rate = settings.lora_learning_rate if stage == STAGES[2] else settings.learning_rate
-    config = SpeechGPTTrainingConfig(
+    return SpeechGPTTrainingConfig(
         stage=stage,
         dataset_name=str(output / "speechinstruct"),
         output_dir=str(folder),
@@ -348,8 +337,19 @@ def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dic
         disable_tqdm=False,
         gradient_checkpointing=False,
         bf16=resolve_bf16(settings.bf16),
-        **{**source, **method},
+        **source,
+        **stage_method(settings.stage_recipe(stage)),
     )
+
+
+def train_stage(output: Path, settings: ReproductionSettings, stage: str) -> dict[str, Any]:
+    """One of the three stages (`stage_config`), resumed from its last checkpoint after a kill."""
+    from ..training.precision import resolve_bf16
+    from ..training.sft import train_stage as run_stage
+
+    steps = settings.stage_steps[stage]
+    folder = output / "lm" / stage
+    config = stage_config(output, settings, stage)
     run_stage(config)
     # A stage in bf16 leaves accelerate's process-wide state at bf16, which the next step's own Accelerator (the
     # vocoder's, in fp32) may not change: this single-process run clears it once the stage is saved.

@@ -4,7 +4,7 @@ cores). Every field can be overridden; a rerun with the same settings resumes wh
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from ..convert.convert_whisper_ct2 import BUNDLED_WHISPER
@@ -16,6 +16,8 @@ VOCODERS = ("unit_mel", "unit_hifigan")
 # A one-line system prompt: the package's three-line one is over half of every stage-2 row for a small BPE
 # vocabulary, compute that a small model trained from scratch spends on a constant prefix.
 SHORT_SYSTEM_PROMPT = "You are SpeechGPT. You hear and speak through speech units.\n"
+# What the stages' recipes say, read back for the run's record (`ReproductionSettings.to_dict`).
+FROM_RECIPES = ("unit_row_spread", "replay_fraction", "cross_modal_replay_fraction")
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,13 @@ class ReproductionSettings:
     bundled SmolLM2-135M-Instruct GGUF; or a repo id, folder or .gguf path) whose turns are written in
     `prompt_format` ("speechgpt", or "chat_template" for an instruct base). `stage_steps` optimiser steps per stage
     at `batch_size`, in bf16 autocast when `bf16` (True, False, or "auto": where the CPU computes bf16 natively,
-    `speechgpt_hf.training.precision`); with `lora_all_stages`, stages 1 and 2 train a LoRA on q/v with
-    the unit rows of the embeddings (instead of every weight, which a pretrained base would forget its text by),
-    the unit rows starting `unit_row_spread` times the text rows' spread apart (see `add_speech_units`);
-    `system_prompt` is the one the data is built with and the model keeps. Stage 3 trains LoRA at
-    `lora_learning_rate` on the chain-of-modality rows plus `replay_fraction` times as many cross-modal rows; stage 2
-    rehearses `cross_modal_replay_fraction` times its number of chain-of-modality rows (text answered in text among
-    them), which keeps a pretrained base from learning that text in means speech out; with `asr_and_tts` every
+    `speechgpt_hf.training.precision`). How each stage trains comes from its recipe in
+    `speechgpt_hf/training/recipes/` (`stage_recipe`), these settings choosing only sizes: with `lora_all_stages`,
+    stages 1 and 2 take the `pretrained_lora/` recipes (a LoRA on q/v with the unit rows of the embeddings, instead
+    of every weight, which a pretrained base would forget its text by). The recipes' values are read back as
+    `unit_row_spread`, `replay_fraction` (stage 3's rehearsal of cross-modal rows) and `cross_modal_replay_fraction`
+    (stage 2's of chain-of-modality rows), and recorded with the settings. Stage 3 trains at `lora_learning_rate`.
+    `system_prompt` is the one the data is built with and the model keeps; with `asr_and_tts` every
     training utterance gives stage 2 both an ASR and a TTS row (else one of them at random).
     Vocoder: `vocoder` "unit_mel" (units -> mel frames in front of the pretrained universal HiFi-GAN, the recipe
     `vocoder_mel_cpu.yaml`, `vocoder_steps` regression steps: it speaks after minutes on a CPU) or "unit_hifigan"
@@ -80,7 +82,6 @@ class ReproductionSettings:
     base_model: str | None = None
     prompt_format: str = "speechgpt"
     lora_all_stages: bool = False
-    unit_row_spread: float = 0.1
     bf16: bool | str = False
     stage_steps: dict[str, int] = field(
         default_factory=lambda: {MODALITY_ADAPTATION: 400, CROSS_MODAL: 2400, CHAIN_OF_MODALITY: 300}
@@ -88,12 +89,6 @@ class ReproductionSettings:
     batch_size: int = 16
     learning_rate: float = 1e-3
     lora_learning_rate: float = 1e-3
-    # Rehearsal, which the paper's stage 3 does not use: at this scale stage 3 on its own rows erases ASR (measured on
-    # the quickstart: 0 of 12 training transcripts exact after it, against 10 of 12 with 3x replay).
-    replay_fraction: float = 3.0
-    # Measured on SmolLM2 (benchmarks/reproduction.md): after stage 2 on ASR/TTS rows alone, the model answered every
-    # written question with units, its text knowledge out of reach.
-    cross_modal_replay_fraction: float = 0.0
     com_pairs: int = 100
     asr_and_tts: bool = False
     # ASR and TTS task descriptions used (of the shipped 100 each). With one row per utterance and many descriptions,
@@ -128,14 +123,49 @@ class ReproductionSettings:
         if self.num_train < 10 or self.num_test < 1:
             raise ValueError("A reproduction needs at least 10 training and 1 test sentence.")
 
+    def stage_recipe(self, stage: str) -> str:
+        """The recipe (a name under `speechgpt_hf/training/recipes/`) that says how `stage` trains in this run."""
+        from ..training.stage_recipes import PRETRAINED_LORA, recipe_name
+
+        return recipe_name(stage, PRETRAINED_LORA if self.lora_all_stages else None)
+
+    @property
+    def unit_row_spread(self) -> float:
+        """How far apart stage 1's recipe starts the unit rows, as a share of the text rows' spread."""
+        from ..training.stage_recipes import stage_method
+
+        return float(stage_method(self.stage_recipe(MODALITY_ADAPTATION))["unit_row_spread"])
+
+    @property
+    def replay_fraction(self) -> float:
+        """Stage 3's cross-modal rows, as a fraction of its own (its recipe's `replay_fraction`; 0: none)."""
+        from ..training.stage_recipes import replay_fraction_of
+
+        return replay_fraction_of(self.stage_recipe(CHAIN_OF_MODALITY))
+
+    @property
+    def cross_modal_replay_fraction(self) -> float:
+        """Stage 2's chain-of-modality rows, as a fraction of its own (its recipe's `replay_fraction`; 0: none)."""
+        from ..training.stage_recipes import replay_fraction_of
+
+        return replay_fraction_of(self.stage_recipe(CROSS_MODAL))
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings, with the values the run takes from the recipes recorded beside them."""
+        return {**asdict(self), **{name: getattr(self, name) for name in FROM_RECIPES}}
 
     def override(self, **changes: Any) -> ReproductionSettings:
-        """These settings with some fields changed (unknown names are refused)."""
-        unknown = sorted(set(changes) - set(self.to_dict()))
+        """These settings with some fields changed (unknown names, and the recipes' values, are refused)."""
+        from_recipes = sorted(set(changes) & set(FROM_RECIPES))
+        if from_recipes:
+            raise ValueError(
+                f"{from_recipes} come from the stages' recipes (speechgpt_hf/training/recipes/), not from the "
+                "reproduction's settings: change them there (lora_all_stages picks the pretrained_lora/ ones)."
+            )
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
         if unknown:
-            raise ValueError(f"Unknown reproduction setting(s) {unknown}; known: {sorted(self.to_dict())}.")
+            raise ValueError(f"Unknown reproduction setting(s) {unknown}; known: {sorted(known)}.")
         return replace(self, **changes)
 
 
@@ -175,9 +205,10 @@ PRESETS: dict[str, ReproductionSettings] = {
     "pretrained": ReproductionSettings(
         base_model="smollm2",
         prompt_format="chat_template",
-        lora_all_stages=True,  # fp32: this CPU has no AVX-512 BF16 (benchmarks/pretrained_training.md)
-        unit_row_spread=1.0,  # at 0.1 the LoRA-trained base could not tell its units apart (reproduction.md)
-        cross_modal_replay_fraction=0.4,  # each chain-of-modality row once in stage 2: text questions stay text
+        # The pretrained_lora/ recipes for stages 1 and 2: a LoRA with the unit rows trained, started 1.0 of the text
+        # rows' spread apart, and stage 2 rehearsing each chain-of-modality row once (benchmarks/reproduction.md).
+        # fp32: this CPU has no AVX-512 BF16 (benchmarks/pretrained_training.md).
+        lora_all_stages=True,
         unit_encoder="whisper-base",
         unit_layer=4,
         num_units=200,
@@ -197,4 +228,4 @@ PRESETS: dict[str, ReproductionSettings] = {
 }
 
 
-__all__ = ["PRESETS", "UNIT_ENCODERS", "VOCODERS", "ReproductionSettings"]
+__all__ = ["FROM_RECIPES", "PRESETS", "UNIT_ENCODERS", "VOCODERS", "ReproductionSettings"]

@@ -22,10 +22,10 @@ from typing import Any
 from trl import SFTConfig
 
 from ..stages import CROSS_MODAL, MODALITY_ADAPTATION, STAGES
+from .stage_recipes import RECIPES_DIR
 
 logger = logging.getLogger(__name__)
 
-RECIPES_DIR = Path(__file__).parent / "recipes"
 ACCELERATE_CONFIGS_DIR = Path(__file__).parent / "accelerate_configs"
 _DTYPE_NAMES = ("bfloat16", "float16", "float32")
 
