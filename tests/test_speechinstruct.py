@@ -126,7 +126,7 @@ def test_cross_modal_rows_follow_the_paper_template(tmp_path, speech_dataset, to
     both = _build(
         "cross_modal", tmp_path / "both", audio_source=speech_dataset, unit_tokenizer=tokenizer, asr_and_tts=True
     )
-    assert sorted(zip(both["source_id"], both["task"])) == sorted(
+    assert sorted(zip(both["source_id"], both["task"], strict=True)) == sorted(
         (row_id, task) for row_id in set(rows["source_id"]) for task in ("asr", "tts")
     )
 
