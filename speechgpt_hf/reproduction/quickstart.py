@@ -1,11 +1,11 @@
 """The whole SpeechGPT recipe in miniature, offline, on a CPU, in minutes, ending with held-out numbers.
 
-It is the `quickstart` preset of `speechgpt_hf.reproduction` (see there for the steps): a corpus voiced by Piper
-and espeak-ng with held-out sentences and a held-out voice, Whisper tiny.en units, SpeechInstruct, a small Llama
-trained from scratch through the three stages, a small vocoder, then the evaluation harness on speech the system
-never heard. Then the assembled system is loaded in one call and used: it transcribes a held-out sentence spoken
-by the held-out voice, and speaks another held-out sentence, streamed into `answer.wav`. A few minutes of CPU
-training buy much weaker numbers than the hour-long `speechgpt-hf reproduce` run; both are in the README.
+It is the `quickstart` preset of `speechgpt_hf.reproduction` (see there for the steps): a narrow corpus voiced by
+Piper and espeak-ng with held-out sentences and a held-out voice, Whisper tiny.en units, SpeechInstruct, a small
+Llama trained from scratch through the three stages, a small vocoder, then the evaluation harness on speech the
+system never heard. Then the assembled system is loaded in one call and used: it transcribes a held-out sentence
+spoken by the held-out voice, and speaks another held-out sentence, streamed into `answer.wav`. Its latest numbers
+are in benchmarks/quickstart.md, the larger runs in benchmarks/reproduction.md.
 """
 
 from __future__ import annotations
