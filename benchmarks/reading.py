@@ -107,6 +107,8 @@ CONFIGS = [
         noisy_copies=2,
         **NARROW,
     ),
+    ReadingConfig("combined_k32", "combined with K=32 units", task_descriptions=1, num_units=32, **NARROW),
+    ReadingConfig("combined_k128", "combined with K=128 units", task_descriptions=1, num_units=128, **NARROW),
     ReadingConfig(
         "combined_960", "combined with 960 training sentences", task_descriptions=1, **{**NARROW, "num_train": 960}
     ),
