@@ -194,19 +194,11 @@ def utterances(corpus: Any, units: dict[str, dict[str, list[int]]], split: str) 
 def build_model(config: ReadingConfig, train_texts: Sequence[str]) -> tuple[Any, Any]:
     from speechgpt_hf.models.speechgpt import SpeechGPTProcessor
     from speechgpt_hf.models.speechgpt.vocabulary_expansion import add_speech_units
-    from speechgpt_hf.reproduction.base_lm import random_causal_lm, train_bpe_tokenizer
+    from speechgpt_hf.reproduction.base_lm import small_llama, train_bpe_tokenizer
     from speechgpt_hf.reproduction.settings import SHORT_SYSTEM_PROMPT
 
     tokenizer = train_bpe_tokenizer(train_texts, vocab_size=600)
-    base = random_causal_lm(
-        "llama",
-        vocab_size=len(tokenizer),
-        hidden_size=config.lm_hidden,
-        intermediate_size=4 * config.lm_hidden,
-        num_hidden_layers=config.lm_layers,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-    )
+    base = small_llama(len(tokenizer), config.lm_hidden, config.lm_layers, heads=4)
     model, tokenizer = add_speech_units(base, tokenizer, num_units=config.num_units)
     return model, SpeechGPTProcessor(tokenizer, num_units=config.num_units, system_prompt=SHORT_SYSTEM_PROMPT)
 

@@ -42,22 +42,27 @@ def random_causal_lm(model_type: str, seed: int = 0, **config: Any) -> PreTraine
     return AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **settings))
 
 
+def small_llama(vocab_size: int, hidden: int, layers: int, heads: int, seed: int = 0) -> PreTrainedModel:
+    """The reproduction's from-scratch Llama: `layers` layers of width `hidden`, a 4x MLP, `heads` attention heads."""
+    return random_causal_lm(
+        "llama",
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        seed=seed,
+    )
+
+
 def build_base_lm(output: Path, settings: ReproductionSettings, texts: Iterable[str]) -> dict[str, Any]:
     """Trains the tokenizer on `texts`, builds the Llama the settings describe and saves both to `output/base-lm`."""
     tokenizer = train_bpe_tokenizer(texts, vocab_size=settings.text_vocab_size)
-    model = random_causal_lm(
-        "llama",
-        vocab_size=len(tokenizer),
-        hidden_size=settings.lm_hidden,
-        intermediate_size=4 * settings.lm_hidden,
-        num_hidden_layers=settings.lm_layers,
-        num_attention_heads=settings.lm_heads,
-        num_key_value_heads=settings.lm_heads,
-        seed=settings.seed,
-    )
+    model = small_llama(len(tokenizer), settings.lm_hidden, settings.lm_layers, settings.lm_heads, settings.seed)
     model.save_pretrained(output / "base-lm")
     tokenizer.save_pretrained(output / "base-lm")
     return {"parameters": sum(p.numel() for p in model.parameters()), "text_vocab": len(tokenizer)}
 
 
-__all__ = ["build_base_lm", "random_causal_lm", "train_bpe_tokenizer"]
+__all__ = ["build_base_lm", "random_causal_lm", "small_llama", "train_bpe_tokenizer"]
