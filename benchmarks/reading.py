@@ -60,8 +60,13 @@ class ReadingConfig:
     bf16: bool = False  # bf16 autocast (fp32 master weights)
     noisy_copies: int = 0  # extra ASR rows an utterance whose units are each replaced at random with `unit_noise`
     unit_noise: float = 0.1
+    base: str = "scratch"  # "scratch": the Llama above on a BPE of the corpus; "smollm2": SmolLM2-135M-Instruct
+    lora_r: int = 0  # with a pretrained base: a LoRA of this rank on `lora_targets`, the unit rows trained beside it
+    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    unit_learning_rate: float | None = None  # the unit and marker rows' own rate (None: `learning_rate`)
 
 
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 NARROW = dict(words_per_kind=2, held_out_fraction=0.0, num_train=480)
 CONFIGS = [
     # Run 1: one lever at a time against the quickstart's stage 2.
@@ -111,6 +116,43 @@ CONFIGS = [
     ReadingConfig("combined_k128", "combined with K=128 units", task_descriptions=1, num_units=128, **NARROW),
     ReadingConfig(
         "combined_960", "combined with 960 training sentences", task_descriptions=1, **{**NARROW, "num_train": 960}
+    ),
+    # Run 5: the pretrained base (the `pretrained` preset's LM) on the same task, through a LoRA.
+    ReadingConfig(
+        "smol_qv_r8",
+        "SmolLM2-135M-Instruct, the pretrained preset's LoRA: r=8 on q/v, unit rows trained, lr 5e-4",
+        base="smollm2",
+        bf16=True,
+        lora_r=8,
+        learning_rate=5e-4,
+        warmup_steps=10,
+        task_descriptions=1,
+        **NARROW,
+    ),
+    ReadingConfig(
+        "smol_all_r16",
+        "SmolLM2, LoRA r=16 on every linear layer, unit rows trained, lr 5e-4",
+        base="smollm2",
+        bf16=True,
+        lora_r=16,
+        lora_targets=ALL_LINEAR,
+        learning_rate=5e-4,
+        warmup_steps=10,
+        task_descriptions=1,
+        **NARROW,
+    ),
+    ReadingConfig(
+        "smol_all_r16_rows1e-2",
+        "smol_all_r16 with the unit rows at lr 1e-2",
+        base="smollm2",
+        bf16=True,
+        lora_r=16,
+        lora_targets=ALL_LINEAR,
+        learning_rate=5e-4,
+        unit_learning_rate=1e-2,
+        warmup_steps=10,
+        task_descriptions=1,
+        **NARROW,
     ),
 ]
 
@@ -197,10 +239,49 @@ def build_model(config: ReadingConfig, train_texts: Sequence[str]) -> tuple[Any,
     from speechgpt_hf.reproduction.base_lm import small_llama, train_bpe_tokenizer
     from speechgpt_hf.reproduction.settings import SHORT_SYSTEM_PROMPT
 
+    if config.base == "smollm2":
+        return pretrained_with_lora(config)
     tokenizer = train_bpe_tokenizer(train_texts, vocab_size=600)
     base = small_llama(len(tokenizer), config.lm_hidden, config.lm_layers, heads=4)
     model, tokenizer = add_speech_units(base, tokenizer, num_units=config.num_units)
     return model, SpeechGPTProcessor(tokenizer, num_units=config.num_units, system_prompt=SHORT_SYSTEM_PROMPT)
+
+
+def pretrained_with_lora(config: ReadingConfig) -> tuple[Any, Any]:
+    """The bundled SmolLM2-135M-Instruct expanded with the units as the `pretrained` preset expands it (unit rows
+    spread as far apart as text rows, its chat template), behind a LoRA with the unit and marker rows trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    from speechgpt_hf.models.speechgpt import SpeechGPTProcessor
+    from speechgpt_hf.models.speechgpt.base_models import bundled_smollm2
+    from speechgpt_hf.models.speechgpt.vocabulary_expansion import add_speech_units
+    from speechgpt_hf.reproduction.settings import SHORT_SYSTEM_PROMPT
+    from speechgpt_hf.training.sft import _embedding_module_names, speech_token_ids
+
+    model, tokenizer = add_speech_units(str(bundled_smollm2()), num_units=config.num_units, unit_row_spread=1.0)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=2 * config.lora_r,
+        lora_dropout=0.05,
+        target_modules=list(config.lora_targets),
+        task_type="CAUSAL_LM",
+        trainable_token_indices={name: speech_token_ids(model) for name in _embedding_module_names(model)},
+    )
+    processor = SpeechGPTProcessor(
+        tokenizer, num_units=config.num_units, system_prompt=SHORT_SYSTEM_PROMPT, prompt_format="chat_template"
+    )
+    return get_peft_model(model, lora), processor
+
+
+def parameter_groups(model: Any, config: ReadingConfig) -> list[dict[str, Any]]:
+    """The trainable parameters, the unit rows (PEFT trainable tokens) in a group of their own when they have
+    their own learning rate."""
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if config.unit_learning_rate is None:
+        return [{"params": [p for _, p in trainable]}]
+    rows = [p for name, p in trainable if "token_adapter" in name]
+    rest = [p for name, p in trainable if "token_adapter" not in name]
+    return [{"params": rest}, {"params": rows, "lr": config.unit_learning_rate}]
 
 
 def asr_request(units: list[int], description: str) -> str:
@@ -337,12 +418,13 @@ def run_config(config: ReadingConfig, cache: Path, budget: float, eval_every: fl
     torch.manual_seed(0)
     model, processor = build_model(config, [item.text for item in train])
     rows = training_rows(config, processor, train)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps))
     stream = batches(rows, config.batch_size, processor.tokenizer.pad_token_id)
     curve, trained, step, next_eval, losses = [], 0.0, 0, eval_every, []
     model.train()
-    print(f"[reading] {config.name}: {len(rows)} rows, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"[reading] {config.name}: {len(rows)} rows, {trainable / 1e6:.2f} M trainable parameters")
     while True:
         start = time.process_time()
         ids, labels, mask = next(stream)
@@ -450,6 +532,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     chosen = [c for c in CONFIGS if not args.only or c.name in args.only]
     args.cache.mkdir(parents=True, exist_ok=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     # One thread: the process's CPU seconds then measure the work alone (two threads spin-wait on a busy core).
     torch.set_num_threads(1)
     results_path = args.output.with_suffix(".json")
