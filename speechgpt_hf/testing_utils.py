@@ -1,12 +1,17 @@
 """Tiny, fully offline building blocks: a BPE tokenizer trained in memory, small random causal LMs and vocoders,
-and a logits processor that makes `generate` write a fixed answer.
+a logits processor that makes `generate` write a fixed answer, and a way to SIGKILL a job mid-run.
 
 For the test suite and the benchmarks only: nothing the package runs imports this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from transformers import LogitsProcessor, PreTrainedModel, PreTrainedTokenizerFast
@@ -115,7 +120,42 @@ def tiny_mel_generator_config(num_mels: int = 80) -> dict:
     )
 
 
+def kill_when(
+    command: Sequence[str],
+    ready: Callable[[], bool],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300.0,
+    poll: float = 0.005,
+) -> bool:
+    """Runs `command` and SIGKILLs it (and its children) the moment `ready()` is true, as an OOM killer or a
+    pre-emption would; True when it was killed, False when it finished first. Raises when it fails on its own or
+    outlives `timeout`."""
+    log = tempfile.TemporaryFile()  # not a pipe: a chatty job must not block on a full one
+    process = subprocess.Popen(
+        list(command),
+        env={**os.environ, **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        if ready():
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return True
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise TimeoutError(f"{command[0]} ran past {timeout} s without reaching the moment to kill it")
+        time.sleep(poll)
+    if process.returncode != 0:
+        log.seek(0)
+        raise RuntimeError(f"{' '.join(command)} failed on its own:\n{log.read().decode()[-3000:]}")
+    return False
+
+
 __all__ = [
+    "kill_when",
     "tiny_mel_generator_config",
     "TINY_CORPUS",
     "ScriptedAnswer",
