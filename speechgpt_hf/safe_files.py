@@ -50,9 +50,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 
 def atomic_write_text(target: str | Path, text: str) -> Path:
-    """Writes `text` to `target` all at once (a reader sees the old file or the new one)."""
+    """Writes `text` to `target` in UTF-8, all at once (a reader sees the old file or the new one)."""
     with atomic_path(target) as staging:
-        staging.write_text(text)
+        staging.write_text(text, encoding="utf-8")
     return Path(target)
 
 
@@ -86,7 +86,7 @@ def read_json_file(path: str | Path, way_out: str) -> Any:
     delete or rerun), instead of a bare decoding error that names no file."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CorruptFileError(f"{path} is truncated or corrupt ({error}): {way_out}") from error
 

@@ -5,7 +5,6 @@ gives; finished shards are kept in `--shards-dir`, so the same command started a
 """
 
 import argparse
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.shard_size < 1:
         raise UsageError(f"--shard-size must be at least 1 (got {args.shard_size}).")
+    output_dir = _output_folder(args.output_dir, args.audio)
     tokenizer = check_pretrained(args.unit_tokenizer, "--unit-tokenizer")
     dataset = audio_dataset([str(path) for path in args.audio], args.audio_column)
-    output_dir = Path(args.output_dir)
     shards_dir = args.shards_dir or output_dir.with_name(f"{output_dir.name}.shards")
     encoded, report = add_unit_columns_distributed(
         dataset,
@@ -67,15 +66,36 @@ def run(args: argparse.Namespace) -> int:
     return _save_once(encoded, report, output_dir, shards_dir)
 
 
+def _output_folder(value: str, audio: list[Path]) -> Path:
+    """`--output-dir` resolved, once it is clear that replacing it (the saved dataset replaces the whole folder)
+    loses no more than an earlier saved dataset that is not among the inputs."""
+    folder = Path(value).resolve()
+    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+        return folder
+    if not all((folder / name).is_file() for name in ("dataset_info.json", "state.json")):
+        raise UsageError(
+            f"--output-dir {value} holds other files, and the dataset replaces the whole folder: choose a new or "
+            "empty folder."
+        )
+    if folder in {path.resolve() for path in audio}:
+        raise UsageError(f"--output-dir {value} is also an input: save the dataset with units to another folder.")
+    return folder
+
+
 def _save_once(encoded: Any, report: Any, output_dir: Path, shards_dir: Path) -> int:
-    """The main process saves the dataset, prints the summary and removes the shards; every process returns the code."""
+    """The main process saves the dataset (staged, so a kill leaves the old folder or none, never a half one),
+    prints the summary and removes the shards; every process returns the code."""
     from accelerate import PartialState
+
+    from speechgpt_hf.data.unit_extraction import remove_shards
+    from speechgpt_hf.safe_files import staged_folder
 
     state = PartialState()
     if state.is_main_process:
-        encoded.save_to_disk(str(output_dir))
+        with staged_folder(output_dir) as staging:
+            encoded.save_to_disk(str(staging))
         print(report.summary())
     state.wait_for_everyone()
     if state.is_main_process:
-        shutil.rmtree(shards_dir)
+        remove_shards(shards_dir)
     return 0 if report.encoded else 1

@@ -2,6 +2,8 @@
 
 import argparse
 import os
+from pathlib import Path
+from typing import Any
 
 from ._verbs import UsageError, check_pretrained, existing_path
 
@@ -61,9 +63,9 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from speechgpt_hf.data.unit_extraction import audio_dataset, skipped_summary, undecoded
-    from speechgpt_hf.hub.cards import record_provenance, unit_fit_step, write_model_card
     from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 
+    output_dir = _output_folder(args.output_dir)
     if args.unit_tokenizer:
         tokenizer = SpeechUnitTokenizer.from_pretrained(check_pretrained(args.unit_tokenizer, "--unit-tokenizer"))
     elif args.encoder:
@@ -83,12 +85,7 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         tolerance=args.tolerance,
     )
-    tokenizer.cpu().save_pretrained(args.output_dir)
-    audio = ", ".join(path.name for path in args.audio[:3]) + (
-        f" and {len(args.audio) - 3} more" if len(args.audio) > 3 else ""
-    )
-    record_provenance(args.output_dir, unit_fit_step(result, audio, "speechgpt-hf fit-units"))
-    write_model_card(args.output_dir)
+    _save(tokenizer.cpu(), result, args, output_dir)
     for index, inertia in enumerate(result.inertia_history, start=1):
         print(f"pass {index}: inertia {inertia:.6g} ({inertia / result.num_frames:.4g} a frame)")
     stop = "converged" if result.converged else f"stopped at --max-iter {args.max_iter}"
@@ -98,6 +95,38 @@ def run(args: argparse.Namespace) -> None:
         f"over a sample of {result.num_frames} of {result.frames_seen} frames. Saved to {args.output_dir}"
     )
     print(skipped_summary(result.skipped, len(dataset)))
+
+
+def _output_folder(value: str) -> Path:
+    """`--output-dir` resolved, once it is clear that replacing it (the fitted tokenizer replaces the whole folder)
+    loses no more than an earlier unit tokenizer."""
+    from speechgpt_hf.hub.cards import read_json
+
+    folder = Path(value).resolve()
+    if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+        return folder
+    if read_json(folder / "config.json").get("model_type") != "speechgpt_unit_tokenizer":
+        raise UsageError(
+            f"--output-dir {value} holds other files, and the tokenizer replaces the whole folder: choose a new or "
+            "empty folder."
+        )
+    return folder
+
+
+def _save(tokenizer: Any, result: Any, args: argparse.Namespace, output_dir: Path) -> None:
+    """Saves the tokenizer with its provenance and card in a staging folder renamed onto `output_dir`, so a kill
+    leaves the earlier folder or none, never a half one; a re-fit tokenizer's earlier steps are kept."""
+    from speechgpt_hf.hub.cards import record_provenance, unit_fit_step, write_model_card
+    from speechgpt_hf.safe_files import staged_folder
+
+    audio = ", ".join(path.name for path in args.audio[:3]) + (
+        f" and {len(args.audio) - 3} more" if len(args.audio) > 3 else ""
+    )
+    with staged_folder(output_dir) as staging:
+        tokenizer.save_pretrained(staging)
+        step = unit_fit_step(result, audio, "speechgpt-hf fit-units")
+        record_provenance(staging, step, inherit_from=args.unit_tokenizer)
+        write_model_card(staging, repo_id=output_dir.name)
 
 
 def _encoder_path(name: str) -> str:

@@ -4,15 +4,14 @@ Layout: `{config}/{split}-{i:05d}-of-{n:05d}.parquet` (`{split}-{i:05d}.parquet`
 README.md whose YAML `configs:` lets `load_dataset(folder_or_repo, "cross_modal")` find each
 configuration, and a dataset card rendered from hub_cards/speechinstruct_card.md with the real counts.
 Each finished shard leaves a small record under `.speechinstruct/` (with the names of the items it skipped), so a
-rerun skips what is done; `.speechinstruct/summary.json` names every skipped item of the folder.
+rerun skips what is done; `.speechinstruct/summary.json` names every skipped item of the folder. Every file is
+written under a staging name and renamed into place, so a run killed at any moment leaves only whole files.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
-import os
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..safe_files import atomic_path, atomic_write_json, read_json_file
 from ..stages import CHAIN_OF_MODALITY, CROSS_MODAL, MODALITY_ADAPTATION
 from .skipped import SkippedItems
 from .speechinstruct import Shard, SpeechInstruct
@@ -93,12 +93,9 @@ def _write_shard(builder: SpeechInstruct, shard: Shard, items: Iterable, data: P
 
     items = list(items)
     result = builder.generate_shard(shard, items)
-    data.parent.mkdir(parents=True, exist_ok=True)
-    state.parent.mkdir(parents=True, exist_ok=True)
     if result.rows:
-        partial = data.with_suffix(".parquet.partial")
-        pq.write_table(pa.Table.from_pylist(result.rows, schema=FEATURES.arrow_schema), partial)
-        os.replace(partial, data)
+        with atomic_path(data) as staging:
+            pq.write_table(pa.Table.from_pylist(result.rows, schema=FEATURES.arrow_schema), staging)
     else:
         data.unlink(missing_ok=True)
     record = {
@@ -109,15 +106,20 @@ def _write_shard(builder: SpeechInstruct, shard: Shard, items: Iterable, data: P
         "skipped_names": result.skipped.names,
         "seconds": result.seconds,
     }
-    state.write_text(json.dumps(record, indent=1))
+    atomic_write_json(state, record, indent=1)
     return record
+
+
+def _read_record(state: Path) -> dict[str, Any]:
+    """The record of a finished shard; a damaged one raises CorruptFileError naming it and the way out."""
+    return read_json_file(state, "delete it and build again with the same settings: that shard is rebuilt.")
 
 
 def _finished(data: Path, state: Path) -> dict[str, Any] | None:
     """The record of a shard finished by an earlier run (its file still there), else None."""
     if not state.exists():
         return None
-    record = json.loads(state.read_text())
+    record = _read_record(state)
     return record if record["file"] is None or data.exists() else None
 
 
@@ -137,18 +139,18 @@ def _check_settings(builder: SpeechInstruct, folder: Path, overwrite: bool) -> N
     settings["builder_version"] = str(builder.VERSION)  # a new version renders rows differently: never mix them
     path = folder / STATE_DIR / config.name / "settings.json"
     if path.exists() and not overwrite:
-        previous = json.loads(path.read_text())
+        previous = read_json_file(path, "build again with --overwrite (overwrite=True): that configuration is rebuilt.")
         changed = sorted(k for k in settings if previous.get(k) != settings[k])
         if changed:
             raise ValueError(
                 f"{folder / config.name} was built with other settings ({', '.join(changed)}); resuming would mix "
                 "incompatible shards. Use another folder, or overwrite=True (--overwrite) to rebuild it."
             )
-    if overwrite:
+    if overwrite:  # the old settings stay until the last old shard is gone, so a kill here mixes nothing
         for old in [*(folder / config.name).glob("*.parquet"), *(folder / STATE_DIR / config.name).glob("*.json")]:
-            old.unlink()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=1))
+            if old != path:
+                old.unlink()
+    atomic_write_json(path, settings, indent=1)
 
 
 def _build_split(builder: SpeechInstruct, folder: Path, split: str, shards: list[Shard], num_proc: int) -> SplitSummary:
@@ -268,13 +270,15 @@ def _build_configs(
                 dict(summary.skipped) or "nothing",
             )
             _warn_if_empty(name, split, summary)
-    (folder / STATE_DIR / "descriptions.json").write_text(json.dumps(descriptions, indent=1))
+    atomic_write_json(folder / STATE_DIR / "descriptions.json", descriptions, indent=1)
     return summaries
 
 
 def _read_descriptions(folder: Path) -> dict[str, dict[str, str]]:
+    """The card's line on each configuration built into `folder`, by any run."""
     path = folder / STATE_DIR / "descriptions.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    way_out = "delete it and build again with every configuration of the folder: it is written anew."
+    return read_json_file(path, way_out) if path.exists() else {}
 
 
 def _describe_units(spec: Any) -> str:
@@ -334,7 +338,7 @@ def folder_counts(folder: str | Path) -> dict[str, dict[str, SplitSummary]]:
     counts: dict[str, dict[str, SplitSummary]] = {}
     for record_path in sorted((Path(folder) / STATE_DIR).glob("*/*-[0-9]*.json")):
         config, split = record_path.parent.name, record_path.stem.rsplit("-", 1)[0]
-        record = json.loads(record_path.read_text())
+        record = _read_record(record_path)
         if record["file"] is None or (Path(folder) / config / record["file"]).exists():
             counts.setdefault(config, {}).setdefault(split, SplitSummary()).add(record, reused=True)
     return counts
@@ -355,9 +359,7 @@ def write_summary(folder: str | Path) -> Path:
         }
         for config, splits in folder_counts(folder).items()
     }
-    path = Path(folder) / STATE_DIR / SUMMARY_FILE
-    path.write_text(json.dumps(summary, indent=1))
-    return path
+    return atomic_write_json(Path(folder) / STATE_DIR / SUMMARY_FILE, summary, indent=1)
 
 
 def write_readme(folder: str | Path, repo_id: str | None = None, license: str = "other") -> Path:
@@ -417,7 +419,8 @@ def write_readme(folder: str | Path, repo_id: str | None = None, license: str = 
         settings=[{"config": c, "description": descriptions[c]["recipe"]} for c in counts if c in descriptions],
     )
     path = folder / "README.md"
-    card.save(path)
+    with atomic_path(path) as staging:
+        card.save(staging)
     return path
 
 

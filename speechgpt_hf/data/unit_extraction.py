@@ -9,6 +9,7 @@ contiguous shard and gathers the shards in order through disk.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..safe_files import atomic_write_json, read_json_file, staged_folder
 from .skipped import capped
 
 if TYPE_CHECKING:
@@ -239,7 +241,11 @@ def add_unit_columns_distributed(
         kwargs["device"] = str(state.device)
     output_dir = Path(output_dir)
     num_shards = max(1, -(-len(dataset) // shard_size))
-    _check_manifest(output_dir, _manifest(dataset, tokenizer, shard_size, kwargs), state.is_main_process)
+    manifest = _manifest(dataset, tokenizer, shard_size, kwargs)
+    if state.is_main_process:
+        _claim(output_dir, manifest)
+    state.wait_for_everyone()  # the manifest is in place before any process reads it
+    _check_manifest(output_dir, manifest)
     pending = [index for index in range(num_shards) if not _shard_path(output_dir, index).is_dir()]
     state.wait_for_everyone()  # every process has listed the pending shards before any is written
     mine = pending[state.process_index :: state.num_processes]
@@ -282,24 +288,36 @@ def _manifest(
     }
 
 
-def _check_manifest(output_dir: Path, manifest: dict[str, Any], write: bool) -> None:
-    """Refuses to resume into `output_dir` when its shards were made from other data or options; else records them."""
-    import json
-
+def _claim(output_dir: Path, manifest: dict[str, Any]) -> None:
+    """Records what the shards of `output_dir` are made from, unless it is recorded already; shards found without
+    a record are of an unknown extraction and are removed first, as only recorded shards are trusted."""
     path = output_dir / _MANIFEST
     if path.exists():
-        found = json.loads(path.read_text())
-        if found != manifest:
-            changed = sorted(key for key in {*found, *manifest} if found.get(key) != manifest.get(key))
-            raise ValueError(
-                f"{output_dir} holds shards of another extraction ({', '.join(changed)} differ: {found} here, "
-                f"{manifest} now). Delete that folder or choose another one to start over."
-            )
-    elif write:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(manifest, indent=2))
-        partial.replace(path)  # the other processes read it whole or not at all
+        return
+    for unrecorded in output_dir.glob("shard-*"):
+        shutil.rmtree(unrecorded)
+    atomic_write_json(path, manifest, indent=2)  # the other processes read it whole or not at all
+
+
+def _check_manifest(output_dir: Path, manifest: dict[str, Any]) -> None:
+    """Refuses to resume into `output_dir` when its shards were made from other data or options."""
+    way_out = f"delete {output_dir} and run again: its finished shards are encoded again."
+    found = read_json_file(output_dir / _MANIFEST, way_out)
+    if found != manifest:
+        changed = sorted(key for key in {*found, *manifest} if found.get(key) != manifest.get(key))
+        raise ValueError(
+            f"{output_dir} holds shards of another extraction ({', '.join(changed)} differ: {found} here, "
+            f"{manifest} now). Delete that folder or choose another one to start over."
+        )
+
+
+def remove_shards(output_dir: str | Path) -> None:
+    """Deletes the shards folder of a saved extraction, its manifest last: a kill midway leaves shards that are
+    still recorded, never shards without the record that vouches for them."""
+    output_dir = Path(output_dir)
+    for shard in output_dir.glob("shard-*"):
+        shutil.rmtree(shard)
+    shutil.rmtree(output_dir)
 
 
 def _shard_path(output_dir: Path, index: int) -> Path:
@@ -307,14 +325,9 @@ def _shard_path(output_dir: Path, index: int) -> Path:
 
 
 def _save_shard(encoded: Dataset, output_dir: Path, index: int) -> None:
-    """Saves a finished shard under a temporary name, then renames it: a shard folder is only ever complete."""
-    import shutil
-
-    final = _shard_path(output_dir, index)
-    partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)  # left by a killed run
-    encoded.save_to_disk(str(partial))
-    partial.rename(final)
+    """Saves a finished shard in a staging folder renamed into place: a shard folder is only ever complete."""
+    with staged_folder(_shard_path(output_dir, index)) as staging:
+        encoded.save_to_disk(str(staging))
 
 
 class _ShardProgress:
@@ -367,6 +380,7 @@ __all__ = [
     "add_unit_columns",
     "add_unit_columns_distributed",
     "audio_dataset",
+    "remove_shards",
     "skipped_summary",
     "undecoded",
 ]

@@ -8,11 +8,12 @@ model-index). Writers call `record_provenance` and then `write_model_card`; `spe
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ..safe_files import atomic_path, atomic_write_json, read_json_file
 
 PROVENANCE_FILE = "provenance.json"
 RESULTS_FILE = "results.json"
@@ -30,6 +31,10 @@ EVAL_TASK_TYPES = {
     "resynthesis": ("audio-to-audio", "Unit resynthesis"),
     "spoken_qa": ("any-to-any", "Spoken question answering"),
     "latency": ("any-to-any", "Latency"),
+}
+_WAYS_OUT = {  # what to do about a damaged file, by name, where rerunning what wrote it is not all
+    PROVENANCE_FILE: "it only records how the folder was made: delete it (the card then says less) or rerun the "
+    "command that made the folder.",
 }
 _REPO_ID = re.compile(r"^(?!\.)[\w.-]+/(?!\.)[\w.-]+$")  # org/name; a name never starts with a dot
 _PACKAGE_CARDS = Path(__file__).resolve().parents[1] / "hub_cards"  # where a wheel ships the templates
@@ -53,8 +58,10 @@ def is_hub_id(value: Any) -> bool:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """The JSON object in `path`, or {} when there is no such file."""
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """The JSON object in `path`, or {} when there is no such file; a damaged file raises CorruptFileError naming it
+    and the way out."""
+    way_out = _WAYS_OUT.get(path.name, "rerun the command that wrote it.")
+    return read_json_file(path, way_out) if path.is_file() else {}
 
 
 def record_provenance(folder: str | Path, step: Mapping[str, Any], inherit_from: str | Path | None = None) -> Path:
@@ -66,10 +73,7 @@ def record_provenance(folder: str | Path, step: Mapping[str, Any], inherit_from:
     earlier = read_json(Path(inherit_from) / PROVENANCE_FILE) if inherit_from and Path(inherit_from).is_dir() else {}
     record = read_json(folder / PROVENANCE_FILE) or {"steps": list(earlier.get("steps", []))}
     record["steps"] = [s for s in record["steps"] if s.get("name") != step["name"]] + [dict(step)]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / PROVENANCE_FILE
-    path.write_text(json.dumps(record, indent=1, default=str))
-    return path
+    return atomic_write_json(folder / PROVENANCE_FILE, record, indent=1, default=str)
 
 
 def unit_fit_step(result: Any, data: str, made_by: str) -> dict[str, Any]:
@@ -292,7 +296,8 @@ def write_model_card(
         card_data, template_path=str(template_path(TEMPLATES[kind])), license=license, **facts
     )
     path = folder / "README.md"
-    card.save(path)
+    with atomic_path(path) as staging:
+        card.save(staging)
     return path
 
 

@@ -13,10 +13,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import random
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ import numpy as np
 
 from speechgpt_hf.audio import SAMPLING_RATE
 from speechgpt_hf.data.tts_engines import EspeakTTS, PiperTTS, TTSEngine, resolve_tts
+from speechgpt_hf.safe_files import atomic_path, atomic_write_text, read_json_file, staged_folder
 
 from . import corpus_timings
 
@@ -440,9 +439,8 @@ def _write_clip(path: Path, audio: np.ndarray, sampling_rate: int) -> None:
     if sampling_rate != SAMPLING_RATE:
         with torch.no_grad():
             audio = _resampler(sampling_rate)(torch.from_numpy(audio)).numpy()
-    partial = path.with_suffix(".partial")
-    soundfile.write(partial, np.clip(audio, -1.0, 1.0), SAMPLING_RATE, format="FLAC", subtype="PCM_16")
-    os.replace(partial, path)
+    with atomic_path(path) as staging:
+        soundfile.write(staging, np.clip(audio, -1.0, 1.0), SAMPLING_RATE, format="FLAC", subtype="PCM_16")
 
 
 def _voice(utterances: list[_Utterance], clips: Path, engines: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -537,6 +535,14 @@ def _manifest(
     }
 
 
+def _finished(manifest_path: Path, dataset_path: Path, settings: dict[str, Any]) -> bool:
+    """Whether a build with these settings finished there: its manifest, written last, says so."""
+    if not (manifest_path.exists() and dataset_path.exists()):
+        return False
+    way_out = "delete it and build again: the clips kept in clips/ are reused and the dataset is saved anew."
+    return read_json_file(manifest_path, way_out).get("settings") == settings
+
+
 def build_speech_corpus(
     output_dir: str | Path,
     num_train: int,
@@ -581,9 +587,8 @@ def build_speech_corpus(
         "word_timings": corpus_timings.TIMINGS_VERSION,
     }
     manifest_path, dataset_path = output / "manifest.json", output / "dataset"
-    if manifest_path.exists() and dataset_path.exists():
-        if json.loads(manifest_path.read_text(encoding="utf-8")).get("settings") == settings:
-            return datasets.load_from_disk(str(dataset_path))
+    if _finished(manifest_path, dataset_path, settings):
+        return datasets.load_from_disk(str(dataset_path))
     grammar = Grammar.load() if words_per_kind is None else Grammar.load().narrowed(words_per_kind)
     split = split_sentences(num_train, num_test, seed=seed, held_out_fraction=held_out_fraction, grammar=grammar)
     check_split(split)
@@ -592,12 +597,12 @@ def build_speech_corpus(
     started = time.perf_counter()
     skipped = _voice(utterances, output / "clips", engines)
     corpus = _dataset_dict(utterances, output / "clips")
-    if dataset_path.exists():
-        shutil.rmtree(dataset_path)
+    manifest_path.unlink(missing_ok=True)  # the mark of a finished build goes before the dataset it vouches for
     empty = {name: 1 for name, rows in corpus.items() if len(rows) == 0}  # datasets cannot reload a zero-shard split
-    corpus.save_to_disk(str(dataset_path), num_shards=empty)
+    with staged_folder(dataset_path) as staging:
+        corpus.save_to_disk(str(staging), num_shards=empty)
     manifest = _manifest(settings, split, corpus, skipped, time.perf_counter() - started)
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return datasets.load_from_disk(str(dataset_path))
 
 
