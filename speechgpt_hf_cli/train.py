@@ -15,7 +15,9 @@ EPILOG = """Every field of SpeechGPTTrainingConfig (TRL's SFTConfig plus model, 
 --field-name value (or --field_name value) after the options above, and overrides the YAML file. Recipes of the
 paper's three stages: speechgpt_hf/training/recipes/stage{1,2,3}_*.yaml (--recipe STAGE uses one, with your
 --dataset-name; the file's name, e.g. stage2_cross_modal, is accepted too). stage, dataset_name and output_dir must be given (flag or YAML). The expected time a step is printed
-after a few steps."""
+after a few steps. --resume_from_checkpoint latest resumes from the newest complete checkpoint in output_dir (from
+scratch when there is none; one whose save was cut short is skipped), so that the same command continues a killed
+run; a checkpoint that does not read whole is named, with the way out."""
 
 _STAGE_RECIPES: dict[str, str] = library_module("stages").RECIPES  # stage name -> recipe file name
 RECIPES = (*_STAGE_RECIPES, *_STAGE_RECIPES.values())  # a stage's name, or its recipe file's

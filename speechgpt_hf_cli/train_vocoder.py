@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-steps", type=int)
     parser.add_argument("--save-steps", type=int)
     parser.add_argument(
-        "--resume", nargs="?", const=True, help="resume from the latest checkpoint, or from the one given"
+        "--resume",
+        nargs="?",
+        const=True,
+        help="resume from the latest complete checkpoint (from scratch when there is none), or from the one given",
     )
     parser.add_argument("--cpu", action="store_true", default=None, help="train on the CPU even if a GPU is present")
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..audio import SAMPLING_RATE
 from ..data.skipped import capped
+from ..safe_files import atomic_path, atomic_write_json
 
 # Names shown in reports for metrics whose key alone says too little.
 METRIC_LABELS = {
@@ -52,9 +53,11 @@ def pyplot() -> Any:
 
 
 def save_figure(fig: Any, path: Path) -> bool:
-    """Writes `fig` to `path` and frees it; True, so a plotting function can return it."""
+    """Writes `fig` to `path` at once (in the format its suffix names) and frees it; True, so a plotting function
+    can return it."""
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as staging:
+        fig.savefig(staging, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     pyplot().close(fig)
     return True
 
@@ -200,11 +203,12 @@ def _fmt(value: Any) -> str:
 
 
 def write_report(report: Any, output_dir: str | Path) -> Path:
-    """Writes the report's files into `output_dir` and returns it."""
+    """Writes the report's files into `output_dir` (each at once: a kill leaves it whole or as it was) and
+    returns it."""
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(json.dumps(report.results, indent=1, default=_json_default))
-    with open(output / "items.jsonl", "w", encoding="utf-8") as handle:
+    atomic_write_json(output / "results.json", report.results, indent=1, default=_json_default)
+    with atomic_path(output / "items.jsonl") as staging, open(staging, "w", encoding="utf-8") as handle:
         for name, task in report.tasks.items():
             for item in task.items:
                 handle.write(json.dumps({"task": name, **item}, default=_json_default) + "\n")
@@ -217,7 +221,8 @@ def write_report(report: Any, output_dir: str | Path) -> Path:
         )
         if draw(report, output / name)
     ]
-    (output / "report.md").write_text(_markdown(report.results, plots), encoding="utf-8")
+    with atomic_path(output / "report.md") as staging:
+        staging.write_text(_markdown(report.results, plots), encoding="utf-8")
     return output
 
 

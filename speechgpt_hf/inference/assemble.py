@@ -10,6 +10,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..safe_files import staged_folder
+from ..training.checkpoints import staged_files
+
 # The kinds of model each component may be (their registered model types).
 COMPONENT_TYPES = {
     "unit_tokenizer_repo": ("speechgpt_unit_tokenizer",),
@@ -66,18 +69,29 @@ def assemble_system(
     }
     processor = AutoProcessor.from_pretrained(source)
     output = Path(output_dir) if output_dir is not None else source
-    if output.resolve() != source.resolve():
-        if output.exists() and any(output.iterdir()):
-            raise FileExistsError(f"{output} is not empty: choose a new folder for the system.")
-        shutil.copytree(source, output, ignore=shutil.ignore_patterns(*_NOT_COPIED), dirs_exist_ok=True)
     for field in COMPONENT_TYPES:  # kept pointers resolved from where the LM was, so a copy still finds them
         location = pointers.get(field) or config.resolve_component_path(field, model_dir=source)
         setattr(config, field, location)
-    config.save_pretrained(output)  # local folders near `output` are stored relative to it
-    config = AutoConfig.from_pretrained(output)
-    processor.use_components_of(config)
-    processor.save_pretrained(output)
+    if output.resolve() == source.resolve():
+        with staged_files(output) as staging:  # each file replaced at once: a kill leaves it old or new, never half
+            _save_pointers(config, processor, staging)
+        return output
+    if output.exists() and any(output.iterdir()):
+        raise FileExistsError(f"{output} is not empty: choose a new folder for the system.")
+    with staged_folder(output) as staging:  # the copy appears whole or not at all
+        shutil.copytree(source, staging, ignore=shutil.ignore_patterns(*_NOT_COPIED), dirs_exist_ok=True)
+        _save_pointers(config, processor, staging)
     return output
+
+
+def _save_pointers(config: Any, processor: Any, folder: Path) -> None:
+    """Writes the LM config and the processor into `folder`, both naming the components `config` names (local
+    folders near `folder` stored relative to it)."""
+    from transformers import AutoConfig
+
+    config.save_pretrained(folder)
+    processor.use_components_of(AutoConfig.from_pretrained(folder))
+    processor.save_pretrained(folder)
 
 
 __all__ = ["COMPONENT_TYPES", "assemble_system"]

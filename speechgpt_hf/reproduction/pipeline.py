@@ -22,6 +22,7 @@ import numpy as np
 
 from ..audio import SAMPLING_RATE
 from ..models.speechgpt.base_models import split_gguf
+from ..safe_files import atomic_write_json, read_json_file
 from ..stages import STAGES
 from .base_lm import build_base_lm
 from .settings import PRESETS, ReproductionSettings
@@ -43,14 +44,15 @@ def _say(message: str) -> None:
 
 
 class _Steps:
-    """Runs named steps once: a finished step's summary is stored and returned again on a rerun."""
+    """Runs named steps once: a finished step's summary is stored (at once: a kill leaves it whole or absent) and
+    returned again on a rerun."""
 
     def __init__(self, output: Path, settings: ReproductionSettings, overwrite: bool) -> None:
         self.folder = output / "steps"
         self.folder.mkdir(parents=True, exist_ok=True)
         saved = output / "settings.json"
         wanted = json.loads(json.dumps(settings.to_dict()))
-        if saved.exists() and not overwrite and json.loads(saved.read_text()) != wanted:
+        if saved.exists() and not overwrite and _recorded_settings(saved) != wanted:
             raise ValueError(
                 f"{output} holds a reproduction with other settings; resuming would mix them. Use another "
                 "output folder, or overwrite=True (--overwrite) to start again."
@@ -58,13 +60,13 @@ class _Steps:
         if overwrite:
             for done in self.folder.glob("*.json"):
                 done.unlink()
-        saved.write_text(json.dumps(wanted, indent=1))
+        atomic_write_json(saved, wanted, indent=1)
         self.seconds: dict[str, float] = {}
 
     def run(self, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         done = self.folder / f"{name}.json"
         if done.exists():
-            record = json.loads(done.read_text())
+            record = read_json_file(done, f"delete it to run the step {name!r} again")
             self.seconds[name] = record["seconds"]
             _say(f"{name}: done in an earlier run ({record['seconds']:.0f} s), reused")
             return record["summary"]
@@ -72,9 +74,15 @@ class _Steps:
         summary = work()
         seconds = round(time.perf_counter() - start, 1)
         self.seconds[name] = seconds
-        done.write_text(json.dumps({"seconds": seconds, "summary": summary}, indent=1, default=str))
+        atomic_write_json(done, {"seconds": seconds, "summary": summary}, indent=1, default=str)
         _say(f"{name}: {seconds:.0f} s")
         return summary
+
+
+def _recorded_settings(path: Path) -> Any:
+    """The settings a reproduction folder was started with (settings.json), named when unreadable."""
+    way_out = "delete it to resume under the settings given now, or start again with --overwrite"
+    return read_json_file(path, way_out)
 
 
 def audio_key(audio: np.ndarray, sampling_rate: int) -> str:
@@ -168,7 +176,7 @@ def fit_units(output: Path, settings: ReproductionSettings, corpus: DatasetDict)
     )
     write_model_card(output / "unit-tokenizer")
     units = encode_split(tokenizer, train)
-    (output / "unit-tokenizer" / "train_units.json").write_text(json.dumps(units))
+    atomic_write_json(output / "unit-tokenizer" / "train_units.json", units)
     lengths = [len(u["units"]) for u in units.values()]
     seconds = sum(len(row["audio"]["array"]) for row in train) / 16000
     return {
@@ -286,8 +294,11 @@ def knowledge_retention(output: Path, settings: ReproductionSettings) -> dict[st
 
 
 def _latest_checkpoint(folder: Path) -> str | None:
-    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(found[-1]) if found else None
+    """The newest complete checkpoint a killed stage or vocoder left in `folder` (incomplete ones skipped)."""
+    from ..training.checkpoints import latest_checkpoint
+
+    found = latest_checkpoint(folder)
+    return None if found is None else str(found)
 
 
 def stage_config(output: Path, settings: ReproductionSettings, stage: str) -> SpeechGPTTrainingConfig:
@@ -386,7 +397,7 @@ def train_vocoder_step(output: Path, settings: ReproductionSettings, corpus: Dat
         "log_steps": 10,
         "eval_steps": max(50, settings.vocoder_steps // 10),
         "save_steps": max(50, settings.vocoder_steps // 10),
-        "resume_from_checkpoint": True if list(folder.glob("checkpoint-*")) else None,
+        "resume_from_checkpoint": _latest_checkpoint(folder),
     }
     if settings.vocoder == "unit_mel":
         recipe = VocoderTrainingConfig.from_yaml(RECIPES_DIR / "vocoder_mel_cpu.yaml", **common)
@@ -493,7 +504,7 @@ def run_reproduction(
     if settings.knowledge_questions:
         summary["knowledge"] = steps.run("knowledge", lambda: knowledge_retention(output, settings))
     summary["seconds"] = steps.seconds
-    (output / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    atomic_write_json(output / "summary.json", summary, indent=1, default=str)
     write_reproduction_report(output, summary)
     return summary
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluation.report import CUT_COUNTS, METRIC_LABELS
+from ..safe_files import atomic_write_text
 from ..stages import STAGES
 
 STAGE_TITLES = {name: f"stage {number}" for number, name in enumerate(STAGES, 1)}
@@ -207,9 +208,7 @@ def write_reproduction_report(output: Path, summary: dict[str, Any]) -> Path:
     lines += [f"| {name} | {seconds:.0f} |" for name, seconds in summary.get("seconds", {}).items()]
     if curves is not None:
         lines += ["", f"![learning curves]({curves.name})"]
-    path = output / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return atomic_write_text(output / "report.md", "\n".join(lines) + "\n")
 
 
 __all__ = ["GOALS", "plot_learning_curves", "write_reproduction_report"]

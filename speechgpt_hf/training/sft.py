@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
 from trl import SFTConfig
 
 from ..stages import CROSS_MODAL, MODALITY_ADAPTATION, STAGES
+from .checkpoints import MARKER, resume_target, staged_model
 from .stage_recipes import RECIPES_DIR
 
 logger = logging.getLogger(__name__)
@@ -363,6 +365,31 @@ def _pass_head_bias_through(model: Any) -> None:
     object.__setattr__(head, "bias", head.original_module.bias)
 
 
+class UnmarkRewrittenCheckpoints(TrainerCallback):
+    """Removes the trainer_state.json of a checkpoint folder just before the Trainer saves into it again (a run
+    resumed from an earlier checkpoint), so that a kill mid-save leaves it unfinished rather than a finished-looking
+    mix of two saves (the Trainer writes trainer_state.json last)."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if control.should_save and state.is_world_process_zero:
+            (Path(args.output_dir) / f"checkpoint-{state.global_step}" / MARKER).unlink(missing_ok=True)
+
+    on_epoch_end = on_step_end
+
+
+class _AlreadyTrained(Exception):
+    """Raised by `StopWhenResumedAtTheEnd` to leave `Trainer.train` before it takes a step past max_steps."""
+
+
+class StopWhenResumedAtTheEnd(TrainerCallback):
+    """Resumed from a checkpoint of its last step (a run killed while saving its final model), the Trainer would take
+    one step more than max_steps before stopping; this stops it first, with the checkpoint's weights loaded."""
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step >= state.max_steps:
+            raise _AlreadyTrained
+
+
 def build_trainer(config: SpeechGPTTrainingConfig, callbacks: list[Any] | None = None) -> tuple[Any, Any]:
     """The stage's `SFTTrainer` (with these transformers `TrainerCallback`s), ready to train, and the processor to
     save beside the model."""
@@ -378,7 +405,7 @@ def build_trainer(config: SpeechGPTTrainingConfig, callbacks: list[Any] | None =
         train_dataset=dataset,
         processing_class=processor.tokenizer,
         peft_config=lora_config(config, model) if config.use_lora else None,
-        callbacks=callbacks,
+        callbacks=[*(callbacks or []), UnmarkRewrittenCheckpoints(), StopWhenResumedAtTheEnd()],
     )
     if config.use_lora and config.train_unit_embeddings:
         _pass_head_bias_through(trainer.model)
@@ -407,25 +434,57 @@ def _save_model(trainer: Any, output_dir: Path) -> None:
 def train_stage(config: SpeechGPTTrainingConfig, callbacks: list[Any] | None = None) -> Path:
     """Runs one stage (with these transformers `TrainerCallback`s) and saves the trained SpeechGPT (LoRA merged
     unless `merge_lora=False`), its processor, and the training metrics and loss history (train_results.json,
-    trainer_state.json)."""
+    trainer_state.json).
+
+    `resume_from_checkpoint` "latest" (or "true") resumes from the newest complete checkpoint in output_dir (none:
+    from scratch), so that the same command reruns a killed job; the checkpoint is checked before the Trainer reads
+    it. The final files are saved beside output_dir and moved in with config.json last (`staged_model`)."""
+    resume = resume_target(config.resume_from_checkpoint, config.output_dir)
     trainer, processor = build_trainer(config, callbacks)
-    result = trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_state()  # trainer_state.json: the loss history
+    metrics = _train(trainer, resume)
+    _save_final(config, trainer, processor, metrics)
+    return Path(config.output_dir)
+
+
+def _train(trainer: Any, resume: str | None) -> dict[str, float]:
+    """Trains (resuming from `resume`) and returns the training metrics; a checkpoint of the last step only has
+    its weights loaded (the metrics of the run that wrote it were never saved: epoch and FLOs stand in)."""
+    try:
+        return trainer.train(resume_from_checkpoint=resume).metrics
+    except _AlreadyTrained:
+        logger.info("%s holds the last step: saving its model without training further.", resume)
+        return {"epoch": trainer.state.epoch, "total_flos": trainer.state.total_flos}
+
+
+def _save_final(config: SpeechGPTTrainingConfig, trainer: Any, processor: Any, metrics: dict[str, float]) -> None:
+    """Saves the trained model, its processor, metrics and card into a staging folder, then into output_dir."""
     output_dir = Path(config.output_dir)
     main_process = trainer.is_world_process_zero()  # under accelerate/torchrun only rank 0 writes files
-    if config.use_lora and config.merge_lora:
+    with staged_model(output_dir, main_process, trainer.accelerator.wait_for_everyone) as staging:
+        _save_run_files(trainer, metrics, staging)
+        if config.use_lora and config.merge_lora:
+            if main_process:
+                trainer.model.save_pretrained(staging / "adapter")
+                trainer.model.merge_and_unload().save_pretrained(staging)
+        else:
+            _save_model(trainer, staging)
         if main_process:
-            trainer.model.save_pretrained(output_dir / "adapter")
-            trainer.model.merge_and_unload().save_pretrained(output_dir)
-    else:
-        _save_model(trainer, output_dir)
-    if main_process:
-        processor.save_pretrained(output_dir)
-        sequences = len(trainer.train_dataset) if hasattr(trainer.train_dataset, "__len__") else None
-        write_stage_card(config, output_dir, sequences, result.global_step)
+            processor.save_pretrained(staging)
+            sequences = len(trainer.train_dataset) if hasattr(trainer.train_dataset, "__len__") else None
+            steps = trainer.state.global_step
+            write_stage_card(config, staging, sequences, steps, model_name=output_dir.resolve().name)
     trainer.accelerator.wait_for_everyone()
-    return output_dir
+
+
+def _save_run_files(trainer: Any, metrics: dict[str, float], folder: Path) -> None:
+    """The training metrics (train_results.json, all_results.json) and loss history (trainer_state.json), written
+    by the Trainer into `folder` rather than its output_dir."""
+    output_dir, trainer.args.output_dir = trainer.args.output_dir, str(folder)
+    try:
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+    finally:
+        trainer.args.output_dir = output_dir
 
 
 def _source_name(name: str) -> str:
@@ -461,8 +520,15 @@ def _base_dtype(config: SpeechGPTTrainingConfig) -> str:
     return str(kwargs.get("torch_dtype", kwargs.get("dtype", "float32"))).removeprefix("torch.")
 
 
-def write_stage_card(config: SpeechGPTTrainingConfig, output_dir: Path, sequences: int | None, steps: int) -> Path:
-    """Adds the stage to the model's provenance (after the steps of the model it started from) and renders its card."""
+def write_stage_card(
+    config: SpeechGPTTrainingConfig,
+    output_dir: Path,
+    sequences: int | None,
+    steps: int,
+    model_name: str | None = None,
+) -> Path:
+    """Adds the stage to the model's provenance (after the steps of the model it started from) and renders its card,
+    naming the model `model_name` (default: the folder's name; a staging folder's is not the model's)."""
     from ..hub.cards import base_model_step, record_provenance, write_model_card
 
     start = config.model_name_or_path or config.base_model_name_or_path
@@ -477,13 +543,15 @@ def write_stage_card(config: SpeechGPTTrainingConfig, output_dir: Path, sequence
         step |= {key: base[key] for key in ("base_model", "base_weights") if key in base}
     inherit = start if config.model_name_or_path is not None and Path(start).is_dir() else None
     record_provenance(output_dir, step, inherit_from=inherit)
-    return write_model_card(output_dir)
+    return write_model_card(output_dir, repo_id=model_name)
 
 
 __all__ = [
     "ACCELERATE_CONFIGS_DIR",
     "RECIPES_DIR",
     "SpeechGPTTrainingConfig",
+    "StopWhenResumedAtTheEnd",
+    "UnmarkRewrittenCheckpoints",
     "build_trainer",
     "load_model_and_processor",
     "load_stage_dataset",

@@ -11,7 +11,6 @@ validation, time limit and loss plot. Works on one CPU or GPU, and on several pr
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import shutil
 import time
@@ -24,6 +23,8 @@ import torch
 from torch import nn
 
 from ...models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANDiscriminator, UnitHiFiGANVocoder
+from ...safe_files import atomic_path, atomic_write_json, read_json_file
+from ..checkpoints import MARKER, numbered_checkpoints, resume_target, staged_model
 from ..step_timer import StepTimer
 from .config import VocoderTrainingConfig
 from .data import VocoderCollator, VocoderDataset
@@ -37,7 +38,7 @@ from .losses import (
 from .unit_mel import UnitMelCollator, UnitMelTrainingForward, build_unit_mel_vocoder, training_summary
 
 logger = logging.getLogger(__name__)
-STATE_FILE = "trainer_state.json"
+STATE_FILE = MARKER  # written last, at once: a checkpoint folder without it is a save that was cut short
 
 
 @dataclass
@@ -279,8 +280,8 @@ def evaluate_vocoder(
         real = torch.from_numpy(example["audio"])[None]
         distances.append(mel_l1_loss(mel.cpu(), real, wave[None]).item())
         if sample_dir is not None and index < num_samples:
-            sample_dir.mkdir(parents=True, exist_ok=True)
-            sf.write(sample_dir / f"{index}.wav", wave.numpy(), vocoder.config.sampling_rate)
+            with atomic_path(sample_dir / f"{index}.wav") as staging:
+                sf.write(staging, wave.numpy(), vocoder.config.sampling_rate, format="WAV")
     vocoder.train(was_training)
     return sum(distances) / len(distances)
 
@@ -298,39 +299,39 @@ def _log_eval(parts: TrainingParts, data: VocoderDataset, state: TrainerState) -
 
 
 def save_checkpoint(accelerator, state: TrainerState, config: VocoderTrainingConfig) -> Path:
-    """Models, optimisers, schedulers and RNG (accelerate) plus the trainer state; keeps the newest few."""
+    """Models, optimisers, schedulers and RNG (accelerate) plus the trainer state, written last and at once: the
+    folder counts as a checkpoint only then. Keeps the newest few."""
     output = Path(config.output_dir)
     folder = output / f"checkpoint-{state.step}"
-    accelerator.save_state(str(folder))
     if accelerator.is_main_process:
-        (folder / STATE_FILE).write_text(json.dumps(state.__dict__, indent=1))
+        (folder / STATE_FILE).unlink(missing_ok=True)  # a folder saved again is unfinished until its end
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(folder))
+    accelerator.wait_for_everyone()  # every process's part is written before the folder is marked
+    if accelerator.is_main_process:
+        atomic_write_json(folder / STATE_FILE, state.__dict__, indent=1)
         plot_losses(state.history, output / "loss.png")
         for old in _checkpoints(output)[: -config.save_total_limit]:
+            (old / STATE_FILE).unlink()  # unmarked first: a kill mid-removal leaves no finished-looking remains
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return folder
 
 
 def _checkpoints(output: Path) -> list[Path]:
-    found = [p for p in output.glob("checkpoint-*") if (p / STATE_FILE).exists()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+    return [p for p in numbered_checkpoints(output) if (p / STATE_FILE).exists()]
 
 
 def _resume(accelerator, config: VocoderTrainingConfig) -> TrainerState:
-    target = config.resume_from_checkpoint
-    if not target:
+    """The trainer state of the checkpoint `resume_from_checkpoint` names (True or "latest": the newest complete
+    one), its tensors loaded; checked first, so that a truncated file is named with the way out."""
+    target = resume_target(config.resume_from_checkpoint, config.output_dir)
+    if target is None:
         return TrainerState()
-    if target is True or target == "latest":
-        found = _checkpoints(Path(config.output_dir))
-        if not found:
-            logger.warning(f"No checkpoint in {config.output_dir}: starting from scratch.")
-            return TrainerState()
-        target = found[-1]
     folder = Path(target)
-    if not (folder / STATE_FILE).exists():
-        raise FileNotFoundError(f"{folder} is not a vocoder checkpoint (no {STATE_FILE}).")
+    way_out = f"delete {folder} to resume from the checkpoint before it"
+    state = TrainerState(**read_json_file(folder / STATE_FILE, way_out))
     accelerator.load_state(str(folder))
-    state = TrainerState(**json.loads((folder / STATE_FILE).read_text()))
     logger.info(f"Resumed from {folder} at step {state.step}.")
     return state
 
@@ -355,28 +356,30 @@ def plot_losses(history: list[dict[str, float]], path: Path) -> None:
     axes[0].legend(fontsize=7)
     axes[1].set(xlabel="step", title="validation mel distance")
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_path(path) as staging:
+        figure.savefig(staging, format="png")
     plt.close(figure)
 
 
 def _export(parts: TrainingParts, done: tuple[int, int]) -> nn.Module:
     """The trained vocoder (weight norm folded in, for the unit HiFi-GAN), saved (safetensors) to output_dir with
-    its model card."""
+    its model card, through a staging folder (`staged_model`): a kill never leaves half a model there."""
     accelerator, config = parts.accelerator, parts.config
     vocoder = copy.deepcopy(accelerator.unwrap_model(parts.generator).vocoder).float().cpu()
     if hasattr(vocoder, "remove_weight_norm"):
         vocoder.remove_weight_norm()
     vocoder.eval()
     if accelerator.is_main_process:
-        vocoder.save_pretrained(config.output_dir)
-        write_vocoder_card(config, *done)
+        with staged_model(config.output_dir) as staging:
+            vocoder.save_pretrained(staging)
+            write_vocoder_card(config, *done, folder=staging)
     accelerator.wait_for_everyone()
     return vocoder
 
 
-def write_vocoder_card(config: VocoderTrainingConfig, utterances: int, steps: int) -> Path:
-    """Records how the vocoder in `config.output_dir` was trained (`steps` done on `utterances`) and renders its
-    model card."""
+def write_vocoder_card(config: VocoderTrainingConfig, utterances: int, steps: int, folder: Path | None = None) -> Path:
+    """Records how the vocoder in `config.output_dir` (saved in `folder`, by default there) was trained (`steps`
+    done on `utterances`) and renders its model card."""
     from ...hub.cards import record_provenance, write_model_card
 
     start = f"from {Path(config.init_from).name}" if config.init_from else "from scratch"
@@ -395,8 +398,9 @@ def write_vocoder_card(config: VocoderTrainingConfig, utterances: int, steps: in
         "summary": f"{steps} of {config.max_steps} steps {start}, {method}",
         "facts": {"training utterances": utterances, "training steps": steps},
     }
-    record_provenance(config.output_dir, step)
-    return write_model_card(config.output_dir)
+    folder = Path(folder or config.output_dir)
+    record_provenance(folder, step)
+    return write_model_card(folder, repo_id=Path(config.output_dir).resolve().name)
 
 
 __all__ = [
