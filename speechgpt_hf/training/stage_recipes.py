@@ -28,6 +28,7 @@ METHOD_FIELDS = (
     "lora_dropout",
     "lora_target_modules",
     "train_unit_embeddings",
+    "unit_embedding_learning_rate",
     "unit_row_spread",
     "replay_config",
     "replay_fraction",
