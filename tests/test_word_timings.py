@@ -127,3 +127,28 @@ def test_engines_without_their_own_timings_are_aligned_and_timings_round_trip():
     assert columns["word_starts"] == [round(t, 4) for t in timings.starts]
     with pytest.raises(ValueError, match="words"):
         WordTimings(("a",), (0.0,), ())
+
+
+def test_an_alignment_does_not_depend_on_the_recordings_aligned_before_it():
+    """A resumed corpus build aligns in a new process: each clip must be timed as if it came first. Without the
+    front end's reset, clips 5 and 7 of these (a corpus's first Piper clips) moved by a frame after the others."""
+    from speechgpt_hf.data import word_timings
+    from speechgpt_hf.data.tts_engines import PiperTTS
+
+    piper = PiperTTS()
+    sentences = [
+        ("When will my sister buy the fresh apple?", "joe-fast"),
+        ("Do we order a banana every evening?", "joe"),
+        ("How many dogs did my brother find yesterday?", "joe-fast"),
+        ("My brother brings a cup every morning.", "joe"),
+        ("My sister bought the cup in the noisy kitchen last night.", "joe-fast"),
+        ("Your brother will eat a sweet apple tomorrow.", "joe"),
+        ("Let's buy a banana tomorrow morning.", "joe-fast"),
+        ("Your sister will clean the plates tomorrow.", "joe"),
+    ]
+    clips = [(text, *piper(text, speaker=speaker)) for text, speaker in sentences]
+    word_timings._aligner.cache_clear()
+    in_a_row = [align_words(samples, rate, text) for text, samples, rate in clips]
+    for index, (text, samples, rate) in enumerate(clips):
+        word_timings._aligner.cache_clear()
+        assert align_words(samples, rate, text) == in_a_row[index], f"clip {index} moved with what came before it"

@@ -285,6 +285,10 @@ class _Aligner:
         with self.lock:
             keys = [self.spelling(word) for word in words]
             try:
+                # The feature front end carries its cepstral mean from one recording to the next, which moved the
+                # alignment of 4 clips in 30: starting it afresh makes each alignment independent of what came
+                # before, so a corpus build resumed in a new process times its clips as an unbroken one does.
+                self.decoder.reinit_feat()
                 self.decoder.set_align_text(" ".join(keys))
                 for second_pass in (False, True):  # words first, then phones within them
                     if second_pass:
