@@ -7,7 +7,9 @@ an audio player while the LM is still writing, and a picture shows the answer's 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import os
 import tempfile
 import threading
@@ -31,6 +33,12 @@ EXAMPLES = [
 ]
 EMPTY_REQUEST = "Type something, or record or upload speech, first."
 MAX_UPLOAD = "20mb"
+# The queue (SPEECHGPT_QUEUE_SIZE, SPEECHGPT_CONCURRENCY): one answer generated at a time, since two at once share the
+# same cores and each streams at about half speed, which on a CPU Space can fall behind playback; 16 more requests
+# wait, and one beyond them is refused at once with a message instead of joining a line with no end.
+# benchmarks/space_load.md measures these settings against others.
+QUEUE_SIZE = 16
+CONCURRENCY = 1
 
 
 class LazyChat:
@@ -135,6 +143,15 @@ class SpaceSession:
             messages.remove(answer)
             yield from self._refuse(str(error), state)
 
+    def respond_streamed(self, message: dict | None, answer_in: str, state: dict) -> Iterator[tuple]:
+        """`respond` as served: audio chunks go to Gradio as WAV bytes, which it streams as they are.
+
+        Given (rate, samples), Gradio writes each chunk to a cache file named after its content, and two sessions
+        streaming the same chunk at once (silence, say) write and read that file together: one answer fails."""
+        with contextlib.closing(self.respond(message, answer_in, state)) as steps:
+            for messages, audio, picture, new_state, box in steps:
+                yield messages, None if audio is None else _wav_bytes(*audio), picture, new_state, box
+
     def _finish(self, reply: SpeechGPTReply, session: SpeechGPTChat, state: dict, answer: dict) -> tuple:
         response = reply.response
         answer["content"] = _answer_text(response.transcript, response.text, response.problems)
@@ -163,6 +180,12 @@ def new_state() -> dict:
     return {"history": [], "messages": []}
 
 
+def _wav_bytes(rate: int, samples: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
 def _answer_text(transcript: str | None, text: str | None, problems: list[str]) -> str:
     lines = [f"*Heard:* {transcript.strip()}"] if transcript and transcript.strip() else []
     lines.append((text or "").strip() or "(a spoken answer)")
@@ -170,7 +193,9 @@ def _answer_text(transcript: str | None, text: str | None, problems: list[str]) 
     return "\n\n".join(lines)
 
 
-def build_demo(chat: LazyChat, max_seconds: float = 30.0, queue_size: int = 16, concurrency: int = 2) -> gr.Blocks:
+def build_demo(
+    chat: LazyChat, max_seconds: float = 30.0, queue_size: int = QUEUE_SIZE, concurrency: int = CONCURRENCY
+) -> gr.Blocks:
     """The Blocks app around one lazily loaded talking system, with its queue limits set."""
     handlers = SpaceSession(chat, max_seconds)
     with gr.Blocks(title="SpeechGPT") as demo:
@@ -194,7 +219,10 @@ def build_demo(chat: LazyChat, max_seconds: float = 30.0, queue_size: int = 16, 
                 picture = gr.Image(label="Units and spectrogram of the answer", type="numpy", interactive=False)
         gr.Examples([[{"text": example, "files": []}] for example in EXAMPLES], inputs=[box])
         box.submit(
-            handlers.respond, [box, answer_in, state], [chatbot, spoken, picture, state, box], api_name="respond"
+            handlers.respond_streamed,
+            [box, answer_in, state],
+            [chatbot, spoken, picture, state, box],
+            api_name="respond",
         )
         reset.click(handlers.reset, None, [chatbot, spoken, picture, state], api_name="reset")
     return demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
@@ -223,10 +251,20 @@ def launch(model: str, max_seconds: float = 30.0, **launch_kwargs: Any) -> None:
     demo = build_demo(
         LazyChat(load),
         max_seconds=max_seconds,
-        queue_size=_env_number("SPEECHGPT_QUEUE_SIZE", 16, int),
-        concurrency=_env_number("SPEECHGPT_CONCURRENCY", 2, int),
+        queue_size=_env_number("SPEECHGPT_QUEUE_SIZE", QUEUE_SIZE, int),
+        concurrency=_env_number("SPEECHGPT_CONCURRENCY", CONCURRENCY, int),
     )
     demo.launch(max_file_size=MAX_UPLOAD, **launch_kwargs)
 
 
-__all__ = ["ANSWER_MODES", "LazyChat", "SpaceSession", "UploadRefused", "build_demo", "launch", "read_upload"]
+__all__ = [
+    "ANSWER_MODES",
+    "CONCURRENCY",
+    "QUEUE_SIZE",
+    "LazyChat",
+    "SpaceSession",
+    "UploadRefused",
+    "build_demo",
+    "launch",
+    "read_upload",
+]
