@@ -231,7 +231,7 @@ class PressCtrlC(LogitsProcessor):
         self.steps += 1
         if self.steps == 3:
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1.0)  # a person's Ctrl-C lands while the answer is still being written, not after its end
+            time.sleep(3.0)  # a person's Ctrl-C lands while the answer is still being written, not after its end
         return scores
 
 

@@ -4,10 +4,10 @@ from the CLI); the reproduction's step markers, settings and resumed stages, and
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
-import datasets
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -22,7 +22,6 @@ from speechgpt_hf.safe_files import CorruptFileError
 from speechgpt_hf.testing_utils import kill_when
 from speechgpt_hf.training.checkpoints import MARKER, latest_checkpoint
 from speechgpt_hf.training.sft import SpeechGPTTrainingConfig, UnmarkRewrittenCheckpoints, train_stage
-from speechgpt_hf.training.vocoder import VocoderTrainingConfig, prepare_vocoder_dataset, train_vocoder
 
 STAGE = dict(
     stage="modality_adaptation",
@@ -150,18 +149,19 @@ def test_a_checkpoint_saved_again_is_unmarked_until_its_save_ends(tmp_path):
 @pytest.fixture(scope="module")
 def vocoder_runs(tmp_path_factory):
     """root/whole: a vocoder trained through; root/killed: the same `train-vocoder` run SIGKILLed as it begins
-    saving checkpoint-4 (its last), rerun."""
+    saving checkpoint-4 (its last), rerun. Every run is a process of its own, as a user's are: one torch setting
+    left behind by another test in this process (its thread count) would change the sums, not the code."""
     root = tmp_path_factory.mktemp("vocoder")
     unit_rows().save_to_disk(str(root / "data"))
     (root / "recipe.yaml").write_text(json.dumps(VOCODER))
-    data = prepare_vocoder_dataset(datasets.load_from_disk(str(root / "data")), speaker_column="speaker")
-    train_vocoder(VocoderTrainingConfig.from_yaml(root / "recipe.yaml", output_dir=str(root / "whole")), data)
-    killed = root / "killed"
-    command = _cli("train-vocoder", str(root / "data"), "--speaker-column", "speaker", "--eval-size", "0")
-    command += ["--config", str(root / "recipe.yaml"), "--output-dir", str(killed), "--resume"]
-    assert kill_when(command, lambda: _saving_into(killed / "checkpoint-4"))
-    resumed = VocoderTrainingConfig.from_yaml(root / "recipe.yaml", output_dir=str(killed), resume_from_checkpoint=True)
-    train_vocoder(resumed, data)
+
+    def command(output: Path) -> list[str]:
+        argv = _cli("train-vocoder", str(root / "data"), "--speaker-column", "speaker", "--eval-size", "0")
+        return argv + ["--config", str(root / "recipe.yaml"), "--output-dir", str(output), "--resume"]
+
+    subprocess.run(command(root / "whole"), check=True, capture_output=True)
+    assert kill_when(command(root / "killed"), lambda: _saving_into(root / "killed" / "checkpoint-4"))
+    subprocess.run(command(root / "killed"), check=True, capture_output=True)
     return root
 
 
