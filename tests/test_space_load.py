@@ -55,7 +55,7 @@ def test_the_server_goes_idle_once_the_visitors_leave_and_its_memory_stays_bound
     phases = result.phases
     assert all(phases.values())
     assert bench.cpu_percent(phases["after"]) < 50  # no generation left running for a closed connection
-    # The server's memory grows by a few hundred KiB a request served (benchmarks/space_load.md), under 100 MiB in
+    # The server's memory grows by a few hundred KiB a request served (benchmarks/space_load.md), about 100 MiB in
     # this run; the bound catches runaway growth (megabytes a request), the benchmark's longer run the slow kind.
     assert result.rss_growth < 256 * 2**20
 
