@@ -236,6 +236,15 @@ class PressCtrlC(LogitsProcessor):
 
 
 def test_ctrl_c_stops_the_answer_being_generated_and_the_conversation_goes_on(system, tmp_path, capsys):
+    # Python's own Ctrl-C handling, as a fresh `speechgpt-hf chat` has it, whatever an earlier test installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _press_ctrl_c_during_an_answer(system, tmp_path, capsys)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _press_ctrl_c_during_an_answer(system, tmp_path, capsys) -> None:
     chat = SpeechGPTChat.from_pretrained(str(system))
     press = PressCtrlC()
     session = _session(chat, tmp_path, generate_kwargs={"logits_processor": LogitsProcessorList([press])})
