@@ -64,6 +64,9 @@ class ReadingConfig:
     lora_r: int = 0  # with a pretrained base: a LoRA of this rank on `lora_targets`, the unit rows trained beside it
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     unit_learning_rate: float | None = None  # the unit and marker rows' own rate (None: `learning_rate`)
+    spliced: int = 0  # extra ASR rows an utterance: new grammar sentences spoken by splicing training words' units
+    grammar_text: int = 0  # control for `spliced`: its sentences as text-only rows, no units
+    crossovers: int = 0  # extra ASR rows an utterance: one utterance's start joined to another's end at a shared word
 
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -116,6 +119,35 @@ CONFIGS = [
     ReadingConfig("combined_k128", "combined with K=128 units", task_descriptions=1, num_units=128, **NARROW),
     ReadingConfig(
         "combined_960", "combined with 960 training sentences", task_descriptions=1, **{**NARROW, "num_train": 960}
+    ),
+    # Run 6: new sentences from spliced word spans, against reading a sentence by its whole unit sequence.
+    ReadingConfig(
+        "combined_spliced",
+        "combined + 2 ASR rows an utterance of new grammar sentences, units spliced from training words in one voice",
+        task_descriptions=1,
+        spliced=2,
+        **NARROW,
+    ),
+    ReadingConfig(
+        "combined_crossover8",
+        "combined + 8 ASR rows an utterance, each two utterances of one voice joined at a word they share (no grammar)",
+        task_descriptions=1,
+        crossovers=8,
+        **NARROW,
+    ),
+    ReadingConfig(
+        "combined_spliced8",
+        "combined + 8 spliced ASR rows an utterance",
+        task_descriptions=1,
+        spliced=8,
+        **NARROW,
+    ),
+    ReadingConfig(
+        "combined_grammar_text8",
+        "control: combined + the sentences of combined_spliced8 as text-only rows (the grammar without its sound)",
+        task_descriptions=1,
+        grammar_text=8,
+        **NARROW,
     ),
     # Run 5: the pretrained base (the `pretrained` preset's LM) on the same task, through a LoRA.
     ReadingConfig(
@@ -199,34 +231,31 @@ class Utterance:
     units: list[int]
     words: list[str]
     word_units: list[tuple[int, int]]  # each word's [first, last) merged-unit indices
-
-
-def word_unit_spans(durations: Sequence[int], starts: Sequence[float], ends: Sequence[float]) -> list[tuple[int, int]]:
-    """Each word's merged units: those whose first frame (50 a second) falls within the word's time span (at least
-    the unit sounding at the word's start)."""
-    import bisect
-
-    onsets, frame = [], 0
-    for duration in durations:
-        onsets.append(frame)
-        frame += duration
-    spans = []
-    for start, end in zip(starts, ends, strict=True):
-        first = bisect.bisect_left(onsets, round(start * 50))
-        last = bisect.bisect_left(onsets, round(end * 50))
-        if last <= first:  # a word shorter than a unit: the unit sounding at its start
-            first = max(0, bisect.bisect_right(onsets, start * 50) - 1)
-            last = first + 1
-        spans.append((min(first, len(onsets) - 1), min(last, len(onsets))))
-    return spans
+    voice: str = ""
+    durations: list[int] = dataclasses.field(default_factory=list)  # each unit's frames
+    starts: list[float] = dataclasses.field(default_factory=list)  # each word's start and end, seconds
+    ends: list[float] = dataclasses.field(default_factory=list)
 
 
 def utterances(corpus: Any, units: dict[str, dict[str, list[int]]], split: str) -> list[Utterance]:
+    from speechgpt_hf.data.word_splicing import word_unit_spans
+
     items = []
     for row in corpus[split].remove_columns("audio"):
         coded = units[f"{row['id']}/{row['speaker']}"]
         spans = word_unit_spans(coded["durations"], row["word_starts"], row["word_ends"]) if row["words"] else []
-        items.append(Utterance(row["text"], coded["units"], row["words"], spans))
+        items.append(
+            Utterance(
+                row["text"],
+                coded["units"],
+                row["words"],
+                spans,
+                row["speaker"],
+                coded["durations"],
+                row["word_starts"],
+                row["word_ends"],
+            )
+        )
     return items
 
 
@@ -290,7 +319,9 @@ def asr_request(units: list[int], description: str) -> str:
     return format_cross_modal_instruction(description, units_to_string(units))
 
 
-def training_rows(config: ReadingConfig, processor: Any, train: list[Utterance]) -> list[tuple[list[int], list[int]]]:
+def training_rows(
+    config: ReadingConfig, processor: Any, train: list[Utterance], held_out: Sequence[str] = ()
+) -> list[tuple[list[int], list[int]]]:
     """(token ids, labels) of every training row: prompt positions of prompt/completion rows are -100, interleaved
     rows are learnt whole."""
     from speechgpt_hf.models.speechgpt.prompt_format import format_cross_modal_instruction, units_to_string
@@ -313,6 +344,11 @@ def training_rows(config: ReadingConfig, processor: Any, train: list[Utterance])
             pairs.append(processor.prompt_and_completion(asr_request(units, rng.choice(asr)), words))
         for _ in range(config.interleaved if item.word_units else 0):
             texts.append(interleave(item, rng))
+    extra = spliced_sentences(config, train, held_out, config.spliced * len(train))
+    extra += crossovers(train, held_out, config.crossovers * len(train))
+    texts += [text for text, _ in spliced_sentences(config, train, held_out, config.grammar_text * len(train))]
+    for text, units in extra:
+        pairs.append(processor.prompt_and_completion(asr_request(units, rng.choice(asr)), text))
     rows = []
     for prompt, completion in pairs:
         prompt_ids = processor.tokenizer(prompt)["input_ids"]
@@ -322,6 +358,55 @@ def training_rows(config: ReadingConfig, processor: Any, train: list[Utterance])
         ids = processor.tokenizer(text)["input_ids"] + [processor.tokenizer.eos_token_id]
         rows.append((ids, list(ids)))
     return rows
+
+
+def spliced_sentences(
+    config: ReadingConfig, train: list[Utterance], held_out: Sequence[str], count: int
+) -> list[tuple[str, list[int]]]:
+    """`count` new grammar sentences (none of them a training or held-out one) spoken by splicing their words'
+    units from training utterances of one voice, as the recipe's `spliced_asr_rows` makes them."""
+    from speechgpt_hf.data.word_splicing import WordSpliceBank
+    from speechgpt_hf.reproduction.corpus import Grammar, generate_sentences
+
+    if count == 0:
+        return []
+    bank = WordSpliceBank()
+    for item in train:
+        bank.add(item.voice, item.text, item.units, item.durations, item.words, item.starts, item.ends)
+    grammar = Grammar.load() if config.words_per_kind is None else Grammar.load().narrowed(config.words_per_kind)
+    taken = [item.text for item in train] + list(held_out)
+    texts = generate_sentences(2 * count, "spliced", grammar, taken=taken, allow_fewer=True)
+    return [(text, units) for text, _, units in bank.speak_many(texts, count, random.Random("spliced"))]
+
+
+def crossovers(train: list[Utterance], held_out: Sequence[str], count: int) -> list[tuple[str, list[int]]]:
+    """`count` new sentences, each the start of one training utterance up to a word it shares with another of the
+    same voice, then that other's words from there on (units cut at the shared word's onset): new combinations
+    that need only word timings, no grammar. Sentences already in training or held out are not made."""
+    from speechgpt_hf.reproduction.corpus import normalise
+
+    at: dict[tuple[str, str], list[tuple[Utterance, int]]] = {}  # (voice, word) -> where it is spoken
+    timed = [item for item in train if item.word_units]
+    for item in timed:
+        for position, word in enumerate(item.words[1:], start=1):
+            at.setdefault((item.voice, normalise(word)), []).append((item, position))
+    seen = {normalise(text) for text in [*(item.text for item in train), *held_out]}
+    rng = random.Random("crossovers")
+    out: list[tuple[str, list[int]]] = []
+    for _ in range(20 * count):
+        if len(out) == count:
+            break
+        first = rng.choice(timed)
+        i = rng.randrange(1, len(first.words))
+        second, j = rng.choice(at[(first.voice, normalise(first.words[i]))])
+        words = first.words[:i] + second.words[j:]
+        text = " ".join(words) + (second.text[-1] if second.text[-1] in ".?!" else "")
+        if normalise(text) in seen:
+            continue
+        seen.add(normalise(text))
+        units = first.units[: first.word_units[i][0]] + second.units[second.word_units[j][0] :]
+        out.append((text, [u for k, u in enumerate(units) if k == 0 or u != units[k - 1]]))
+    return out
 
 
 def phrase(item: Utterance, rng: random.Random, max_words: int = 3) -> tuple[str, list[int]]:
@@ -417,7 +502,7 @@ def run_config(config: ReadingConfig, cache: Path, budget: float, eval_every: fl
     }
     torch.manual_seed(0)
     model, processor = build_model(config, [item.text for item in train])
-    rows = training_rows(config, processor, train)
+    rows = training_rows(config, processor, train, held_out=list(corpus["test"]["text"]))
     optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps))
     stream = batches(rows, config.batch_size, processor.tokenizer.pad_token_id)

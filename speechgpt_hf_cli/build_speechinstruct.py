@@ -34,6 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     recipe = parser.add_argument_group("recipe")
     recipe.add_argument("--asr-probability", type=float, default=0.5, help="chance of an ASR (else TTS) request")
+    recipe.add_argument(
+        "--spliced-asr-rows",
+        type=int,
+        default=0,
+        help="cross_modal: this many extra ASR rows an utterance of --spliced-texts sentences, spoken by splicing "
+        "the units of words one speaker said (needs word timings in the corpus: words, word_starts, word_ends)",
+    )
+    recipe.add_argument("--spliced-texts", help="text file of sentences for --spliced-asr-rows, one a line")
     recipe.add_argument("--multi-turn-probability", type=float, default=0.0, help="chance a turn joins a conversation")
     recipe.add_argument("--max-turns", type=int, default=4)
     recipe.add_argument("--max-tokens", type=int, help="longest row (default 1024 / 512 / 1024 by stage)")
@@ -52,14 +60,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from speechgpt_hf.data.hub_folder import build_speechinstruct_folder
     from speechgpt_hf.hub.push import check_folder, push
-    from speechgpt_hf.stages import CHAIN_OF_MODALITY, STAGES
+    from speechgpt_hf.stages import CHAIN_OF_MODALITY, CROSS_MODAL, STAGES
 
     configs = args.configs or (list(STAGES) if args.audio else [CHAIN_OF_MODALITY])
     if not args.audio and set(configs) - {"chain_of_modality"}:
         raise UsageError("modality_adaptation and cross_modal need speech: pass --audio FOLDER_OR_HUB_ID.")
+    if args.spliced_asr_rows and CROSS_MODAL not in configs:
+        raise UsageError("--spliced-asr-rows makes cross_modal rows: build cross_modal too.")
+    if bool(args.spliced_asr_rows) != bool(args.spliced_texts):
+        raise UsageError("--spliced-asr-rows and --spliced-texts go together: the rows and the sentences they speak.")
+    spliced = {"spliced_asr_rows": args.spliced_asr_rows, "spliced_texts": args.spliced_texts}
     summaries = build_speechinstruct_folder(
         args.output_dir,
-        configs,
+        {config: spliced if config == CROSS_MODAL and args.spliced_asr_rows else {} for config in configs},
         num_proc=args.num_proc,
         overwrite=args.overwrite,
         repo_id=args.push_to_hub,

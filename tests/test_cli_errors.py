@@ -31,6 +31,12 @@ def test_version(capsys):
         (["train"], "train needs --stage"),
         (["train", "--recipe", "stage1_modality_adaptation"], "pass --dataset-name"),
         (["build-speechinstruct", "{tmp}/si", "--configs", "cross_modal"], "pass --audio"),
+        (["build-speechinstruct", "{tmp}/si", "--audio", "{tmp}", "--spliced-asr-rows", "2"], "go together"),
+        (
+            ["build-speechinstruct", "{tmp}/si", "--audio", "{tmp}", "--configs", "modality_adaptation"]
+            + ["--spliced-asr-rows", "2", "--spliced-texts", "{tmp}/s.txt"],
+            "build cross_modal too",
+        ),
     ],
 )
 def test_a_user_mistake_is_one_line_and_exit_code_2(argv, expected, tmp_path, capsys):

@@ -59,6 +59,8 @@ def test_quickstart_reproduces_at_a_tiny_size_and_resumes(tmp_path, capsys):
         rows = load_speechinstruct(tmp_path / "speechinstruct", config)
         trained = {normalise(text) for text in [*rows["input_text"], *rows["output_text"]] if text}
         assert not trained & held_out, config
+    # the quickstart's stage 2 also reads new sentences spliced from the training words
+    assert any(source.startswith("spliced-") for source in rows["source_id"])
 
     # The scores are those of the held-out items: recomputed from what the model wrote, they agree.
     items = [json.loads(line) for line in open(tmp_path / "evaluation" / "test" / "items.jsonl")]

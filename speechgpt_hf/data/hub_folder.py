@@ -22,7 +22,8 @@ from typing import Any
 from ..safe_files import atomic_path, atomic_write_json, read_json_file
 from ..stages import CHAIN_OF_MODALITY, CROSS_MODAL, MODALITY_ADAPTATION
 from .skipped import SkippedItems
-from .speechinstruct import Shard, SpeechInstruct
+from .speechinstruct import Shard, SpeechInstruct, fingerprint
+from .word_splicing import read_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,9 @@ def _check_settings(builder: SpeechInstruct, folder: Path, overwrite: bool) -> N
     settings = {name: getattr(config, name) for name in _SETTINGS}
     settings["unit_tokenizer"] = str(builder.input_ids["unit_tokenizer"])
     settings["builder_version"] = str(builder.VERSION)  # a new version renders rows differently: never mix them
+    if config.spliced_asr_rows:  # recorded only when used, so that folders built before the setting still resume
+        settings["spliced_asr_rows"] = config.spliced_asr_rows
+        settings["spliced_texts"] = fingerprint(read_sentences(config.spliced_texts))
     path = folder / STATE_DIR / config.name / "settings.json"
     if path.exists() and not overwrite:
         previous = read_json_file(path, "build again with --overwrite (overwrite=True): that configuration is rebuilt.")
@@ -328,6 +332,8 @@ def describe_build(builder: SpeechInstruct) -> dict[str, str]:
                 if config.asr_and_tts
                 else f"ASR with probability {config.asr_probability}, else TTS"
             )
+            if config.spliced_asr_rows:
+                asr += f", and {config.spliced_asr_rows} ASR rows an utterance of new sentences spliced from its words"
             parts.insert(1, asr)
             parts.insert(2, f"multi-turn probability {config.multi_turn_probability} (up to {config.max_turns} turns)")
     return {"units": _describe_units(config.unit_tokenizer), "recipe": "; ".join(parts) + "."}

@@ -59,6 +59,7 @@ from .sources import (
     normalize_transcript,
 )
 from .tts_engines import resolve_tts
+from .word_splicing import WordSpliceBank, read_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,11 @@ class SpeechInstructConfig(datasets.BuilderConfig):
         asr_and_tts: every transcribed utterance becomes both an ASR and a TTS request (`asr_probability` unused):
             a small corpus is then both read and written in full.
         asr_descriptions / tts_descriptions: task descriptions (list or file; None: the shipped 100 each).
+        spliced_asr_rows / spliced_texts: for `cross_modal`, this many extra ASR rows per timed utterance, each a
+            sentence of `spliced_texts` (a list, or a text file of one a line, taken in a shard-seeded order)
+            spoken by splicing the unit spans of its words from one speaker's utterances in the shard
+            (`word_splicing`; needs the source's word timings). Sentences with a word no single speaker said are
+            passed over. New combinations of heard words make the LM read word by word (benchmarks/reading.md).
         multi_turn_probability / max_turns: chance that a cross-modal turn joins the previous conversation.
         max_tokens: longest row (None: 1024 / 512 / 1024 for the three stages, as the release trained).
         tokenizer: a tokenizer (or path) to count tokens exactly; None uses `estimate_tokens`.
@@ -114,6 +120,8 @@ class SpeechInstructConfig(datasets.BuilderConfig):
     asr_and_tts: bool = False
     asr_descriptions: Any = None
     tts_descriptions: Any = None
+    spliced_asr_rows: int = 0
+    spliced_texts: Any = None
     multi_turn_probability: float = 0.0
     max_turns: int = 4
     max_tokens: int | None = None
@@ -144,6 +152,12 @@ class SpeechInstructConfig(datasets.BuilderConfig):
             raise ValueError(f"com_tasks {list(self.com_tasks)} must be a non-empty subset of {list(COM_TASKS)}.")
         if self.shard_size < 1 or self.max_turns < 1:
             raise ValueError("shard_size and max_turns must be at least 1.")
+        if self.spliced_asr_rows < 0:
+            raise ValueError(f"spliced_asr_rows must be 0 or more, got {self.spliced_asr_rows}.")
+        if self.spliced_asr_rows and self.name != CROSS_MODAL:
+            raise ValueError(f"spliced_asr_rows makes ASR rows, which only {CROSS_MODAL} has (not {self.name}).")
+        if self.spliced_asr_rows and self.spliced_texts is None:
+            raise ValueError("spliced_asr_rows needs spliced_texts= (sentences to splice, or a file of one a line).")
         self.com_tasks = tuple(self.com_tasks)
 
     @property
@@ -199,6 +213,7 @@ class _Workbench:
         self.asr_descriptions = load_task_descriptions(config.asr_descriptions, ASR)
         self.tts_descriptions = load_task_descriptions(config.tts_descriptions, TTS)
         self._tts = None
+        self._spliced_texts: list[str] | None = None
         self._resamplers: dict[int, Any] = {}
         self.target_rate = getattr(getattr(self.units, "config", None), "sampling_rate", None)
         self.seconds: Counter = Counter()
@@ -209,20 +224,37 @@ class _Workbench:
             self._tts = resolve_tts(self.config.tts)
         return self._tts
 
+    @property
+    def spliced_texts(self) -> list[str]:
+        """The sentences `spliced_asr_rows` draws from, read once."""
+        if self._spliced_texts is None:
+            self._spliced_texts = read_sentences(self.config.spliced_texts)
+        return self._spliced_texts
+
+    @property
+    def frames_per_second(self) -> float:
+        """Unit frames a second before merging (50 for a Whisper encoder at 16 kHz)."""
+        config = getattr(self.units, "config", None)
+        hop = getattr(config, "frame_hop", None)
+        return self.target_rate / hop if self.target_rate and hop else 50.0
+
     def encode(self, audio: np.ndarray, sampling_rate: int) -> list[int]:
         """Merged units of one utterance; too-long audio is refused before any work is spent on it."""
+        return list(self.encode_sequence(audio, sampling_rate).units)
+
+    def encode_sequence(self, audio: np.ndarray, sampling_rate: int) -> Any:
+        """The utterance's UnitSequence (merged units and their durations in frames), refused as `encode` says."""
         if audio.size / sampling_rate > self.config.max_audio_seconds:
             raise SkipItem(TOO_LONG, f"{audio.size / sampling_rate:.1f} s > {self.config.max_audio_seconds} s")
         started = time.perf_counter()
         if self.target_rate and sampling_rate != self.target_rate:
             audio, sampling_rate = self._resample(audio, sampling_rate), self.target_rate
         try:
-            units = list(self.units.encode(audio, sampling_rate=sampling_rate).units)
+            return self.units.encode(audio, sampling_rate=sampling_rate)
         except AudioInputError as error:  # the tokenizer refusing one input (too short, NaN…) skips that item
             raise SkipItem(CORRUPT_AUDIO, str(error)) from error
         finally:
             self.seconds["unit tokenizer"] += time.perf_counter() - started
-        return units
 
     def _resample(self, audio: np.ndarray, sampling_rate: int) -> np.ndarray:
         """Resampling with a kernel built once a source rate (rebuilding it each call cost ~30% of a unit encoding)."""
@@ -463,8 +495,8 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
 
     def _speech_items(
         self, items: Iterable[tuple[int, Any]], skipped: SkippedItems, need_transcript: bool
-    ) -> Iterator[tuple[dict[str, Any], str, list[int], dict[str, list[Any]]]]:
-        """(ids, transcript, units, word timings) of each usable utterance; bad ones are counted by reason and named
+    ) -> Iterator[tuple[dict[str, Any], str, Any, dict[str, list[Any]]]]:
+        """(ids, transcript, UnitSequence, word timings) of each usable utterance; bad ones are counted by reason and named
         by their id, else their file, else their index. The timings are the source's `words`, `word_starts` and
         `word_ends` columns where it has all three (a speech corpus built by `build_speech_corpus` does)."""
         columns: dict[str, str | None] | None = None
@@ -482,7 +514,7 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
                 started = time.perf_counter()
                 audio, sampling_rate = decode_audio(example[columns["audio"]])
                 self.workbench.seconds["audio decoding"] += time.perf_counter() - started
-                units = self.workbench.encode(audio, sampling_rate)
+                units = self.workbench.encode_sequence(audio, sampling_rate)
             except SkipItem as skip:
                 name = ids["source_id"] if columns["id"] else audio_name(example[columns["audio"]]) or f"item {index}"
                 skipped.add(skip.reason, name)
@@ -503,14 +535,22 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
         }
 
     def _modality_turns(self, items: Iterable, rng: random.Random, skipped: SkippedItems) -> Iterator[dict[str, Any]]:
-        for ids, transcript, units, timings in self._speech_items(items, skipped, need_transcript=False):
-            yield {**make_turn(MODALITY_ADAPTATION, input_text=transcript, input_units=units, **ids), **timings}
+        for ids, transcript, sequence, timings in self._speech_items(items, skipped, need_transcript=False):
+            turn = make_turn(MODALITY_ADAPTATION, input_text=transcript, input_units=sequence.units, **ids)
+            yield {**turn, **timings}
 
     def _cross_modal_turns(
         self, items: Iterable, rng: random.Random, skipped: SkippedItems
     ) -> Iterator[dict[str, Any]]:
         bench = self.workbench
-        for ids, transcript, units, timings in self._speech_items(items, skipped, need_transcript=True):
+        bank = WordSpliceBank(bench.frames_per_second)
+        timed = 0
+        for ids, transcript, sequence, timings in self._speech_items(items, skipped, need_transcript=True):
+            units = list(sequence.units)
+            if self.config.spliced_asr_rows and timings.get("words"):
+                word_timings = (timings[key] for key in WORD_TIMING_FIELDS)
+                bank.add(ids["speaker"], transcript, units, sequence.durations, *word_timings)
+                timed += 1
             both = self.config.asr_and_tts
             asr = both or rng.random() < self.config.asr_probability
             if asr:
@@ -520,6 +560,27 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
                 description = rng.choice(bench.tts_descriptions)
                 turn = make_turn(TTS, description, transcript, output_text=transcript, output_units=units, **ids)
                 yield {**turn, **timings}
+        yield from self._spliced_turns(bank, timed * self.config.spliced_asr_rows, rng)
+
+    def _spliced_turns(self, bank: WordSpliceBank, count: int, rng: random.Random) -> Iterator[dict[str, Any]]:
+        """`count` ASR turns of `spliced_texts` sentences spoken by `bank` (see `spliced_asr_rows`)."""
+        if not count:
+            return
+        bench = self.workbench
+        texts = list(bench.spliced_texts)
+        rng.shuffle(texts)
+        for index, (text, speaker, units) in enumerate(bank.speak_many(texts, count, rng)):
+            description = rng.choice(bench.asr_descriptions)
+            transcript = normalize_transcript(text)
+            yield make_turn(
+                ASR,
+                description,
+                transcript,
+                units,
+                output_text=transcript,
+                speaker=speaker,
+                source_id=f"spliced-{index}",
+            )
 
     def _chain_of_modality_turns(
         self, items: Iterable, rng: random.Random, skipped: SkippedItems

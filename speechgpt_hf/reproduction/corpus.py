@@ -251,11 +251,12 @@ def generate_sentences(
     exclude: Iterable[str] = (),
     require: Iterable[str] = (),
     taken: Iterable[str] = (),
+    allow_fewer: bool = False,
 ) -> list[str]:
     """`count` distinct grammar sentences of MIN_WORDS-MAX_WORDS words, the same for the same seed.
 
     Sentences with a word of `exclude` are refused, so are those without a word of `require` (when given) and
-    those whose normalised form is in `taken`.
+    those whose normalised form is in `taken`. Fewer than `count` is an error unless `allow_fewer`.
     """
     grammar = grammar or Grammar.load()
     exclude, require = frozenset(exclude), frozenset(require)
@@ -274,7 +275,7 @@ def generate_sentences(
             continue
         seen.add(key)
         sentences.append(sentence)
-    if len(sentences) < count:
+    if len(sentences) < count and not allow_fewer:
         raise ValueError(
             f"The grammar gave only {len(sentences)} of {count} distinct sentences under these constraints: ask "
             "for fewer sentences or add words and templates to corpus_grammar.json."

@@ -23,7 +23,7 @@ import numpy as np
 from ..audio import SAMPLING_RATE
 from ..models.speechgpt.base_models import split_gguf
 from ..safe_files import atomic_write_json, read_json_file
-from ..stages import STAGES
+from ..stages import CROSS_MODAL, STAGES
 from .base_lm import build_base_lm
 from .settings import PRESETS, ReproductionSettings
 
@@ -98,16 +98,16 @@ class PrecomputedUnits:
     configurations and the vocoder data; new audio (the TTS speech of chain-of-modality pairs) is encoded.
     """
 
-    def __init__(self, tokenizer: SpeechUnitTokenizer, table: dict[str, list[int]]) -> None:
+    def __init__(self, tokenizer: SpeechUnitTokenizer, table: dict[str, dict[str, list[int]]]) -> None:
         self.tokenizer, self.table, self.config = tokenizer, table, tokenizer.config
 
     def encode(self, audio: Any, sampling_rate: int | None = None, **kwargs: Any) -> Any:
         from ..models.unit_tokenizer.modeling_unit_tokenizer import UnitSequence
 
         if isinstance(audio, np.ndarray) and sampling_rate is not None:
-            units = self.table.get(audio_key(audio, sampling_rate))
-            if units is not None:
-                return UnitSequence(list(units))
+            known = self.table.get(audio_key(audio, sampling_rate))
+            if known is not None:
+                return UnitSequence(list(known["units"]), list(known["durations"]))
         return self.tokenizer.encode(audio, sampling_rate=sampling_rate, **kwargs)
 
     def state_dict(self) -> dict[str, Any]:
@@ -213,11 +213,15 @@ def build_data(output: Path, settings: ReproductionSettings, corpus: DatasetDict
     from ..models.speechgpt.task_descriptions import load_task_descriptions
 
     tokenizer, table = load_units(output)
+    configs: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
+    if settings.spliced_asr_rows:
+        texts = spliced_sentences(settings, corpus)
+        configs[CROSS_MODAL] = {"spliced_asr_rows": settings.spliced_asr_rows, "spliced_texts": texts}
     summaries = build_speechinstruct_folder(
         output / "speechinstruct",
-        list(STAGES),
+        configs,
         audio_source=corpus["train"],
-        unit_tokenizer=PrecomputedUnits(tokenizer, {k: v["units"] for k, v in table.items()}),
+        unit_tokenizer=PrecomputedUnits(tokenizer, table),
         tts="piper",
         asr_descriptions=load_task_descriptions(None, "asr")[: settings.task_descriptions],
         tts_descriptions=load_task_descriptions(None, "tts")[: settings.task_descriptions],
@@ -227,6 +231,17 @@ def build_data(output: Path, settings: ReproductionSettings, corpus: DatasetDict
         seed=settings.seed,
     )
     return {name: {split: s.rows for split, s in splits.items()} for name, splits in summaries.items()}
+
+
+def spliced_sentences(settings: ReproductionSettings, corpus: DatasetDict) -> list[str]:
+    """Grammar sentences for stage 2's spliced ASR rows: twice as many as it asks for (some use a word no single
+    voice said), none of them a sentence of the corpus, so no held-out sentence is ever trained on."""
+    from .corpus import Grammar, generate_sentences
+
+    grammar = Grammar.load() if settings.words_per_kind is None else Grammar.load().narrowed(settings.words_per_kind)
+    corpus_texts = [text for split in corpus.values() for text in split["text"]]
+    count = 2 * settings.spliced_asr_rows * len(corpus["train"])
+    return generate_sentences(count, f"{settings.seed}:spliced", grammar, taken=corpus_texts, allow_fewer=True)
 
 
 def base_lm_texts(settings: ReproductionSettings, corpus: DatasetDict) -> list[str]:

@@ -43,7 +43,9 @@ class ReproductionSettings:
     `unit_row_spread`, `replay_fraction` (stage 3's rehearsal of cross-modal rows) and `cross_modal_replay_fraction`
     (stage 2's of chain-of-modality rows), and recorded with the settings. Stage 3 trains at `lora_learning_rate`.
     `system_prompt` is the one the data is built with and the model keeps; with `asr_and_tts` every
-    training utterance gives stage 2 both an ASR and a TTS row (else one of them at random).
+    training utterance gives stage 2 both an ASR and a TTS row (else one of them at random); with
+    `spliced_asr_rows`, stage 2 also gets that many ASR rows per training utterance of new grammar sentences
+    (never a training or test one) spoken by splicing the training words' units (`speechgpt_hf.data.word_splicing`).
     Vocoder: `vocoder` "unit_mel" (units -> mel frames in front of the pretrained universal HiFi-GAN, the recipe
     `vocoder_mel_cpu.yaml`, `vocoder_steps` regression steps: it speaks after minutes on a CPU) or "unit_hifigan"
     (the release's kind, learnt from scratch: `vocoder_steps` GAN steps, generator-only for the first
@@ -91,6 +93,7 @@ class ReproductionSettings:
     lora_learning_rate: float = 1e-3
     com_pairs: int = 100
     asr_and_tts: bool = False
+    spliced_asr_rows: int = 0
     # ASR and TTS task descriptions used (of the shipped 100 each). With one row per utterance and many descriptions,
     # a small corpus lets the model key its answers on the wording of the request instead of on the speech (measured
     # on the quickstart: training transcripts exact under their own training request, lost under another one).
@@ -120,6 +123,8 @@ class ReproductionSettings:
             raise ValueError(f"bf16 must be True, False or 'auto', got {self.bf16!r}.")
         if self.task_descriptions < 1:
             raise ValueError("task_descriptions must be at least 1 (the evaluation asks with the first one).")
+        if self.spliced_asr_rows < 0:
+            raise ValueError(f"spliced_asr_rows must be 0 or more, got {self.spliced_asr_rows}.")
         if self.num_train < 10 or self.num_test < 1:
             raise ValueError("A reproduction needs at least 10 training and 1 test sentence.")
 
@@ -174,7 +179,8 @@ PRESETS: dict[str, ReproductionSettings] = {
     # shipped the unit HiFi-GAN, the default then: `vocoder="unit_hifigan"` repeats it).
     "hour": ReproductionSettings(task_descriptions=100),
     # What makes its small LM learn to read in minutes was measured in benchmarks/reading.md: a narrow grammar heard
-    # in many combinations, each utterance both read and written, one request wording; bf16 where the CPU has it.
+    # in many combinations, each utterance both read and written, one request wording, eight new sentences per
+    # utterance spliced from its words' units; bf16 where the CPU has it.
     "quickstart": ReproductionSettings(
         num_train=480,
         num_test=20,
@@ -193,6 +199,7 @@ PRESETS: dict[str, ReproductionSettings] = {
         batch_size=8,
         learning_rate=2e-3,
         asr_and_tts=True,
+        spliced_asr_rows=8,
         task_descriptions=1,
         com_pairs=12,
         vocoder_steps=150,
