@@ -186,6 +186,20 @@ CONFIGS = [
         task_descriptions=1,
         **NARROW,
     ),
+    ReadingConfig(
+        "smol_all_r16_rows1e-2_spliced8",
+        "smol_all_r16_rows1e-2 + 8 spliced ASR rows an utterance",
+        base="smollm2",
+        bf16=True,
+        lora_r=16,
+        lora_targets=ALL_LINEAR,
+        learning_rate=5e-4,
+        unit_learning_rate=1e-2,
+        warmup_steps=10,
+        task_descriptions=1,
+        spliced=8,
+        **NARROW,
+    ),
 ]
 
 
