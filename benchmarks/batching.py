@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -27,19 +25,10 @@ import speechgpt_hf  # noqa: F401  (registers the pipelines)
 from speechgpt_hf import SpeechGPTChat, SpeechGPTProcessor, add_speech_units
 from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
 from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
+from speechgpt_hf.training.precision import cpu_model_name
 
 RESULT = Path(__file__).with_suffix(".md")
 NUM_UNITS = 200
-
-
-def cpu_name() -> str:
-    """The CPU's model name as lscpu gives it, with the number of CPUs."""
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or platform.machine()
-    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
-    return f"{fields.get('Model name', platform.machine())}, {fields.get('CPU(s)', '?')} CPUs"
 
 
 def build_system(new_tokens: int) -> tuple[SpeechGPTChat, SpeechUnitTokenizer]:
@@ -122,7 +111,7 @@ def write(result: dict, args: argparse.Namespace) -> None:
         "",
         f"Command: `python benchmarks/batching.py --items {args.items} --rounds {args.rounds} --threads "
         f"{args.threads}`.",
-        f"Machine: {cpu_name()}; torch {torch.__version__}, {args.threads} threads. Model: a random Llama, 4 layers x "
+        f"Machine: {cpu_model_name()}; torch {torch.__version__}, {args.threads} threads. Model: a random Llama, 4 layers x "
         f"128, {NUM_UNITS} units; {args.items} requests, {args.new_tokens} new tokens each, greedy; the median of "
         f"{args.rounds} interleaved rounds.",
         "",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import platform
 import textwrap
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from transformers import LogitsProcessorList
 from speechgpt_hf import SpeechGPTProcessor, add_speech_units, format_chain_of_modality_response, units_to_string
 from speechgpt_hf.inference.constrained_decoding import UnitSpanLogitsProcessor, unit_span_logits_processor
 from speechgpt_hf.testing_utils import TINY_CORPUS, build_tiny_causal_lm, build_tiny_tokenizer
+from speechgpt_hf.training.precision import cpu_model_name
 
 RESULT = Path(__file__).with_suffix(".md")
 NUM_UNITS = 1000
@@ -344,7 +344,7 @@ def main() -> None:
     lines = [
         "# Constrained decoding of unit spans",
         "",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, CPU only; torch {torch.__version__}. "
+        f"Machine: {cpu_model_name()}, {torch.get_num_threads()} torch threads, CPU only; torch {torch.__version__}. "
         "Command: `python benchmarks/constrained_decoding.py --steps "
         f"{' '.join(map(str, args.steps))} --new-tokens {args.new_tokens}`.",
         "",

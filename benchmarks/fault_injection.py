@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import random
 import shutil
 import subprocess
@@ -25,6 +24,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from speechgpt_hf.training.precision import cpu_model_name
 
 HERE = Path(__file__).parent
 CLI = [sys.executable, "-m", "speechgpt_hf_cli"]
@@ -299,17 +300,11 @@ def kill_and_resume(job: Job, workdir: Path, kills: int, rng: random.Random) -> 
     return result
 
 
-def machine() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")), "")
-    return model or platform.processor() or "unknown CPU"
-
-
 def write_report(results: list[dict], path: Path) -> None:
     lines = [
         "# Fault injection: kill -9, then rerun",
         "",
-        f"`python benchmarks/fault_injection.py` on {machine()}. Each job runs once uninterrupted "
+        f"`python benchmarks/fault_injection.py` on {cpu_model_name()}. Each job runs once uninterrupted "
         "(the reference, wall time T), then in a fresh folder it is started and SIGKILLed with its children at a "
         "random moment in [0.15 T, 0.8 T], again and again, each start resuming what the last one left, and then run "
         "to the end. A start that finishes before its kill (a busy machine had slowed the reference) is counted, "

@@ -11,7 +11,6 @@ Weights are random (nothing is downloaded), so the numbers are speeds and memory
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from speechgpt_hf import (
 from speechgpt_hf.models.speechgpt import SpeechGPTProcessor
 from speechgpt_hf.stages import STAGES
 from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
+from speechgpt_hf.training.precision import cpu_model_name
 from speechgpt_hf.training.sft import SpeechGPTTrainingConfig, build_trainer
 
 RESULT = Path(__file__).with_suffix(".md")
@@ -306,7 +306,7 @@ def run(sizes: Sizes, device: str) -> dict[str, dict]:
 def _machine(device: str) -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), torch {torch.__version__}"
+    return f"CPU ({cpu_model_name()}, {torch.get_num_threads()} threads), torch {torch.__version__}"
 
 
 def report(results: dict[str, dict], sizes: Sizes, device: str, seconds: float) -> str:

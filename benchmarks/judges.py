@@ -28,6 +28,7 @@ from speechgpt_hf.data.tts_engines import DEFAULT_ESPEAK_SPEAKERS, EspeakTTS, Pi
 from speechgpt_hf.evaluation import DNSMOSScorer, character_error_rate, load_asr_judge, word_error_rate
 from speechgpt_hf.evaluation.judges import prepare_waveforms
 from speechgpt_hf.reproduction.corpus import generate_sentences
+from speechgpt_hf.training.precision import cpu_model_name
 
 # Column label -> (judge name, keyword arguments of load_asr_judge).
 JUDGES = {
@@ -159,7 +160,7 @@ def report(
             f"`python benchmarks/judges.py --sentences {args.sentences} --mos-sentences {args.mos_sentences}`: "
             f"{len(texts)} sentences of the reproduction's grammar a voice, {len(rows)} voices, "
             f"{audio_seconds / 60:.1f} minutes of speech.",
-            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__} with "
+            f"Machine: {cpu_model_name()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__} with "
             f"{torch.get_num_threads()} thread(s); Python {platform.python_version()}.",
             f"Seconds per utterance (batches of 8, every Whisper input padded to 30 s): {speed}; TTS "
             f"{seconds['tts']:.0f} s, DNSMOS {seconds['dnsmos']:.0f} s in all.",

@@ -36,6 +36,7 @@ import torch
 
 from speechgpt_hf import add_speech_units
 from speechgpt_hf.models.speechgpt.base_models import bundled_smollm2
+from speechgpt_hf.training.precision import cpu_model_name
 
 RESULT = Path(__file__).with_suffix(".md")
 # Matrix-product peaks quoted for this machine type with two cores (the fp32 one is what the GEMM probe reaches).
@@ -195,7 +196,7 @@ def report(
             "# Fine-tuning SmolLM2-135M-Instruct + speech units on this CPU: tokens/s per training choice",
             "",
             f"Command: `python benchmarks/pretrained_training.py --steps {args.steps} --batch {args.batch} --length "
-            f"{args.length} --threads {args.threads}`. Machine: {platform.machine()}, {os.cpu_count()} CPU cores "
+            f"{args.length} --threads {args.threads}`. Machine: {cpu_model_name()}, {os.cpu_count()} CPU cores "
             f"({args.threads} torch threads), no GPU; torch {torch.__version__}, Python {platform.python_version()}.",
             f"Model: the bundled GGUF dequantised to fp32 and expanded with {args.units} units "
             f"({parameters / 1e6:.1f} M weights in matrix products a token). Every choice trains the same "

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from speechgpt_hf.evaluation.eval_data import SpokenQuestion, load_spoken_questions
 from speechgpt_hf.evaluation.knowledge import ANSWER_BRIEFLY, MAX_NEW_TOKENS
 from speechgpt_hf.evaluation.scoring import ANYWHERE, FIRST_ANSWER, first_answer, qa_accuracy
+from speechgpt_hf.training.precision import cpu_model_name
 
 RESULT = Path(__file__).with_suffix(".md")
 ANSWERS = Path(__file__).with_suffix(".json")
@@ -71,7 +71,7 @@ def run_models(args: argparse.Namespace, questions: list[SpokenQuestion]) -> dic
     return {
         "command": f"python benchmarks/prompt_formats.py --questions {args.questions} --units {args.units} "
         f"--threads {args.threads}",
-        "machine": f"{platform.machine()}, {args.threads} CPU threads, torch {torch.__version__}",
+        "machine": f"{cpu_model_name()}, {args.threads} CPU threads, torch {torch.__version__}",
         "units": args.units,
         "max_new_tokens": MAX_NEW_TOKENS,
         "system_prompt": system_prompt.strip(),

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import random
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from speechgpt_hf.training.precision import cpu_model_name
 
 HERE = Path(__file__).parent
 VOICES = ("piper:joe", "piper:joe-fast", "espeak:en-us", "espeak:en-gb")
@@ -556,15 +556,6 @@ def run_config(config: ReadingConfig, cache: Path, budget: float, eval_every: fl
 # ---- report ---------------------------------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {torch.get_num_threads()} thread, torch {torch.__version__}"
-
-
 def plot(results: dict[str, dict], path: Path) -> None:
     import matplotlib
 
@@ -592,7 +583,8 @@ def write_report(results: dict[str, dict], path: Path) -> None:
     lines = [
         "# Reading benchmark",
         "",
-        f"`python benchmarks/reading.py` on {machine()}. Each configuration trains for its budget of CPU seconds (one "
+        f"`python benchmarks/reading.py` on {cpu_model_name()}, {torch.get_num_threads()} thread, torch "
+        f"{torch.__version__}. Each configuration trains for its budget of CPU seconds (one "
         "thread, so that a busy machine does not inflate them); ASR WER on 20 items a probe (held-out sentences in "
         "training voices, the same in the held-out voice en-gb-x-rp, training sentences), greedy, asked as the "
         "evaluation asks, the clock stopped while scoring.",

@@ -40,6 +40,8 @@ import numpy as np
 import psutil
 import soundfile
 
+from speechgpt_hf.training.precision import cpu_model_name
+
 if TYPE_CHECKING:
     import httpx
 
@@ -483,16 +485,6 @@ def run(settings: LoadSettings, workdir: Path) -> LoadResult:
     )
 
 
-def cpu_name() -> str:
-    """The CPU's model name as lscpu gives it, with the number of CPUs."""
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or platform.machine()
-    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
-    return f"{fields.get('Model name', platform.machine())}, {fields.get('CPU(s)', '?')} CPUs"
-
-
 def spread(values: list[float], quantiles: tuple[int, ...] = (50, 90, 99)) -> str:
     """Percentiles of `values` in seconds, or a dash without any."""
     if not values:
@@ -569,7 +561,7 @@ def write(results: list[LoadResult], command: str, output: Path = RESULT) -> str
         "# The Space under load",
         "",
         f"Command: `{command}`.",
-        f"Machine: {cpu_name()}; Python {platform.python_version()}, gradio {version('gradio')}, gradio_client "
+        f"Machine: {cpu_model_name()}; Python {platform.python_version()}, gradio {version('gradio')}, gradio_client "
         f"{version('gradio_client')}, torch {version('torch')}.",
         f"Space settings: queue size {settings.queue_size}, concurrency {settings.concurrency}, "
         f"{settings.threads} torch thread(s), answers of {settings.max_new_tokens} new tokens, uploads of up to "

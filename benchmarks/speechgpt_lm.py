@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from speechgpt_hf import SpeechGPTProcessor, add_speech_units, units_to_string
 from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
+from speechgpt_hf.training.precision import cpu_model_name
 
 RESULT = Path(__file__).with_suffix(".md")
 
@@ -106,7 +106,7 @@ def main() -> None:
     lines = [
         "# SpeechGPT LM benchmarks",
         "",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, CPU only; torch {torch.__version__}. "
+        f"Machine: {cpu_model_name()}, {torch.get_num_threads()} torch threads, CPU only; torch {torch.__version__}. "
         f"Medians of {args.rounds} interleaved rounds. Load average (1 min) at the end: {os.getloadavg()[0]:.1f}. "
         "Command: `python benchmarks/speechgpt_lm.py`.",
         "",

@@ -38,6 +38,7 @@ from speechgpt_hf.data.sources import load_instruction_pairs
 from speechgpt_hf.data.speechinstruct import SpeechInstruct
 from speechgpt_hf.data.tts_engines import EspeakTTS, PiperTTS
 from speechgpt_hf.models.unit_tokenizer import SpeechUnitTokenizer, SpeechUnitTokenizerConfig
+from speechgpt_hf.training.precision import cpu_model_name
 
 RESULT = Path(__file__).with_suffix(".md")
 PARTS = ("audio decoding", "unit tokenizer", "tts", "render and count")
@@ -140,7 +141,7 @@ def write_report(args, runs, load_before, load_after) -> None:
     lines = [
         "# SpeechInstruct build speed",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU; "
+        f"Machine: {cpu_model_name()}, {os.cpu_count()} CPU cores, no GPU; "
         f"torch {torch.__version__} with {torch.get_num_threads()} threads; Python {platform.python_version()}.",
         f"Load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} (other agents were working on the "
         "same 2 cores, so absolute numbers are pessimistic and noisy; the cases ran in interleaved rounds, so the "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -25,6 +24,7 @@ from datasets import Dataset
 from speechgpt_hf import add_speech_units, format_cross_modal_instruction, format_turn, units_to_string
 from speechgpt_hf.models.speechgpt import SpeechGPTProcessor
 from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
+from speechgpt_hf.training.precision import cpu_model_name
 from speechgpt_hf.training.sft import SpeechGPTTrainingConfig, build_trainer
 
 RESULT = Path(__file__).with_suffix(".md")
@@ -142,7 +142,7 @@ def report(results: dict, args: argparse.Namespace) -> str:
     lines = [
         "# Stage-2 training throughput: packed vs the original padded recipe",
         "",
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, CPU only; torch {torch.__version__}. "
+        f"Machine: {cpu_model_name()}, {torch.get_num_threads()} torch threads, CPU only; torch {torch.__version__}. "
         f"Best of {args.rounds} interleaved rounds after one warm-up round (a shared machine: other work slows "
         f"some rounds; seconds of every round: {rounds_text}). Load average (1 min) at the end: {os.getloadavg()[0]:.1f}. "
         f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python benchmarks/stage2_throughput.py --rounds {args.rounds} --rows {args.rows} "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import torch
 
 from speechgpt_hf.reproduction import PRESETS, run_reproduction
 from speechgpt_hf.reproduction.settings import UNIT_ENCODERS
+from speechgpt_hf.training.precision import cpu_model_name
 from speechgpt_hf_cli.reproduce import parse_overrides
 
 # (label, split, task, metric)
@@ -88,7 +88,7 @@ def write_report(
         "# MFCC units against Whisper-encoder units, same data, same recipe",
         "",
         f"Command: `{command}` (two `speechgpt-hf reproduce --preset {preset}{changed}` runs that differ only in "
-        f"`unit_encoder`), code: {code_version()}. Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU, "
+        f"`unit_encoder`), code: {code_version()}. Machine: {cpu_model_name()}, {os.cpu_count()} CPU cores, no GPU, "
         f"torch {torch.__version__}.",
         "",
         "| | Whisper tiny.en encoder | MFCC | judge floor |",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import torch
 from speechgpt_hf.convert.convert_unit_hifigan import to_seamless_m4t_code_hifigan
 from speechgpt_hf.models.unit_hifigan import UnitHiFiGANConfig, UnitHiFiGANVocoder
 from speechgpt_hf.testing_utils import fan_in_init_
+from speechgpt_hf.training.precision import cpu_model_name
 
 SECONDS = 10.0
 
@@ -137,7 +137,7 @@ def streaming(ours: UnitHiFiGANVocoder, chunk_frames: int, repeats: int) -> dict
 def report(r: dict[str, float], b: dict[str, float], s: dict[str, float], chunk_frames: int, repeats: int) -> str:
     return f"""# Vocoder benchmark (CPU)
 
-Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__},
+Machine: {cpu_model_name()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__},
 {torch.get_num_threads()} threads; fp32. Other agents (and a vocoder training run) shared this CPU during the run, so
 every time is process CPU seconds (all threads), the median of {repeats} interleaved repeats; the ratios are the
 meaningful numbers. Configuration: SpeechGPT's vocoder (K=1000,

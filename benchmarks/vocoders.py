@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import yaml
 
 from speechgpt_hf import UnitSequence
 from speechgpt_hf.reproduction.corpus import build_speech_corpus
+from speechgpt_hf.training.precision import cpu_model_name
 from speechgpt_hf.training.vocoder import VocoderTrainingConfig, prepare_vocoder_dataset, train_vocoder
 
 RECIPES = Path(__file__).resolve().parents[1] / "speechgpt_hf" / "training" / "recipes"
@@ -257,7 +257,7 @@ def write_report(args: argparse.Namespace, facts: dict[str, Any], scores: dict[s
         "",
         f"Command: `python benchmarks/vocoders.py --layers {' '.join(map(str, args.layers))} --minutes {args.minutes:g} "
         f"--num-train {args.num_train} --num-test {args.num_test} --num-units {args.num_units}`. Machine: "
-        f"{platform.machine()}, {os.cpu_count()} CPU cores ({args.threads} torch threads), no GPU, torch "
+        f"{cpu_model_name()}, {os.cpu_count()} CPU cores ({args.threads} torch threads), no GPU, torch "
         f"{torch.__version__}; whole run {facts['minutes']:.1f} min.",
         "",
         f"Data: {facts['train_items']} training utterances ({', '.join(VOICES)}), {facts['test_items']} held-out "

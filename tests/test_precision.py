@@ -38,3 +38,17 @@ def test_reproduction_settings_take_auto_and_refuse_other_strings():
     assert PRESETS["quickstart"].override(bf16="auto").bf16 == "auto"
     with pytest.raises(ValueError, match="bf16 must be"):
         PRESETS["quickstart"].override(bf16="yes")
+
+
+def test_the_cpu_is_named_from_lscpu_or_from_the_platform_without_it(monkeypatch):
+    lscpu = "Architecture: x86_64\nCPU(s): 2\nModel name: Example CPU 9000\n"
+    monkeypatch.setattr(precision.subprocess, "run", lambda *a, **k: type("Done", (), {"stdout": lscpu})())
+    assert precision.cpu_model_name() == "Example CPU 9000, 2 CPUs"
+
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("lscpu")
+
+    monkeypatch.setattr(precision.subprocess, "run", missing)
+    monkeypatch.setattr(precision.platform, "processor", lambda: "")
+    monkeypatch.setattr(precision.os, "cpu_count", lambda: 3)
+    assert precision.cpu_model_name() == f"{precision.platform.machine()}, 3 CPUs"

@@ -8,6 +8,8 @@ with AVX-512 BF16: 216 against 50 GFLOP/s on one thread, benchmarks/reading.md);
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
 from pathlib import Path
 
 # CPU flags (as /proc/cpuinfo names them) of the instructions oneDNN's fast bf16 kernels use.
@@ -21,6 +23,16 @@ def _cpu_flags() -> set[str]:
         return set()
     line = next((line for line in text.splitlines() if line.startswith("flags")), "")
     return set(line.partition(":")[2].split())
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name as lscpu gives it, with the number of CPUs: what a benchmark names beside its figures."""
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    fields = {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in lines)}
+    return f"{fields.get('Model name', platform.machine())}, {fields.get('CPU(s)', os.cpu_count())} CPUs"
 
 
 def cpu_has_native_bf16() -> bool:
