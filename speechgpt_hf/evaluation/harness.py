@@ -9,7 +9,6 @@ report.results["tasks"]["asr"]["metrics"]["wer"]
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -162,12 +161,12 @@ def _voice_names(tts: Any) -> Any:
 
 
 def _machine() -> str:
-    import os
-
     import torch
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    return f"{platform.machine()} {device}, {os.cpu_count()} cores, torch {torch.__version__}"
+    from ..training.precision import cpu_model_name
+
+    gpu = f"{torch.cuda.get_device_name(0)} on " if torch.cuda.is_available() else ""
+    return f"{gpu}{cpu_model_name()}, torch {torch.__version__}"
 
 
 def _system_device(system: Any) -> str | None:
