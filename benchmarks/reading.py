@@ -556,25 +556,41 @@ def run_config(config: ReadingConfig, cache: Path, budget: float, eval_every: fl
 # ---- report ---------------------------------------------------------------------------------------------------------
 
 
+# The curves drawn in colour; every other configuration is a thin grey line (the table names them all).
+HIGHLIGHT = (
+    "combined",
+    "combined_spliced8",
+    "combined_crossover8",
+    "combined_grammar_text8",
+    "smol_all_r16_rows1e-2",
+    "smol_all_r16_rows1e-2_spliced8",
+)
+
+
 def plot(results: dict[str, dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams["axes.prop_cycle"] = plt.cycler(color=plt.get_cmap("tab20").colors)
+    colours = dict(zip(HIGHLIGHT, plt.get_cmap("tab10").colors, strict=False))
     figure, axes = plt.subplots(1, 3, figsize=(17, 5.2), sharey=True)
     for axis, split in zip(axes, ("held_out", "held_out_voice", "training"), strict=True):
-        for name, result in results.items():
-            curve = result["curve"]
-            axis.plot([p["cpu_seconds"] for p in curve], [p[split] for p in curve], marker="o", ms=3, label=name)
+        for name, result in sorted(results.items(), key=lambda item: item[0] in colours):
+            seconds, wer = [p["cpu_seconds"] for p in result["curve"]], [p[split] for p in result["curve"]]
+            if name in colours:
+                axis.plot(seconds, wer, marker="o", ms=3, color=colours[name], label=name)
+            else:
+                axis.plot(seconds, wer, color="0.75", linewidth=0.8, label="_other")
+        axis.plot([], [], color="0.75", linewidth=0.8, label="the other configurations")
         axis.set_title(f"ASR WER, {split.replace('_', ' ')}")
-        axis.set_xlabel("training CPU seconds")
+        axis.set_xscale("log")
+        axis.set_xlabel("training CPU seconds (log scale)")
         axis.axhline(40 if split != "training" else 20, color="grey", linestyle=":", linewidth=1)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("WER %")
     axes[0].set_ylim(0, 120)
-    axes[-1].legend(fontsize=8)
+    axes[-1].legend(fontsize=8, loc="lower left")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
