@@ -143,6 +143,21 @@ CONFIGS = [
         **NARROW,
     ),
     ReadingConfig(
+        "combined_spliced16",
+        "combined + 16 spliced ASR rows an utterance",
+        task_descriptions=1,
+        spliced=16,
+        **NARROW,
+    ),
+    ReadingConfig(
+        "combined_spliced8_layer4",
+        "combined_spliced8 with units from Whisper tiny.en's last layer (4)",
+        task_descriptions=1,
+        spliced=8,
+        unit_layer=4,
+        **NARROW,
+    ),
+    ReadingConfig(
         "combined_grammar_text8",
         "control: combined + the sentences of combined_spliced8 as text-only rows (the grammar without its sound)",
         task_descriptions=1,
