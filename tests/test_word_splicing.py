@@ -106,3 +106,16 @@ def test_spliced_rows_need_sentences():
         SpeechInstructConfig(name="cross_modal", spliced_asr_rows=2)
     with pytest.raises(ValueError, match="0 or more"):
         SpeechInstructConfig(name="cross_modal", spliced_asr_rows=-1, spliced_texts=["a b"])
+
+
+def test_a_source_without_word_timings_gets_no_spliced_rows_and_a_warning_that_says_why(tmp_path, caplog):
+    source = _timed_source().remove_columns(["words", "word_starts", "word_ends"])
+    tokenizer = SpeechUnitTokenizer(SpeechUnitTokenizerConfig(feature_type="mfcc", num_units=16))
+    settings = {"spliced_asr_rows": 2, "spliced_texts": ["red cat ran"]}
+    with caplog.at_level("WARNING", logger="speechgpt_hf.data.speechinstruct"):
+        build_speechinstruct_folder(
+            tmp_path / "si", {"cross_modal": settings}, audio_source=source, unit_tokenizer=tokenizer
+        )
+    rows = datasets.load_dataset("parquet", data_files=str(tmp_path / "si" / "cross_modal" / "*.parquet"))["train"]
+    assert len(rows) == len(source) and not any(s.startswith("spliced-") for s in rows["source_id"])
+    assert "none of 4 utterances has word timings" in caplog.text

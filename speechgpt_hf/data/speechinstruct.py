@@ -415,13 +415,14 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
     ) -> Iterator[dict[str, Any]]:
         bench = self.workbench
         bank = WordSpliceBank(bench.frames_per_second)
-        timed = 0
+        timed = utterances = 0
         for ids, transcript, sequence, timings in self._speech_items(items, skipped, need_transcript=True):
-            units = list(sequence.units)
+            units, utterances = list(sequence.units), utterances + 1
             if self.config.spliced_asr_rows and timings.get("words"):
-                word_timings = (timings[key] for key in WORD_TIMING_FIELDS)
-                bank.add(ids["speaker"], transcript, units, sequence.durations, *word_timings)
-                timed += 1
+                durations = getattr(sequence, "durations", None) or []
+                timed += bank.add(
+                    ids["speaker"], transcript, units, durations, *(timings[k] for k in WORD_TIMING_FIELDS)
+                )
             both = self.config.asr_and_tts
             asr = both or rng.random() < self.config.asr_probability
             if asr:
@@ -431,6 +432,12 @@ class SpeechInstruct(datasets.GeneratorBasedBuilder):
                 description = rng.choice(bench.tts_descriptions)
                 turn = make_turn(TTS, description, transcript, output_text=transcript, output_units=units, **ids)
                 yield {**turn, **timings}
+        if self.config.spliced_asr_rows and utterances and not timed:
+            logger.warning(
+                "spliced_asr_rows: none of %d utterances has word timings (words, word_starts, word_ends columns) and "
+                "unit durations (a unit tokenizer whose encode returns a UnitSequence), so no spliced rows were made.",
+                utterances,
+            )
         yield from self._spliced_turns(bank, timed * self.config.spliced_asr_rows, rng)
 
     def _spliced_turns(self, bank: WordSpliceBank, count: int, rng: random.Random) -> Iterator[dict[str, Any]]:

@@ -76,15 +76,17 @@ class WordSpliceBank:
         words: Sequence[str],
         starts: Sequence[float],
         ends: Sequence[float],
-    ) -> None:
-        """Files one utterance's word spans under its speaker; an utterance without timings is ignored."""
-        if not words or len(durations) != len(units):
-            return
+    ) -> bool:
+        """Files one utterance's word spans under its speaker; False (and nothing filed) when it has no word timings
+        or no duration for each unit."""
+        if not words or not units or len(durations) != len(units):
+            return False
         word_spans = word_unit_spans(durations, starts, ends, self.frames_per_second)
         for word, (first, last) in zip(words, word_spans, strict=True):
             self.spans.setdefault((speaker, splice_key(word)), []).append(list(units[first:last]))
         self.endings.setdefault(speaker, []).append(list(units[word_spans[-1][1] :]))
         self.transcripts.add(splice_key(transcript))
+        return True
 
     def speakers_of(self, words: Sequence[str]) -> list[str]:
         """The speakers who were heard saying every one of `words`."""
