@@ -65,6 +65,7 @@ class ReadingConfig:
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     unit_learning_rate: float | None = None  # the unit and marker rows' own rate (None: `learning_rate`)
     spliced: int = 0  # extra ASR rows an utterance: new grammar sentences spoken by splicing training words' units
+    splice_mixed: bool = False  # spliced sentences may take each word from another voice (WordSpliceBank.mix_speakers)
     grammar_text: int = 0  # control for `spliced`: its sentences as text-only rows, no units
     crossovers: int = 0  # extra ASR rows an utterance: one utterance's start joined to another's end at a shared word
 
@@ -156,6 +157,15 @@ CONFIGS = [
         spliced=8,
         unit_layer=4,
         **NARROW,
+    ),
+    # Run 7: a broad corpus (the full grammar), where one voice can say few new sentences.
+    ReadingConfig("full_one_request", "baseline with one request wording", task_descriptions=1),
+    ReadingConfig(
+        "full_spliced8_mixed",
+        "full_one_request + 8 spliced ASR rows an utterance, each word from any voice that said it",
+        task_descriptions=1,
+        spliced=8,
+        splice_mixed=True,
     ),
     ReadingConfig(
         "combined_grammar_text8",
@@ -399,7 +409,7 @@ def spliced_sentences(
 
     if count == 0:
         return []
-    bank = WordSpliceBank()
+    bank = WordSpliceBank(mix_speakers=config.splice_mixed)
     for item in train:
         bank.add(item.voice, item.text, item.units, item.durations, item.words, item.starts, item.ends)
     grammar = Grammar.load() if config.words_per_kind is None else Grammar.load().narrowed(config.words_per_kind)

@@ -42,6 +42,15 @@ def test_a_new_sentence_is_spliced_from_one_speakers_words_and_ends_in_their_sil
     assert bank.speak("the CAT sat", random.Random(0)) is None  # a transcript heard already teaches nothing new
 
 
+def test_mixed_speakers_say_what_no_single_speaker_said_word_by_word():
+    bank = _bank()
+    bank.mix_speakers = True
+    speaker, units = bank.speak("The cow ran", random.Random(0))  # "cow" only b said, "ran" only a
+    assert speaker == "a+b" and units[2:5] == [32, 33, 24] and units[-1] in (15, 25)
+    assert bank.speak("The horse sat", random.Random(0)) is None
+    assert bank.speak("The dog sat", random.Random(0))[0] == "a"  # one voice still says it when it can
+
+
 def test_repeated_units_at_a_joint_merge_as_the_tokenizer_merges_them():
     bank = WordSpliceBank()
     bank.add("a", "x y", [1, 2, 3], [5, 5, 5], ["x", "y"], [0.0, 0.1], [0.1, 0.2])

@@ -60,9 +60,11 @@ def word_unit_spans(
 @dataclass
 class WordSpliceBank:
     """The unit spans of every word each speaker was heard saying, and how their utterances end (the silence
-    after the last word), from which `speak` splices new sentences."""
+    after the last word), from which `speak` splices new sentences. With `mix_speakers`, a sentence no single
+    speaker can say takes each word from any speaker who said it (for a broad corpus, where one voice says few)."""
 
     frames_per_second: float = 50.0
+    mix_speakers: bool = False
     spans: dict[tuple[str, str], list[list[int]]] = field(default_factory=dict)
     endings: dict[str, list[list[int]]] = field(default_factory=dict)
     transcripts: set[str] = field(default_factory=set)
@@ -94,13 +96,21 @@ class WordSpliceBank:
 
     def speak(self, text: str, rng: random.Random) -> tuple[str, list[int]] | None:
         """`(speaker, merged units)` of `text` spliced from one speaker's words (each word's span drawn from
-        where that speaker said it), or None when no speaker said every word or `text` is a heard transcript."""
+        where that speaker said it; with `mix_speakers`, from several when no one said them all), or None when it
+        cannot be said or `text` is a heard transcript."""
         words = splice_key(text).split()
-        speakers = self.speakers_of(words)
-        if not words or not speakers or splice_key(text) in self.transcripts:
+        if not words or splice_key(text) in self.transcripts:
             return None
-        speaker = rng.choice(speakers)
-        units = [u for w in words for u in rng.choice(self.spans[(speaker, w)])] + rng.choice(self.endings[speaker])
+        speakers = self.speakers_of(words)
+        if speakers:
+            chosen = [rng.choice(speakers)] * len(words)
+        elif self.mix_speakers and all(self.speakers_of([w]) for w in words):
+            chosen = [rng.choice(self.speakers_of([w])) for w in words]
+        else:
+            return None
+        units = [u for s, w in zip(chosen, words, strict=True) for u in rng.choice(self.spans[(s, w)])]
+        units += rng.choice(self.endings[chosen[-1]])
+        speaker = chosen[0] if len(set(chosen)) == 1 else "+".join(sorted(set(chosen)))
         return speaker, [u for i, u in enumerate(units) if i == 0 or u != units[i - 1]]
 
     def speak_many(self, texts: Iterable[str], count: int, rng: random.Random) -> list[tuple[str, str, list[int]]]:
