@@ -26,7 +26,7 @@ def test_presets_use_known_parts():
     assert "whisper-base" in UNIT_ENCODERS and VOCODERS[0] == "unit_mel"
     assert {name: PRESETS[name].vocoder for name in PRESETS} == dict.fromkeys(PRESETS, "unit_mel")
     pretrained = PRESETS["pretrained"]
-    assert pretrained.base_model == "smollm2" and pretrained.unit_encoder == "whisper-base"
+    assert pretrained.base_model == "smollm2" and pretrained.spliced_asr_rows and pretrained.bf16 == "auto"
     assert pretrained.prompt_format == "chat_template" and pretrained.lora_all_stages and pretrained.knowledge_questions
     assert PRESETS["quickstart"].unit_layer == 2 and PRESETS["quickstart"].base_model is None
 
@@ -85,13 +85,14 @@ def _configs(settings, output):
 def test_the_pretrained_run_trains_each_stage_as_before(tmp_path):
     stage1, stage2, stage3 = _configs(PRESETS["pretrained"].override(base_model=str(tmp_path / "base")), tmp_path)
     for config in (stage1, stage2):
-        assert config.use_lora and config.train_unit_embeddings and config.lora_target_modules == ["q_proj", "v_proj"]
+        assert config.use_lora and config.train_unit_embeddings and config.unit_embedding_learning_rate == 1e-2
+        assert {"q_proj", "v_proj", "down_proj"} <= set(config.lora_target_modules)
     assert stage1.unit_row_spread == 1.0 and stage1.replay_config is None
     assert (stage2.replay_config, stage2.replay_fraction) == ("chain_of_modality", 0.4)
     assert stage3.use_lora and not stage3.train_unit_embeddings
     assert (stage3.replay_config, stage3.replay_fraction) == ("cross_modal", 3.0)
     # the sizes are the reproduction's own
-    assert [c.max_steps for c in (stage1, stage2, stage3)] == [60, 180, 30]
+    assert [c.max_steps for c in (stage1, stage2, stage3)] == [60, 600, 30]
     assert {c.learning_rate for c in (stage1, stage2, stage3)} == {5e-4} and stage2.max_length == 1024
 
 

@@ -31,8 +31,8 @@ def test_the_pretrained_lora_recipes_train_the_unit_rows_apart_and_stage2_rehear
     assert (stage1.stage, stage2.stage) == (MODALITY_ADAPTATION, CROSS_MODAL)
     assert stage1.unit_row_spread == 1.0 and _parse(RECIPES[MODALITY_ADAPTATION]).unit_row_spread == 0.1
     for config in (stage1, stage2):
-        assert config.use_lora and config.train_unit_embeddings
-        assert config.lora_target_modules == ["q_proj", "v_proj"]
+        assert config.use_lora and config.train_unit_embeddings and config.unit_embedding_learning_rate == 1e-2
+        assert config.lora_r == 16 and len(config.lora_target_modules) == 7  # every linear layer of a Llama block
     assert (stage2.replay_config, stage2.replay_fraction) == (CHAIN_OF_MODALITY, 0.4)
     assert _parse(RECIPES[CROSS_MODAL]).replay_config is None  # full fine-tuning of stage 2 rehearses nothing
 

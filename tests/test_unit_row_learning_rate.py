@@ -76,7 +76,9 @@ def test_full_fine_tuning_refuses_a_unit_row_learning_rate(tmp_path):
 
 def test_a_recipe_takes_the_rate_and_the_card_records_it(tmp_path):
     recipe = (RECIPES_DIR / "pretrained_lora" / "stage2_cross_modal.yaml").read_text()
-    (tmp_path / "recipe.yaml").write_text(recipe + "unit_embedding_learning_rate: 1.0e-2\n")
+    (tmp_path / "recipe.yaml").write_text(
+        recipe.replace("unit_embedding_learning_rate: 1.0e-2", "unit_embedding_learning_rate: 2.0e-2")
+    )
     config = TrlParser((SpeechGPTTrainingConfig,)).parse_args_and_config(["--config", str(tmp_path / "recipe.yaml")])[0]
-    assert config.unit_embedding_learning_rate == 1e-2
-    assert "with the unit embedding rows at learning rate 0.01;" in stage_summary(config, 16, 2)
+    assert config.unit_embedding_learning_rate == 2e-2
+    assert "with the unit embedding rows at learning rate 0.02;" in stage_summary(config, 16, 2)

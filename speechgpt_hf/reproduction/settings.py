@@ -208,26 +208,33 @@ PRESETS: dict[str, ReproductionSettings] = {
         eval_items=6,
         eval_questions=4,
     ),
-    # SpeechGPT on pretrained parts: SmolLM2-135M-Instruct, Whisper base units, the mel vocoder, the knowledge of the
-    # base measured before and after. Measured: 68 minutes here before stage 2's rehearsal, which makes its steps
-    # 12 s instead of 7 (about 80 minutes now); benchmarks/reproduction.md records the run.
+    # SpeechGPT on pretrained parts: SmolLM2-135M-Instruct, the mel vocoder, the knowledge of the base measured before
+    # and after. The corpus, units and stage-2 rows are the quickstart's (what made reading generalise in
+    # benchmarks/reading.md: a narrow grammar, one request wording, spliced ASR rows); the pretrained_lora/ recipes
+    # train stages 1 and 2 (a LoRA of rank 16 on every linear layer, unit rows at their own rate, stage 2 rehearsing
+    # the chain-of-modality rows); bf16 where the CPU has it (2.1x a SmolLM2 step on AVX-512 BF16).
+    # benchmarks/reproduction.md records the run.
     "pretrained": ReproductionSettings(
         base_model="smollm2",
         prompt_format="chat_template",
-        # The pretrained_lora/ recipes for stages 1 and 2: a LoRA with the unit rows trained, started 1.0 of the text
-        # rows' spread apart, and stage 2 rehearsing each chain-of-modality row once (benchmarks/reproduction.md).
-        # fp32: this CPU has no AVX-512 BF16 (benchmarks/pretrained_training.md).
         lora_all_stages=True,
-        unit_encoder="whisper-base",
-        unit_layer=4,
-        num_units=200,
-        num_train=400,
-        num_test=30,
-        unit_fit_utterances=300,
-        stage_steps={MODALITY_ADAPTATION: 60, CROSS_MODAL: 180, CHAIN_OF_MODALITY: 30},
+        num_train=480,
+        num_test=20,
+        words_per_kind=2,
+        held_out_fraction=0.0,
+        voices=("piper:joe", "piper:joe-fast", "espeak:en-us", "espeak:en-gb"),
+        unit_layer=2,
+        num_units=64,
+        unit_fit_frames=20_000,
+        unit_fit_utterances=100,
+        bf16="auto",
+        stage_steps={MODALITY_ADAPTATION: 60, CROSS_MODAL: 600, CHAIN_OF_MODALITY: 30},
         batch_size=8,
         learning_rate=5e-4,
         lora_learning_rate=5e-4,
+        asr_and_tts=True,
+        spliced_asr_rows=8,
+        task_descriptions=1,
         com_pairs=40,
         vocoder_steps=300,
         eval_items=10,
