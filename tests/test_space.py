@@ -269,6 +269,15 @@ def test_the_spoken_answer_streams_before_the_turn_ends_and_gets_a_picture(tmp_p
     assert chat.history == []  # the shared chat keeps no session's turns
 
 
+@pytest.mark.parametrize("variable", ["SPEECHGPT_QUEUE_SIZE", "SPEECHGPT_CONCURRENCY"])
+def test_a_queue_that_could_serve_no_one_is_refused_by_name(variable, monkeypatch):
+    from speechgpt_hf.space.app import launch
+
+    monkeypatch.setenv(variable, "0")
+    with pytest.raises(ValueError, match=f"{variable}\\) must be at least 1, got 0: unset it"):
+        launch("no-model-is-loaded-before-the-first-request")
+
+
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 

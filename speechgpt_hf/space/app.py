@@ -196,7 +196,14 @@ def _answer_text(transcript: str | None, text: str | None, problems: list[str]) 
 def build_demo(
     chat: LazyChat, max_seconds: float = 30.0, queue_size: int = QUEUE_SIZE, concurrency: int = CONCURRENCY
 ) -> gr.Blocks:
-    """The Blocks app around one lazily loaded talking system, with its queue limits set."""
+    """The Blocks app around one lazily loaded talking system, with its queue limits set (each at least 1: a queue of
+    0 would turn every request away, and no answer could ever be generated at a concurrency of 0)."""
+    for name, value in (
+        ("queue_size (SPEECHGPT_QUEUE_SIZE)", queue_size),
+        ("concurrency (SPEECHGPT_CONCURRENCY)", concurrency),
+    ):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}: unset it for the default.")
     handlers = SpaceSession(chat, max_seconds)
     with gr.Blocks(title="SpeechGPT") as demo:
         gr.Markdown(
