@@ -3,7 +3,7 @@ base, pocketsphinx, with DNSMOS, per voice, on the sentences of the reproduction
 
 Piper's joe voice (three speaking rates) and every English espeak-ng voice that `espeak-ng --voices=en` lists
 (the built-in gmw voices; MBROLA voices need an extra program) plus the voice+variant speakers the SpeechInstruct
-builder uses read the same held-out-style grammar sentences (speechgpt_hf.reproduction.corpus). Every judge
+builder uses read the same held-out-style grammar sentences (speechgpt_hf.reproduction.corpus_grammar). Every judge
 transcribes every utterance; WER and CER are corpus rates over normalised text (speechgpt_hf.evaluation.normalize).
 "before" is Whisper tiny.en decoding as its checkpoint says (no loop stop, no length cap), "after" the guarded
 judge the evaluation uses. DNSMOS overall MOS is the mean over the first `--mos-sentences` utterances of each
@@ -27,7 +27,7 @@ import torch
 from speechgpt_hf.data.tts_engines import DEFAULT_ESPEAK_SPEAKERS, EspeakTTS, PiperTTS
 from speechgpt_hf.evaluation import DNSMOSScorer, character_error_rate, load_asr_judge, word_error_rate
 from speechgpt_hf.evaluation.judges import prepare_waveforms
-from speechgpt_hf.reproduction.corpus import generate_sentences
+from speechgpt_hf.reproduction.corpus_grammar import generate_sentences
 from speechgpt_hf.training.precision import cpu_model_name
 
 # Column label -> (judge name, keyword arguments of load_asr_judge).

@@ -198,7 +198,7 @@ def spliced_sentences(
     """`count` new grammar sentences (none of them a training or held-out one) spoken by splicing their words'
     units from training utterances of one voice, as the recipe's `spliced_asr_rows` makes them."""
     from speechgpt_hf.data.word_splicing import WordSpliceBank
-    from speechgpt_hf.reproduction.corpus import Grammar, generate_sentences
+    from speechgpt_hf.reproduction.corpus_grammar import Grammar, generate_sentences
 
     if count == 0:
         return []
@@ -215,7 +215,7 @@ def crossovers(train: list[Utterance], held_out: Sequence[str], count: int) -> l
     """`count` new sentences, each the start of one training utterance up to a word it shares with another of the
     same voice, then that other's words from there on (units cut at the shared word's onset): new combinations
     that need only word timings, no grammar. Sentences already in training or held out are not made."""
-    from speechgpt_hf.reproduction.corpus import normalise
+    from speechgpt_hf.reproduction.corpus_grammar import normalise
 
     at: dict[tuple[str, str], list[tuple[Utterance, int]]] = {}  # (voice, word) -> where it is spoken
     timed = [item for item in train if item.word_units]

@@ -9,19 +9,15 @@ import numpy as np
 import pytest
 
 from speechgpt_hf.reproduction.corpus import (
-    MAX_WORDS,
-    MIN_WORDS,
     NEW_COMBINATION,
     NEW_WORDS,
     CorpusSplit,
-    Grammar,
     build_speech_corpus,
     check_split,
-    generate_sentences,
-    normalise,
     split_sentences,
     words_of,
 )
+from speechgpt_hf.reproduction.corpus_grammar import MAX_WORDS, MIN_WORDS, Grammar, generate_sentences, normalise
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from transformers import AutoModel, AutoModelForCausalLM
 import speechgpt_hf_cli
 from speechgpt_hf.data.loading import load_speechinstruct
 from speechgpt_hf.evaluation.scoring import error_rates
-from speechgpt_hf.reproduction.corpus import normalise
+from speechgpt_hf.reproduction.corpus_grammar import normalise
 
 TINY = [
     "num_train=24",

@@ -16,7 +16,9 @@ def _benchmark():
     spec = importlib.util.spec_from_file_location("space_load", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCHMARK.parent))  # its helper modules beside it, as when it is run as a script
+        spec.loader.exec_module(module)
     return module
 
 

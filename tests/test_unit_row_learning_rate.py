@@ -6,13 +6,8 @@ import torch
 from test_training_stages import NUM_UNITS, _common, bf16_checkpoints, speechinstruct_folder  # noqa: F401  (fixtures)
 from trl import TrlParser
 
-from speechgpt_hf.training.sft import (
-    RECIPES_DIR,
-    UNIT_ROW_PARAMETERS,
-    SpeechGPTTrainingConfig,
-    build_trainer,
-    stage_summary,
-)
+from speechgpt_hf.training.sft import RECIPES_DIR, SpeechGPTTrainingConfig, build_trainer, stage_summary
+from speechgpt_hf.training.unit_row_optimizer import UNIT_ROW_PARAMETERS
 
 RATE = 1e-1
 

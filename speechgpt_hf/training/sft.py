@@ -20,17 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
-from trl import SFTConfig, SFTTrainer
+from trl import SFTConfig
 
 from ..stages import CROSS_MODAL, MODALITY_ADAPTATION, STAGES
 from .checkpoints import MARKER, resume_target, staged_model
 from .stage_recipes import RECIPES_DIR
+from .unit_row_optimizer import SpeechGPTSFTTrainer, check_unit_embedding_learning_rate
 
 logger = logging.getLogger(__name__)
 
 ACCELERATE_CONFIGS_DIR = Path(__file__).parent / "accelerate_configs"
 _DTYPE_NAMES = ("bfloat16", "float16", "float32")
-UNIT_ROW_PARAMETERS = "token_adapter"  # in the names of PEFT's trainable-token parameters: the unit and marker rows
 
 
 @dataclass
@@ -133,7 +133,7 @@ class SpeechGPTTrainingConfig(SFTConfig):
                 "replay_config mixes prompt/completion rows into stage cross_modal or chain_of_modality with a "
                 f"positive replay_fraction; got stage {self.stage!r} and replay_fraction={self.replay_fraction}."
             )
-        _check_unit_embedding_learning_rate(self)
+        check_unit_embedding_learning_rate(self)
         if self.prompt_format is not None:
             from ..models.speechgpt.prompt_format import as_prompt_format
 
@@ -142,27 +142,6 @@ class SpeechGPTTrainingConfig(SFTConfig):
             self.bf16 = False  # TRL's bf16 default needs a GPU that has bf16; elsewhere train in fp32 (or ask for fp16)
         self.dataset_config = self.dataset_config or self.stage
         super().__post_init__()
-
-
-def _check_unit_embedding_learning_rate(config: SpeechGPTTrainingConfig) -> None:
-    """Refuses a unit-row learning rate no optimizer group could carry: the rows must be parameters of their own."""
-    rate = config.unit_embedding_learning_rate
-    if rate is None:
-        return
-    if rate <= 0:
-        raise ValueError(f"unit_embedding_learning_rate must be positive; got {rate}.")
-    if not config.use_lora:
-        raise ValueError(
-            "unit_embedding_learning_rate needs use_lora: true with train_unit_embeddings: true, which train the unit "
-            "rows as parameters of their own. In full fine-tuning they are rows of the one embedding matrix, a single "
-            "parameter, which an optimizer moves at a single learning rate: train with LoRA, or leave "
-            "unit_embedding_learning_rate unset (every weight then trains at learning_rate)."
-        )
-    if not config.train_unit_embeddings:
-        raise ValueError(
-            "unit_embedding_learning_rate is the learning rate of the unit rows that train_unit_embeddings trains with "
-            "the LoRA: set train_unit_embeddings: true, or leave unit_embedding_learning_rate unset."
-        )
 
 
 def model_init_kwargs(config: SpeechGPTTrainingConfig) -> dict[str, Any]:
@@ -397,42 +376,6 @@ def _pass_head_bias_through(model: Any) -> None:
     object.__setattr__(head, "bias", head.original_module.bias)
 
 
-class SpeechGPTSFTTrainer(SFTTrainer):
-    """TRL's `SFTTrainer` whose optimizer trains the unit rows at `unit_embedding_learning_rate` when it is set."""
-
-    def create_optimizer(self, model: Any = None) -> Any:
-        """The Trainer's optimizer (its class, settings and weight decay groups), the unit rows then given their rate."""
-        new = self.optimizer is None
-        optimizer = super().create_optimizer(model)
-        rate = self.args.unit_embedding_learning_rate
-        if new and rate is not None:
-            _give_unit_rows_their_rate(optimizer, self.model if model is None else model, rate)
-        return optimizer
-
-
-def _give_unit_rows_their_rate(optimizer: Any, model: Any, rate: float) -> None:
-    """Moves the unit rows' parameters out of each optimizer group into a copy of it at `rate`, before any step, so
-    that they keep the group's weight decay and settings and the scheduler scales `rate` as it scales the rest."""
-    rows = {id(p) for name, p in model.named_parameters() if UNIT_ROW_PARAMETERS in name and p.requires_grad}
-    moved = 0
-    for group in list(optimizer.param_groups):
-        own = [p for p in group["params"] if id(p) in rows]
-        if not own:
-            continue
-        moved += len(own)
-        if len(own) == len(group["params"]):
-            group["lr"] = rate
-        else:
-            group["params"] = [p for p in group["params"] if id(p) not in rows]
-            optimizer.add_param_group({**group, "params": own, "lr": rate})
-    if not rows or moved != len(rows):
-        raise ValueError(
-            f"unit_embedding_learning_rate: {moved} of the {len(rows)} trainable unit-row parameters (PEFT's "
-            f"{UNIT_ROW_PARAMETERS}) are in the parameter groups of the optimizer {type(optimizer).__name__}; it "
-            "needs an optimizer built from the Trainer's groups, such as optim: adamw_torch (the default)."
-        )
-
-
 class UnmarkRewrittenCheckpoints(TrainerCallback):
     """Removes the trainer_state.json of a checkpoint folder just before the Trainer saves into it again (a run
     resumed from an earlier checkpoint), so that a kill mid-save leaves it unfinished rather than a finished-looking
@@ -617,7 +560,6 @@ def write_stage_card(
 __all__ = [
     "ACCELERATE_CONFIGS_DIR",
     "RECIPES_DIR",
-    "SpeechGPTSFTTrainer",
     "SpeechGPTTrainingConfig",
     "StopWhenResumedAtTheEnd",
     "UnmarkRewrittenCheckpoints",
