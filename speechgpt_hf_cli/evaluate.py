@@ -18,6 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument("--max-items", type=int, default=50, help="utterances used for ASR, TTS and resynthesis")
     parser.add_argument(
+        "--max-speech-items",
+        type=int,
+        default=None,
+        help="of those, how many TTS and resynthesis judge (each costs a vocoder pass and a judge); default: all",
+    )
+    parser.add_argument(
         "--tasks",
         nargs="+",
         default=list(TASK_NAMES),
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> None:
         text_column=args.text_column,
         audio_column=args.audio_column,
         max_items=args.max_items,
+        max_speech_items=args.max_speech_items,
         qa_questions=args.questions,
         max_questions=args.max_questions,
         qa_tts=voices[0] if len(voices) == 1 else list(voices),

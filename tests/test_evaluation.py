@@ -292,6 +292,16 @@ def test_shipped_questions_are_well_formed():
 def test_unknown_task_is_refused():
     with pytest.raises(ValueError, match="Unknown evaluation task"):
         EvaluationConfig(tasks=["asr", "singing"])
+    with pytest.raises(ValueError, match="max_speech_items must be at least 1, or None"):
+        EvaluationConfig(max_speech_items=0)
+
+
+def test_speech_tasks_can_judge_fewer_items_than_asr_reads(tmp_path):
+    judge = OracleJudge()
+    tasks = ["asr", "tts", "resynthesis"]
+    report = _run(StandIn(judge, []), judge, tmp_path, tasks=tasks, max_speech_items=2)
+    counts = {name: report.results["tasks"][name]["items"] for name in tasks}
+    assert counts == {"asr": len(SENTENCES), "tts": 2, "resynthesis": 2}
 
 
 def _scripted_chat(tiny_speechgpt, judge: OracleJudge, questions, right: bool):

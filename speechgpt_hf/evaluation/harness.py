@@ -41,7 +41,9 @@ class EvaluationConfig:
     resynthesis use it; spoken QA uses the shipped question set, `max_questions` of it spread over its topics,
     voiced by `qa_tts`: voices `engine:speaker`, taken in turn, by default the espeak-ng voice the reproduction holds
     out of training, so that no question is heard in a training voice; or an engine name, engine or callable; pass
-    voices your model never heard). Judges: `judge` is
+    voices your model never heard); TTS and resynthesis judge speech on the first `max_speech_items` of those items
+    (None: all of them), since each costs a vocoder pass and a judge where an ASR item costs one short decode.
+    Judges: `judge` is
     "whisper-tiny.en" (converted offline from a bundled model), "pocketsphinx", or any transformers ASR model
     id or folder; `naturalness` adds DNSMOS. Generation is greedy unless `generation_kwargs` says otherwise.
     Device: `device` is where a system loaded from a repo or folder runs, its unit tokenizer and vocoder with it
@@ -54,6 +56,7 @@ class EvaluationConfig:
     text_column: str | None = None
     audio_column: str = "audio"
     max_items: int | None = 50
+    max_speech_items: int | None = None
     qa_questions: str | None = None
     max_questions: int | None = None
     qa_tts: Any = QUESTION_VOICES
@@ -71,6 +74,10 @@ class EvaluationConfig:
         unknown = sorted(set(self.tasks) - set(TASKS))
         if unknown:
             raise ValueError(f"Unknown evaluation task(s) {unknown}: choose from {', '.join(TASKS)}.")
+        for name in ("max_items", "max_speech_items"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, or None for every item; got {value}.")
 
 
 @dataclass
@@ -125,6 +132,7 @@ def _run_tasks(
             config.dataset, config.split, config.text_column, config.audio_column, config.max_items
         )
         skipped.update(item_skips, prefix="dataset: ")
+    speech_items = items[: config.max_speech_items]
     questions, spoken = [], []
     if {"spoken_qa", "latency"} & set(config.tasks):
         questions = load_spoken_questions(config.qa_questions, config.max_questions)
@@ -135,9 +143,9 @@ def _run_tasks(
             system, items, judges, _description(config.asr_description, "asr"), config.progress
         ),
         "tts": lambda: evaluate_tts(
-            system, items, judges, _description(config.tts_description, "tts"), config.progress
+            system, speech_items, judges, _description(config.tts_description, "tts"), config.progress
         ),
-        "resynthesis": lambda: evaluate_resynthesis(system, items, judges, config.progress),
+        "resynthesis": lambda: evaluate_resynthesis(system, speech_items, judges, config.progress),
         "spoken_qa": lambda: evaluate_spoken_qa(system, questions, spoken, judges, config.progress),
         "latency": lambda: evaluate_latency(system, spoken[: config.latency_items], config.progress),
     }

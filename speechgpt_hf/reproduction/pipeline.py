@@ -236,7 +236,7 @@ def build_data(output: Path, settings: ReproductionSettings, corpus: DatasetDict
 def spliced_sentences(settings: ReproductionSettings, corpus: DatasetDict) -> list[str]:
     """Grammar sentences for stage 2's spliced ASR rows: twice as many as it asks for (some use a word no single
     voice said), none of them a sentence of the corpus, so no held-out sentence is ever trained on."""
-    from .corpus import Grammar, generate_sentences
+    from .corpus_grammar import Grammar, generate_sentences
 
     grammar = Grammar.load() if settings.words_per_kind is None else Grammar.load().narrowed(settings.words_per_kind)
     corpus_texts = [text for split in corpus.values() for text in split["text"]]
@@ -454,6 +454,7 @@ def evaluate_held_out(output: Path, settings: ReproductionSettings, corpus: Data
         judge=settings.judge,
         naturalness=settings.naturalness,
         max_items=settings.eval_items,
+        max_speech_items=settings.eval_speech_items,
         max_questions=settings.eval_questions,
         qa_tts=list(settings.held_out_voices),  # questions in voices never trained on, like the test_voice split
         latency_items=3,
