@@ -77,3 +77,16 @@ def test_a_recipe_takes_the_rate_and_the_card_records_it(tmp_path):
     config = TrlParser((SpeechGPTTrainingConfig,)).parse_args_and_config(["--config", str(tmp_path / "recipe.yaml")])[0]
     assert config.unit_embedding_learning_rate == 2e-2
     assert "with the unit embedding rows at learning rate 0.02;" in stage_summary(config, 16, 2)
+
+
+def test_a_deepspeed_config_that_builds_its_own_optimizer_or_peak_rate_is_refused():
+    from speechgpt_hf.training.unit_row_optimizer import check_deepspeed_keeps_the_rate
+
+    zero3 = {"zero_optimization": {"stage": 3}, "gradient_clipping": 1.0}  # what accelerate builds from the yaml
+    check_deepspeed_keeps_the_rate(zero3, RATE)
+    check_deepspeed_keeps_the_rate({**zero3, "scheduler": {"type": "WarmupCosineLR"}}, RATE)
+    check_deepspeed_keeps_the_rate({**zero3, "optimizer": {"type": "AdamW"}}, None)  # no rate of its own: no matter
+    with pytest.raises(ValueError, match="'optimizer' section.*remove that section"):
+        check_deepspeed_keeps_the_rate({**zero3, "optimizer": {"type": "AdamW"}}, RATE)
+    with pytest.raises(ValueError, match="scheduler 'WarmupLR' sets one peak rate for every group"):
+        check_deepspeed_keeps_the_rate({**zero3, "scheduler": {"type": "WarmupLR"}}, RATE)

@@ -37,8 +37,36 @@ def check_unit_embedding_learning_rate(config: SpeechGPTTrainingConfig) -> None:
         )
 
 
+def check_deepspeed_keeps_the_rate(deepspeed_config: dict[str, Any], rate: float | None) -> None:
+    """Refuses a DeepSpeed config that would build its own optimizer or a scheduler with one peak rate for every
+    group: either trains the unit rows at the base rate in silence (the Trainer's optimizer groups never reach it)."""
+    if rate is None:
+        return
+    if "optimizer" in deepspeed_config:
+        raise ValueError(
+            "unit_embedding_learning_rate needs the Trainer's optimizer, but the DeepSpeed config has an 'optimizer' "
+            "section, from which DeepSpeed builds one optimizer group at one rate: remove that section (the Trainer "
+            "then builds AdamW with the unit rows' group and DeepSpeed takes it), or leave the rate unset."
+        )
+    scheduler = deepspeed_config.get("scheduler")
+    if scheduler is not None and scheduler.get("type") != "WarmupCosineLR":
+        raise ValueError(
+            f"unit_embedding_learning_rate needs a schedule that scales each group's own rate, but the DeepSpeed "
+            f"config's scheduler {scheduler.get('type')!r} sets one peak rate for every group: remove the 'scheduler' "
+            "section (the Trainer's lr_scheduler_type then applies), use WarmupCosineLR, or leave the rate unset."
+        )
+
+
 class SpeechGPTSFTTrainer(SFTTrainer):
     """TRL's `SFTTrainer` whose optimizer trains the unit rows at `unit_embedding_learning_rate` when it is set."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        if plugin is not None:  # the config DeepSpeed reads: from accelerate's yaml or from TrainingArguments.deepspeed
+            hf_config = getattr(plugin, "hf_ds_config", None)
+            config = hf_config.config if hf_config is not None else plugin.deepspeed_config
+            check_deepspeed_keeps_the_rate(config, self.args.unit_embedding_learning_rate)
 
     def create_optimizer(self, model: Any = None) -> Any:
         """The Trainer's optimizer (class, settings and weight decay groups), the unit rows then given their rate."""
@@ -73,4 +101,9 @@ def _give_unit_rows_their_rate(optimizer: Any, model: Any, rate: float) -> None:
         )
 
 
-__all__ = ["UNIT_ROW_PARAMETERS", "SpeechGPTSFTTrainer", "check_unit_embedding_learning_rate"]
+__all__ = [
+    "UNIT_ROW_PARAMETERS",
+    "SpeechGPTSFTTrainer",
+    "check_deepspeed_keeps_the_rate",
+    "check_unit_embedding_learning_rate",
+]
