@@ -1,5 +1,6 @@
 """The three SpeechGPT stages on TRL: expand a base LM, then stage 1 -> 2 -> 3 (LoRA), each loss going down."""
 
+import dataclasses
 import json
 
 import pytest
@@ -418,9 +419,12 @@ def test_stage3_replays_cross_modal_rows(tmp_path, speechinstruct_folder):
     rows = load_stage_dataset(config)
     completions = rows["completion"]
     replayed = [c for c in completions if c.startswith("number ")]
-    assert len(rows) == 16 + 24 and len(replayed) == 24  # 1.5 x 16 rows drawn from 16: every row once, half twice
+    # 1.5 x 16 rows asked of a set of 16: each drawn once, none repeated (a small set repeated is memorised)
+    assert len(rows) == 16 + 16 and len(replayed) == 16
     assert {c for c in replayed} == {f"number {i}<eoa>" for i in range(4)}
     assert completions[:16] != [r["completion"] for r in _rows("chain_of_modality")]  # shuffled together
+    half = load_stage_dataset(dataclasses.replace(config, replay_fraction=0.5))
+    assert len(half) == 16 + 8
 
 
 def test_replay_needs_a_prompt_completion_stage_and_a_positive_fraction(tmp_path):
