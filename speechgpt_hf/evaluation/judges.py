@@ -150,9 +150,9 @@ class TransformersASRJudge(ASRJudge):
         if expected is not None and len(expected) != len(waves):
             raise ValueError(f"{len(waves)} waveforms but {len(expected)} expected texts.")
         heard: list[Heard] = []
-        for start in range(0, len(waves), self.batch_size):
-            batch = waves[start : start + self.batch_size]
-            hints = None if expected is None else expected[start : start + self.batch_size]
+        for rows in _batches([len(wave) for wave in waves], self.batch_size):
+            batch = [waves[i] for i in rows]
+            hints = None if expected is None else [expected[i] for i in rows]
             inputs = [{"raw": wave, "sampling_rate": SAMPLING_RATE} for wave in batch]
             if not self._generates or not self.repetition_guard:
                 kwargs = {"generate_kwargs": self.generate_kwargs} if self._generates else {}
@@ -193,6 +193,24 @@ class TransformersASRJudge(ASRJudge):
     @property
     def _generates(self) -> bool:
         return self.pipeline.model.can_generate()
+
+
+WINDOW_SAMPLES = 30 * SAMPLING_RATE  # Whisper's window: longer audio is decoded in several passes
+
+
+def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Consecutive rows in batches of `batch_size`, except that audio longer than one Whisper window goes alone: the
+    pipeline decodes it in several passes, and batched beside shorter audio its features cannot be stacked (a
+    looping TTS answer of 35 s stopped an evaluation that way)."""
+    batches: list[list[int]] = []
+    for row, length in enumerate(lengths):
+        if length > WINDOW_SAMPLES:
+            batches.append([row])
+        elif batches and len(batches[-1]) < batch_size and lengths[batches[-1][0]] <= WINDOW_SAMPLES:
+            batches[-1].append(row)
+        else:
+            batches.append([row])
+    return batches
 
 
 def load_asr_judge(name: str | Path = DEFAULT_ASR_JUDGE, **kwargs: Any) -> ASRJudge:
