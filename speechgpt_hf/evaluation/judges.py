@@ -154,13 +154,15 @@ class TransformersASRJudge(ASRJudge):
             batch = [waves[i] for i in rows]
             hints = None if expected is None else [expected[i] for i in rows]
             inputs = [{"raw": wave, "sampling_rate": SAMPLING_RATE} for wave in batch]
+            # Whisper decodes audio past its window in passes, one per window, only when it predicts timestamps
+            long_form = {"return_timestamps": True} if self._is_whisper and len(batch[0]) > WINDOW_SAMPLES else {}
             if not self._generates or not self.repetition_guard:
                 kwargs = {"generate_kwargs": self.generate_kwargs} if self._generates else {}
-                outputs = self.pipeline(inputs, batch_size=self.batch_size, **kwargs)
+                outputs = self.pipeline(inputs, batch_size=self.batch_size, **kwargs, **long_form)
                 heard += [Heard(output["text"].strip()) for output in outputs]
                 continue
             kwargs = self._generate_kwargs(batch, hints)
-            outputs = self.pipeline(inputs, batch_size=self.batch_size, generate_kwargs=kwargs)
+            outputs = self.pipeline(inputs, batch_size=self.batch_size, generate_kwargs=kwargs, **long_form)
             texts = [output["text"].strip() for output in outputs]
             heard += [Heard(text, cut) for text, cut in zip(texts, self._cuts(kwargs, texts), strict=True)]
         return heard
@@ -193,6 +195,10 @@ class TransformersASRJudge(ASRJudge):
     @property
     def _generates(self) -> bool:
         return self.pipeline.model.can_generate()
+
+    @property
+    def _is_whisper(self) -> bool:
+        return getattr(self.pipeline.model.config, "model_type", None) == "whisper"
 
 
 WINDOW_SAMPLES = 30 * SAMPLING_RATE  # Whisper's window: longer audio is decoded in several passes
