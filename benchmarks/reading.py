@@ -29,12 +29,15 @@ from typing import Any
 
 import torch
 from reading_data import (
+    ROWS,
+    UnitPieces,
     Utterance,
     asr_request,
     batches,
     build_model,
     corpus_and_units,
     parameter_groups,
+    phrase_rows,
     training_rows,
     utterances,
 )
@@ -76,6 +79,17 @@ class ReadingConfig:
     splice_mixed: bool = False  # spliced sentences may take each word from another voice (WordSpliceBank.mix_speakers)
     grammar_text: int = 0  # control for `spliced`: its sentences as text-only rows, no units
     crossovers: int = 0  # extra ASR rows an utterance: one utterance's start joined to another's end at a shared word
+    frame_pooling: int = 1  # encoder frames averaged in groups of this many before k-means (2: 50 -> 25 Hz)
+    curriculum_seconds: float = 0.0  # train first on phrase rows alone (1-3 words) for this many CPU seconds
+    curriculum_phrases: int = 4  # the curriculum's phrase rows an utterance
+    sentences: bool = True  # whole-utterance ASR (and TTS) rows; False only for a curriculum's phrase rows
+    rows_only_seconds: float = 0.0  # with a pretrained base: train the unit rows alone this many CPU seconds first
+    unit_bpe: int = 0  # a BPE of this many pieces over the merged units, its pieces the LM's units (0: none)
+
+    @property
+    def lm_units(self) -> int:
+        """The speech tokens the LM reads and writes: the BPE's pieces, or the k-means units."""
+        return self.unit_bpe or self.num_units
 
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -208,6 +222,46 @@ CONFIGS = [
         spliced=8,
         **SMOL_ALL_R16,
     ),
+    # Run 8: the levers not yet measured, each one change from the winner of its base.
+    ReadingConfig(
+        "combined_spliced8_pool2",
+        "combined_spliced8 with encoder frames averaged in pairs before k-means (units at 25 Hz, not 50)",
+        task_descriptions=1,
+        spliced=8,
+        frame_pooling=2,
+        **NARROW,
+    ),
+    ReadingConfig(
+        "combined_spliced8_curriculum",
+        "combined_spliced8 after 150 CPU s of phrase rows alone (4 an utterance, 1-3 words each)",
+        task_descriptions=1,
+        spliced=8,
+        curriculum_seconds=150.0,
+        **NARROW,
+    ),
+    ReadingConfig(
+        "combined_spliced8_bpe256",
+        "combined_spliced8 with a BPE of 256 pieces over the merged units, its pieces the LM's units",
+        task_descriptions=1,
+        spliced=8,
+        unit_bpe=256,
+        **NARROW,
+    ),
+    ReadingConfig(
+        "smol_rows_warmup_spliced8",
+        "smol_all_r16_rows1e-2_spliced8 after 300 CPU s of the unit rows alone (the LoRA waiting)",
+        unit_learning_rate=1e-2,
+        spliced=8,
+        rows_only_seconds=300.0,
+        **SMOL_ALL_R16,
+    ),
+    ReadingConfig(
+        "smol_full_spliced8",
+        "smol_all_r16_rows1e-2_spliced8 with every transformer weight trained at 1e-4 instead of a LoRA",
+        unit_learning_rate=1e-2,
+        spliced=8,
+        **{**SMOL_ALL_R16, "lora_r": 0, "learning_rate": 1e-4},
+    ),
 ]
 
 
@@ -215,12 +269,16 @@ CONFIGS = [
 
 
 @torch.no_grad()
-def transcribe(model: Any, processor: Any, items: list[Utterance], max_new_tokens: int = 40) -> list[str]:
+def transcribe(
+    model: Any, processor: Any, items: list[Utterance], pieces: UnitPieces, max_new_tokens: int = 40
+) -> list[str]:
     """Greedy transcripts of unit sequences, asked with the evaluation's ASR request, in one left-padded batch."""
     from speechgpt_hf.models.speechgpt.task_descriptions import default_task_description
 
     tokenizer = processor.tokenizer
-    prompts = [processor.build_prompt(asr_request(item.units, default_task_description("asr"))) for item in items]
+    prompts = [
+        processor.build_prompt(asr_request(pieces(item.units), default_task_description("asr"))) for item in items
+    ]
     tokenizer.padding_side = "left"
     encoded = tokenizer(prompts, return_tensors="pt", padding=True)
     model.eval()
@@ -236,12 +294,12 @@ def transcribe(model: Any, processor: Any, items: list[Utterance], max_new_token
     return [processor.parse(text).text or "" for text in texts]
 
 
-def score(model: Any, processor: Any, probes: dict[str, list[Utterance]]) -> dict[str, Any]:
+def score(model: Any, processor: Any, probes: dict[str, list[Utterance]], pieces: UnitPieces) -> dict[str, Any]:
     from speechgpt_hf.evaluation.metrics import word_error_rate
 
     result = {}
     for split, items in probes.items():
-        hypotheses = transcribe(model, processor, items)
+        hypotheses = transcribe(model, processor, items, pieces)
         result[split] = round(100 * word_error_rate([item.text for item in items], hypotheses), 1)
         result[f"{split}_examples"] = [[item.text, h] for item, h in list(zip(items, hypotheses, strict=True))[:3]]
     return result
@@ -252,25 +310,42 @@ def score(model: Any, processor: Any, probes: dict[str, list[Utterance]]) -> dic
 
 def run_config(config: ReadingConfig, cache: Path, budget: float, eval_every: float, eval_items: int) -> dict:
     corpus, units = corpus_and_units(cache, config)
-    train = utterances(corpus, units, "train")
+    rate = 50.0 / config.frame_pooling  # frames a second of the units' durations
+    train = utterances(corpus, units, "train", rate)
     probes = {
-        "held_out": utterances(corpus, units, "test")[:eval_items],
-        "held_out_voice": utterances(corpus, units, "test_voice")[:eval_items],
+        "held_out": utterances(corpus, units, "test", rate)[:eval_items],
+        "held_out_voice": utterances(corpus, units, "test_voice", rate)[:eval_items],
         "training": train[:eval_items],
     }
     torch.manual_seed(0)
     model, processor = build_model(config, [item.text for item in train])
-    rows = training_rows(config, processor, train, held_out=list(corpus["test"]["text"]))
-    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.learning_rate, weight_decay=0.0)
+    pieces = UnitPieces.learn(train, config.unit_bpe)
+    rows = training_rows(config, processor, train, held_out=list(corpus["test"]["text"]), pieces=pieces)
+    groups = parameter_groups(model, config)
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / config.warmup_steps))
-    stream = batches(rows, config.batch_size, processor.tokenizer.pad_token_id)
+    pad = processor.tokenizer.pad_token_id
+    stream = batches(rows, config.batch_size, pad)
+    if config.curriculum_seconds:
+        first = batches(phrase_rows(config, processor, train, pieces), config.batch_size, pad)
     curve, trained, step, next_eval, losses = [], 0.0, 0, eval_every, []
     model.train()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"[reading] {config.name}: {len(rows)} rows, {trainable / 1e6:.2f} M trainable parameters")
+    waiting = [p for name, p in model.named_parameters() if p.requires_grad and ROWS not in name]
+    warming = config.rows_only_seconds > 0
+    if warming:  # the unit rows train alone; the rest waits, with no optimizer state yet
+        if config.base == "scratch":
+            raise ValueError(f"{config.name}: rows_only_seconds needs a pretrained base (base='smollm2').")
+        for parameter in waiting:
+            parameter.requires_grad_(False)
     while True:
+        if warming and trained >= config.rows_only_seconds:
+            warming = False
+            for parameter in waiting:
+                parameter.requires_grad_(True)
         start = time.process_time()
-        ids, labels, mask = next(stream)
+        ids, labels, mask = next(first if trained < config.curriculum_seconds else stream)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
@@ -283,7 +358,7 @@ def run_config(config: ReadingConfig, cache: Path, budget: float, eval_every: fl
         losses.append(loss.item())
         if trained >= next_eval or trained >= budget:
             point = {"step": step, "cpu_seconds": round(trained, 1), "loss": round(sum(losses) / len(losses), 3)}
-            point.update(score(model, processor, probes))
+            point.update(score(model, processor, probes, pieces))
             losses = []
             curve.append(point)
             print(
