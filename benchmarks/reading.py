@@ -256,6 +256,14 @@ CONFIGS = [
         **SMOL_ALL_R16,
     ),
     ReadingConfig(
+        "smol_bpe256_spliced8",
+        "smol_all_r16_rows1e-2_spliced8 with a BPE of 256 pieces over the merged units, its pieces the LM's units",
+        unit_learning_rate=1e-2,
+        spliced=8,
+        unit_bpe=256,
+        **SMOL_ALL_R16,
+    ),
+    ReadingConfig(
         "smol_full_spliced8",
         "smol_all_r16_rows1e-2_spliced8 with every transformer weight trained at 1e-4 instead of a LoRA",
         unit_learning_rate=1e-2,
@@ -383,6 +391,8 @@ HIGHLIGHT = (
     "combined_grammar_text8",
     "smol_all_r16_rows1e-2",
     "smol_all_r16_rows1e-2_spliced8",
+    "combined_spliced8_bpe256",
+    "smol_full_spliced8",
 )
 
 
