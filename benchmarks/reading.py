@@ -393,6 +393,7 @@ HIGHLIGHT = (
     "smol_all_r16_rows1e-2_spliced8",
     "combined_spliced8_bpe256",
     "smol_full_spliced8",
+    "smol_bpe256_spliced8",
 )
 
 
