@@ -30,7 +30,7 @@ class UnitSpanLogitsProcessor(LogitsProcessor):
 
     Args:
         unit_token_offset: token id of unit `<0>`; unit `u` is token `unit_token_offset + u`.
-        num_units: K, the number of unit tokens.
+        num_units: the number of unit tokens (K, or K + M with a unit BPE of M merges).
         sosp_token_id: token id of `<sosp>`.
         eosp_token_id: token id of `<eosp>`.
         max_span_units: if set, a span that holds this many units is closed (only `<eosp>` is allowed),
@@ -69,7 +69,7 @@ class UnitSpanLogitsProcessor(LogitsProcessor):
         """Builds the processor from a `SpeechGPTProcessor`'s unit offset, K and marker ids."""
         return cls(
             processor.unit_token_offset,
-            processor.num_units,
+            processor.num_unit_tokens,
             processor.sosp_token_id,
             processor.eosp_token_id,
             max_span_units=max_span_units,
@@ -87,7 +87,11 @@ class UnitSpanLogitsProcessor(LogitsProcessor):
             )
         special = config.special_token_ids
         return cls(
-            config.unit_token_offset, config.num_units, special["sosp"], special["eosp"], max_span_units=max_span_units
+            config.unit_token_offset,
+            len(config.unit_token_ids()),
+            special["sosp"],
+            special["eosp"],
+            max_span_units=max_span_units,
         )
 
     def span_state(self, input_ids: torch.LongTensor) -> tuple[torch.BoolTensor, torch.LongTensor]:

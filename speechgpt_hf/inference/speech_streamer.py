@@ -172,11 +172,11 @@ class SpeechUnitStreamer(BaseStreamer):
                 self._synth = self.vocoder.streamer(speaker_id=self.speaker_id, chunk_frames=self.chunk_frames)
         elif token_id == processor.eosp_token_id:
             self._close_span()
-        elif processor.ids_to_units([token_id]):
-            unit = token_id - processor.unit_token_offset
-            self.units.append(unit)
+        elif units := processor.ids_to_units([token_id]):  # a unit, or with a unit BPE the units of a piece
+            self.units.extend(units)
             if self._synth is not None:
-                self._emit_audio(self._synth.push(unit))
+                for unit in units:
+                    self._emit_audio(self._synth.push(unit))
         else:
             self._emit_text(self._tags.feed(self._decoder.push(token_id)))
 

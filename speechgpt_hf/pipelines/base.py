@@ -96,6 +96,11 @@ class SpeechGPTPipeline(Pipeline):
                 "with AutoModelForCausalLM.from_pretrained(repo) after `import speechgpt_hf`, or pass the repo id."
             )
         super().__init__(model, *args, **kwargs)
+        if self.processor is None and self.tokenizer is not None and getattr(model.config, "num_unit_merges", 0):
+            raise ValueError(
+                f"This model reads a BPE over its units ({model.config.num_unit_merges} merges), which only its "
+                "processor holds: pass processor=AutoProcessor.from_pretrained(repo) (after `import speechgpt_hf`)."
+            )
         if self.processor is None and self.tokenizer is not None:
             self.processor = SpeechGPTProcessor(self.tokenizer, num_units=model.config.num_units)
         if not isinstance(self.processor, SpeechGPTProcessor):

@@ -294,8 +294,10 @@ def knowledge_retention(output: Path, settings: ReproductionSettings) -> dict[st
     questions = load_spoken_questions(limit=settings.knowledge_questions)
     model, tokenizer = load_base_model(*split_gguf(base_model_path(output, settings)))
     results = {"bare base": base_text_qa(model.eval(), tokenizer, questions).to_dict()}
-    expanded, _ = add_speech_units(model, tokenizer, num_units=settings.num_units, seed=settings.seed)
     processor = load_system(str(output / "lm" / STAGES[0])).processor  # the prompt format and system prompt trained
+    expanded, _ = add_speech_units(
+        model, tokenizer, num_units=settings.num_units, seed=settings.seed, unit_pieces=processor.unit_pieces
+    )
     results["expanded, untrained"] = system_text_qa(SpeechGPTChat(expanded, processor), questions).to_dict()
     for stage in STAGES:
         results[f"after {stage}"] = system_text_qa(load_system(str(output / "lm" / stage)), questions).to_dict()
@@ -334,6 +336,7 @@ def stage_config(output: Path, settings: ReproductionSettings, stage: str) -> Sp
         dict(
             base_model_name_or_path=base_model_path(output, settings),
             num_units=settings.num_units,
+            unit_bpe_vocab_size=settings.unit_bpe_vocab_size,
             unit_tokenizer_repo=str(output / "unit-tokenizer"),
             system_prompt=settings.system_prompt,
             prompt_format=settings.prompt_format,

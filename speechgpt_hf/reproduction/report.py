@@ -86,6 +86,12 @@ def _describe_units(summary: dict[str, Any]) -> str:
     return f"{summary['settings']['unit_encoder']} (setting; the encoder loaded was not recorded)"
 
 
+def _describe_bpe(settings: dict[str, Any]) -> str:
+    """The unit BPE the LM reads, as a clause after K (none for a run without one or from before the setting)."""
+    size = settings.get("unit_bpe_vocab_size") or 0
+    return f", read by the LM as a BPE of {size} pieces" if size else ""
+
+
 def _describe_lm(summary: dict[str, Any]) -> str:
     settings, base = summary["settings"], summary.get("base_lm", {})
     if settings.get("base_model"):
@@ -166,7 +172,8 @@ def write_reproduction_report(output: Path, summary: dict[str, Any]) -> Path:
     lines = [
         "# SpeechGPT reproduction at small scale",
         "",
-        f"Units: {_describe_units(summary)} (K={settings['num_units']}); LM: {_describe_lm(summary)}; vocoder: "
+        f"Units: {_describe_units(summary)} (K={settings['num_units']}{_describe_bpe(settings)}); LM: "
+        f"{_describe_lm(summary)}; vocoder: "
         f"{settings.get('vocoder', 'unit_hifigan')}; {settings['num_train']} training and {settings['num_test']} "
         "held-out sentences.",
         "",

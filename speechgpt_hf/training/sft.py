@@ -25,6 +25,7 @@ from trl import SFTConfig
 from ..stages import CROSS_MODAL, MODALITY_ADAPTATION, STAGES
 from .checkpoints import MARKER, resume_target, staged_model
 from .stage_recipes import RECIPES_DIR
+from .unit_bpe import in_unit_pieces, learn_unit_pieces
 from .unit_row_optimizer import SpeechGPTSFTTrainer, check_unit_embedding_learning_rate
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,14 @@ class SpeechGPTTrainingConfig(SFTConfig):
         metadata={
             "help": "When expanding, the unit rows' noise as a share of the text rows' spread (1.0 for a LoRA-adapted "
             "pretrained base, so that its units start distinct)."
+        },
+    )
+    unit_bpe_vocab_size: int = field(
+        default=0,
+        metadata={
+            "help": "When expanding, learn a BPE over the stage's unit spans with this many pieces (the K units "
+            "and one piece a merge) for the LM to read and write instead of units; 0 keeps units. Rows get about "
+            "a third shorter, and SmolLM2 learnt to read far sooner (benchmarks/reading.md)."
         },
     )
     unit_tokenizer_repo: str | None = field(
@@ -136,6 +145,14 @@ class SpeechGPTTrainingConfig(SFTConfig):
             raise ValueError(
                 "replay_config mixes prompt/completion rows into stage cross_modal or chain_of_modality with a "
                 f"positive replay_fraction; got stage {self.stage!r} and replay_fraction={self.replay_fraction}."
+            )
+        if self.unit_bpe_vocab_size and (
+            self.base_model_name_or_path is None or self.unit_bpe_vocab_size < self.num_units
+        ):
+            raise ValueError(
+                f"unit_bpe_vocab_size={self.unit_bpe_vocab_size} is the size of a BPE learnt when a base LM is "
+                f"expanded: it needs base_model_name_or_path and at least num_units={self.num_units} pieces (a "
+                "SpeechGPT repo keeps the BPE its processor records)."
             )
         check_unit_embedding_learning_rate(self)
         if self.prompt_format is not None:
@@ -216,6 +233,7 @@ def _model_and_processor(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
             )
         return model, processor
     base, tokenizer = load_base_model(config.base_model_name_or_path, config.gguf_file, **kwargs)
+    pieces = learn_unit_pieces(config) if config.unit_bpe_vocab_size else None
     model, tokenizer = add_speech_units(
         base,
         tokenizer,
@@ -223,12 +241,15 @@ def _model_and_processor(config: SpeechGPTTrainingConfig) -> tuple[Any, Any]:
         unit_tokenizer_repo=config.unit_tokenizer_repo,
         vocoder_repo=config.vocoder_repo,
         unit_row_spread=config.unit_row_spread,
+        unit_pieces=pieces,
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     prompt = {} if config.system_prompt is None else {"system_prompt": config.system_prompt}
     if config.prompt_format is not None:
         prompt["prompt_format"] = config.prompt_format
+    if pieces is not None:
+        prompt["unit_merges"] = pieces.merges
     return model, SpeechGPTProcessor(tokenizer, num_units=config.num_units, **prompt)
 
 
@@ -262,7 +283,7 @@ def _training_columns(dataset: Any, columns: list[str], processor: Any | None, n
     from ..data.rows import TURN_KEYS
 
     if processor is None or columns == ["text"]:
-        return dataset.select_columns(columns)
+        return in_unit_pieces(dataset.select_columns(columns), processor, name)
     lacking = [c for c in [*TURN_KEYS, "history"] if c not in dataset.column_names]
     if lacking:
         if processor.prompt_format != "speechgpt":
@@ -271,7 +292,7 @@ def _training_columns(dataset: Any, columns: list[str], processor: Any | None, n
                 f"prompt format; the model's processor writes {processor.prompt_format!r}, which needs the "
                 "structured fields to render them: build the data with `speechgpt-hf build-speechinstruct`."
             )
-        return dataset.select_columns(columns)
+        return in_unit_pieces(dataset.select_columns(columns), processor, name)
     from datasets.fingerprint import Hasher
 
     from ..data.rows import prompt_completion_for
@@ -293,12 +314,13 @@ def _training_columns(dataset: Any, columns: list[str], processor: Any | None, n
             name,
         )
     settings = [processor.prompt_format, processor.system_prompt, processor.base_chat_template, adds_bos]
-    return dataset.map(
+    rendered = dataset.map(
         render,
         remove_columns=dataset.column_names,
         new_fingerprint=Hasher.hash([getattr(dataset, "_fingerprint", ""), *settings]),
         desc=f"Rendering {name} in the {processor.prompt_format} prompt format",
     ).select_columns(columns)
+    return in_unit_pieces(rendered, processor, name)
 
 
 def _with_replay(config: SpeechGPTTrainingConfig, dataset: Any, columns: list[str], processor: Any | None) -> Any:

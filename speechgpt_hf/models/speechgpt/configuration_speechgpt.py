@@ -35,6 +35,8 @@ class SpeechGPTConfig(PretrainedConfig):
         text_config: configuration of the wrapped causal LM (any `AutoModelForCausalLM` architecture),
             as a `PretrainedConfig` or its dict form with a `model_type` key.
         num_units: size K of the discrete unit vocabulary (`<0>` … `<K-1>`).
+        num_unit_merges: M, the merges of a BPE over the units (0: none); the LM then has K + M unit tokens,
+            `<K>` … `<K+M-1>` the pieces its processor's `unit_merges` make.
         unit_token_offset: token id of `<0>`; unit `u` has token id `unit_token_offset + u`.
         special_token_ids: token ids of the SpeechGPT markers, keyed as in `SPEECHGPT_SPECIAL_TOKENS`
             (a marker the vocabulary lacks, e.g. `<eoa>` in the original release, is left out).
@@ -56,6 +58,7 @@ class SpeechGPTConfig(PretrainedConfig):
         special_token_ids: dict[str, int] | None = None,
         unit_tokenizer_repo: str | None = None,
         vocoder_repo: str | None = None,
+        num_unit_merges: int = 0,
         **kwargs: Any,
     ) -> None:
         if isinstance(text_config, dict):
@@ -68,6 +71,7 @@ class SpeechGPTConfig(PretrainedConfig):
             text_config = AutoConfig.for_model("llama")
         self.text_config = text_config
         self.num_units = num_units
+        self.num_unit_merges = num_unit_merges
         self.unit_token_offset = unit_token_offset
         self.special_token_ids = dict(special_token_ids or {})
         self.unit_tokenizer_repo = unit_tokenizer_repo
@@ -85,13 +89,13 @@ class SpeechGPTConfig(PretrainedConfig):
         self.text_config.vocab_size = value
 
     def unit_token_ids(self) -> range:
-        """Token ids of `<0>` … `<K-1>`."""
+        """Token ids of `<0>` … `<K-1>` (… `<K+M-1>` with a unit BPE of M merges)."""
         if self.unit_token_offset is None:
             raise ValueError(
                 "This SpeechGPTConfig has no `unit_token_offset`: build the model with "
                 "`speechgpt_hf.add_speech_units(...)` or set the offset of `<0>` in the config."
             )
-        return range(self.unit_token_offset, self.unit_token_offset + self.num_units)
+        return range(self.unit_token_offset, self.unit_token_offset + self.num_units + self.num_unit_merges)
 
     def resolve_component_path(self, name: str, model_dir: str | os.PathLike | None = None) -> str | None:
         """The repo id or folder that `name` ("unit_tokenizer_repo" or "vocoder_repo") names, with a path

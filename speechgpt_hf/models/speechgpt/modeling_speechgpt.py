@@ -63,12 +63,14 @@ class SpeechGPTForCausalLM(SpeechGPTPreTrainedModel, GenerationMixin):
         special_token_ids: dict[str, int],
         unit_tokenizer_repo: str | None = None,
         vocoder_repo: str | None = None,
+        num_unit_merges: int = 0,
     ) -> SpeechGPTForCausalLM:
         """Wraps a causal LM whose vocabulary already holds the unit tokens (their offset is read from `tokenizer`)."""
         attn_implementation = language_model.config._attn_implementation
         config = SpeechGPTConfig(
             text_config=language_model.config,
             num_units=num_units,
+            num_unit_merges=num_unit_merges,
             unit_token_offset=tokenizer.convert_tokens_to_ids("<0>"),
             special_token_ids=special_token_ids,
             unit_tokenizer_repo=unit_tokenizer_repo,

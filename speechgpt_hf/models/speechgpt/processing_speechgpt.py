@@ -43,6 +43,7 @@ from .speech_components import (
     model_config_beside,
     repo_pointers,
 )
+from .unit_pieces import UnitPieces
 
 _UNIT_SPAN = re.compile(r"<sosp>((?:\s*<\s*\d+\s*>)*)\s*<eosp>")
 _UNIT = re.compile(r"<\s*(\d+)\s*>")
@@ -94,6 +95,9 @@ class SpeechGPTProcessor(ProcessorMixin):
         audio_tokenizer: a SpeechUnitTokenizer with K units, needed for audio input (`unit_tokenizer=` is the same
             argument: transformers' processors call this component `audio_tokenizer`, this package `unit_tokenizer`).
         vocoder: a UnitHiFiGANVocoder with K units, needed to voice answers in `decode_response`.
+        unit_merges: a BPE over the units (`UnitPieces.merges`): the LM then reads and writes pieces `<0>` …
+            `<K+M-1>` (units, then one piece a merge), which the processor makes from every unit span it tokenises
+            and turns back into units in every answer it parses, so data, unit tokenizer and vocoder stay in units.
 
     Instead of the components themselves, `unit_tokenizer_repo` / `vocoder_repo` may name their repos (as a saved
     processor, or the model config beside it, does): each is then loaded on first use, so text-only work never
@@ -113,10 +117,13 @@ class SpeechGPTProcessor(ProcessorMixin):
         vocoder: Any | None = None,
         prompt_format: PromptFormat | str = PromptFormat.SPEECHGPT,
         base_chat_template: str | None = None,
+        unit_merges: Sequence[Sequence[int]] | None = None,
         **kwargs: Any,
     ) -> None:
         audio_tokenizer = _one_of(audio_tokenizer, kwargs.pop("unit_tokenizer", None))
         self.num_units = num_units
+        self.unit_merges = [[int(left), int(right)] for left, right in unit_merges or ()]
+        self._unit_pieces = UnitPieces(num_units, self.unit_merges) if self.unit_merges else None
         self.system_prompt = system_prompt
         self.prompt_format = as_prompt_format(prompt_format).value
         self.base_chat_template = (
@@ -186,34 +193,59 @@ class SpeechGPTProcessor(ProcessorMixin):
             )
         return token_id
 
+    @property
+    def unit_pieces(self) -> UnitPieces | None:
+        """The BPE over units that the LM reads and writes (None: it reads the units themselves)."""
+        return self._unit_pieces
+
+    @property
+    def num_unit_tokens(self) -> int:
+        """How many unit tokens the LM has: K, or K plus one a merge with a unit BPE."""
+        return len(self._unit_pieces) if self._unit_pieces is not None else self.num_units
+
     def _find_unit_offset(self) -> int:
-        offset = self._token_id("<0>")
-        last = self._token_id(f"<{self.num_units - 1}>")
-        if last != offset + self.num_units - 1:
+        offset, count = self._token_id("<0>"), self.num_unit_tokens
+        last = self._token_id(f"<{count - 1}>")
+        if last != offset + count - 1:
             raise ValueError(
-                f"Unit tokens <0>…<{self.num_units - 1}> are not contiguous in the tokenizer "
-                f"(<0> is {offset}, <{self.num_units - 1}> is {last}); the direct unit mapping needs them in one block."
+                f"Unit tokens <0>…<{count - 1}> are not contiguous in the tokenizer "
+                f"(<0> is {offset}, <{count - 1}> is {last}); the direct unit mapping needs them in one block."
             )
         return offset
 
     # Units <-> token ids -------------------------------------------------------------------------
 
     def units_to_ids(self, units: Sequence[int], with_markers: bool = True) -> list[int]:
-        """Token ids of a unit sequence (wrapped in `<sosp>`/`<eosp>` unless `with_markers=False`)."""
-        ids = []
+        """Token ids of a unit sequence (wrapped in `<sosp>`/`<eosp>` unless `with_markers=False`); with a unit
+        BPE, the ids of its pieces."""
+        units = [int(unit) for unit in units]
         for unit in units:
-            unit = int(unit)
             if not 0 <= unit < self.num_units:
                 raise ValueError(
                     f"Unit id {unit} is outside 0..{self.num_units - 1} (this model has K={self.num_units})."
                 )
-            ids.append(self.unit_token_offset + unit)
+        pieces = self._unit_pieces.encode(units) if self._unit_pieces is not None else units
+        ids = [self.unit_token_offset + piece for piece in pieces]
         return [self.sosp_token_id, *ids, self.eosp_token_id] if with_markers else ids
 
     def ids_to_units(self, token_ids: Sequence[int]) -> list[int]:
-        """The unit ids among `token_ids`, in order (everything that is not a unit token is skipped)."""
-        offset, k = self.unit_token_offset, self.num_units
-        return [int(t) - offset for t in token_ids if offset <= int(t) < offset + k]
+        """The unit ids among `token_ids`, in order (everything that is not a unit token is skipped); with a unit
+        BPE, each piece's units."""
+        offset, count = self.unit_token_offset, self.num_unit_tokens
+        pieces = [int(t) - offset for t in token_ids if offset <= int(t) < offset + count]
+        return self._unit_pieces.decode(pieces) if self._unit_pieces is not None else pieces
+
+    def with_unit_pieces(self, text: str) -> str:
+        """`text` with each unit span written in the LM's pieces, as the tokenizer itself must read it (training
+        rows handed to TRL); `encode` and `__call__` make the pieces themselves. Without a unit BPE, `text`."""
+        if self._unit_pieces is None:
+            return text
+
+        def as_pieces(span: re.Match[str]) -> str:
+            pieces = self._unit_pieces.encode([int(unit) for unit in _UNIT.findall(span.group(1))])
+            return units_to_string(pieces)
+
+        return _UNIT_SPAN.sub(as_pieces, text)
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Token ids of one prompt, equal to string tokenisation of the whole prompt: unit spans are mapped
@@ -404,7 +436,10 @@ class SpeechGPTProcessor(ProcessorMixin):
         if not isinstance(generated, str):
             generated = self.tokenizer.decode(list(generated), skip_special_tokens=False)
         end_markers = self._answer_end_markers()
-        return parse_response(generated, num_units=self.num_units, strict=strict, end_markers=end_markers)
+        response = parse_response(generated, num_units=self.num_unit_tokens, strict=strict, end_markers=end_markers)
+        if self._unit_pieces is not None and response.units:
+            response.units = self._unit_pieces.decode(response.units)
+        return response
 
     def decode_response(
         self, generated_ids: Any, speaker_id: int | None = None

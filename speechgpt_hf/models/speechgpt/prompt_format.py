@@ -79,6 +79,11 @@ def string_to_units(text: str) -> list[int]:
     return [int(u) for u in _UNIT.findall(match.group(1))]
 
 
+def all_unit_spans(text: str) -> list[list[int]]:
+    """Unit ids of every `<sosp>…` span of `text`, in order."""
+    return [[int(u) for u in _UNIT.findall(match.group(1))] for match in _UNIT_SPAN.finditer(text)]
+
+
 def format_turn(instruction: str, response: str | None = None) -> str:
     """One exchange; with `response=None` it ends where the model starts to answer."""
     prompt = f"{HUMAN}: {instruction} {EOH}. {SPEECHGPT}: "

@@ -9,6 +9,7 @@ from transformers import AddedToken, PreTrainedModel, PreTrainedTokenizerBase
 
 from .configuration_speechgpt import SPEECHGPT_SPECIAL_TOKENS
 from .modeling_speechgpt import SpeechGPTForCausalLM
+from .unit_pieces import UnitPieces
 
 # Words whose embeddings seed each marker's new row, so a marker starts near its meaning.
 _MARKER_SEED_WORDS = {
@@ -68,6 +69,7 @@ def add_speech_units(
     seed: int = 0,
     gguf_file: str | None = None,
     unit_row_spread: float = 0.1,
+    unit_pieces: UnitPieces | None = None,
 ) -> tuple[SpeechGPTForCausalLM, PreTrainedTokenizerBase]:
     """Expands a text LM into a SpeechGPT.
 
@@ -84,6 +86,9 @@ def add_speech_units(
     spread. 0.1 suits a model whose every weight trains; a base adapted with LoRA and only its unit rows trainable
     needs distinct units from the start (1.0: as far apart as text tokens), or it cannot tell them apart and writes
     from its text prior whatever it hears (measured on SmolLM2-135M: benchmarks/reproduction.md).
+
+    With `unit_pieces` (a BPE over the units, `UnitPieces.learn`) the LM gets one unit token a piece, `<0>` …
+    `<K+M-1>`; give its merges to the processor (`SpeechGPTProcessor(..., unit_merges=unit_pieces.merges)`).
     """
     if isinstance(model, (str, Path)):
         from .base_models import load_base_model
@@ -96,6 +101,9 @@ def add_speech_units(
         raise ValueError("Pass the base model's tokenizer with the model (or pass the model's repo id or path).")
     if num_units < 1:
         raise ValueError(f"num_units must be positive, got {num_units}.")
+    if unit_pieces is not None and unit_pieces.num_units != num_units:
+        raise ValueError(f"The unit BPE is over {unit_pieces.num_units} units but num_units is {num_units}.")
+    num_unit_merges = len(unit_pieces.merges) if unit_pieces is not None else 0
     if unit_row_spread < 0:
         raise ValueError(
             f"unit_row_spread must be 0 or more (a share of the text rows' spread), got {unit_row_spread}."
@@ -106,7 +114,7 @@ def add_speech_units(
         key: tokenizer(words, add_special_tokens=False)["input_ids"] for key, words in _MARKER_SEED_WORDS.items()
     }
     first_new = len(tokenizer)
-    _add_tokens(tokenizer, unit_tokens(num_units) + list(SPEECHGPT_SPECIAL_TOKENS.values()))
+    _add_tokens(tokenizer, unit_tokens(num_units + num_unit_merges) + list(SPEECHGPT_SPECIAL_TOKENS.values()))
     special_ids = {key: tokenizer.convert_tokens_to_ids(tok) for key, tok in SPEECHGPT_SPECIAL_TOKENS.items()}
     old_rows = model.get_input_embeddings().weight.shape[0]
     model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=pad_to_multiple_of, mean_resizing=False)
@@ -124,7 +132,13 @@ def add_speech_units(
             output.bias.data[new_ids.start : new_ids.stop] = output.bias.data[:first_new].mean()
 
     speechgpt = SpeechGPTForCausalLM.from_language_model(
-        model, tokenizer, num_units, special_ids, unit_tokenizer_repo=unit_tokenizer_repo, vocoder_repo=vocoder_repo
+        model,
+        tokenizer,
+        num_units,
+        special_ids,
+        unit_tokenizer_repo=unit_tokenizer_repo,
+        vocoder_repo=vocoder_repo,
+        num_unit_merges=num_unit_merges,
     )
     eoa = special_ids["eoa"]
     eos = speechgpt.generation_config.eos_token_id
