@@ -8,10 +8,9 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoProcessor
 
-from speechgpt_hf import SpeechGPTProcessor, add_speech_units, units_to_string
+from speechgpt_hf import SpeechGPTProcessor, UnitPieces, add_speech_units, units_to_string
 from speechgpt_hf.inference.constrained_decoding import UnitSpanLogitsProcessor
 from speechgpt_hf.inference.speech_streamer import SpeechUnitStreamer
-from speechgpt_hf.models.speechgpt.unit_pieces import UnitPieces
 from speechgpt_hf.testing_utils import build_tiny_causal_lm, build_tiny_tokenizer
 from speechgpt_hf.training.sft import SpeechGPTTrainingConfig, load_stage_dataset, train_stage
 

@@ -14,6 +14,7 @@ from .prompt_format import (
     string_to_units,
     units_to_string,
 )
+from .unit_pieces import UnitPieces
 from .vocabulary_expansion import add_speech_units, unit_tokens
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "SpeechGPTProcessor",
     "SpeechGPTResponse",
     "SpeechGPTSpokenResponse",
+    "UnitPieces",
     "add_speech_units",
     "format_chain_of_modality_response",
     "format_cross_modal_instruction",
