@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset",
         default="hour",
         choices=("hour", "quickstart", "pretrained"),
-        help="sizes of the run (pretrained: SmolLM2-135M-Instruct as the base, Whisper base units)",
+        help="sizes of the run (pretrained: SmolLM2-135M-Instruct as the base, reading a BPE over Whisper units)",
     )
     parser.add_argument(
         "--set",
