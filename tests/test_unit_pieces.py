@@ -150,3 +150,26 @@ def test_stage1_learns_the_bpe_when_it_expands_and_trains_on_pieces(tmp_path, sp
             use_cpu=True,
             report_to="none",
         )
+
+
+def test_a_chat_keeps_answers_in_units_for_the_next_prompt(bpe_speechgpt, pieces):
+    from speechgpt_hf import SpeechGPTChat
+
+    model, processor = bpe_speechgpt
+    chat = SpeechGPTChat(model, processor)
+    units = _utterances(1, seed=3)[0]
+    answer = processor.tokenizer("[ta] ok; [ua] ", add_special_tokens=False)["input_ids"]
+    chat._finish("Say it.", "", answer + processor.units_to_ids(units) + [model.config.special_token_ids["eoa"]])
+    assert chat.history[-1][1].endswith(units_to_string(units))
+    assert processor.with_units(processor.with_unit_pieces(units_to_string(units))) == units_to_string(units)
+    chat._prompt_ids("And again?", max_new_tokens=8)  # the history's units are valid units
+
+
+def test_a_processor_without_the_merges_is_refused(bpe_speechgpt, tmp_path):
+    model, processor = bpe_speechgpt
+    with pytest.raises(ValueError, match="merges this processor lacks"):
+        SpeechGPTProcessor(processor.tokenizer, num_units=NUM_UNITS)
+    model.save_pretrained(tmp_path)
+    processor.tokenizer.save_pretrained(tmp_path)  # as a trainer's checkpoint folder holds it: no processor file
+    with pytest.raises(ValueError, match="no processor_config.json"):
+        AutoProcessor.from_pretrained(tmp_path)

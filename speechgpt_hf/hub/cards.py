@@ -196,6 +196,7 @@ def _speechgpt_facts(folder: Path, config: dict[str, Any], results: dict[str, An
         "hidden_size": text.get("hidden_size", "?"),
         "vocab_size": text.get("vocab_size", "?"),
         "num_units": config.get("num_units"),
+        "num_unit_merges": config.get("num_unit_merges", 0),
         "unit_tokenizer": config.get("unit_tokenizer_repo") or "not recorded",
         "vocoder": config.get("vocoder_repo") or "none recorded",
         "train_metrics": {k: _round(v) for k, v in train.items() if k in ("train_loss", "epoch")},

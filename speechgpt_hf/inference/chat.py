@@ -227,7 +227,8 @@ class SpeechGPTChat:
         response = self.processor.parse(generated)
         # The turn kept for the next prompt ends at the answer's end, without the tokenizer's EOS.
         answer = self.processor.decode(answer_ids, skip_special_tokens=True)
-        self.history.append((instruction, answer.split(EOA)[0].strip()))
+        # Prompts hold units: the answer's spans in a unit BPE's pieces are written back in units.
+        self.history.append((instruction, self.processor.with_units(answer.split(EOA)[0].strip())))
         return SpeechGPTReply(response=response, generated_text=generated, prompt=prompt)
 
     def respond(

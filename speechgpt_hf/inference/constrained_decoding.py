@@ -33,8 +33,8 @@ class UnitSpanLogitsProcessor(LogitsProcessor):
         num_units: the number of unit tokens (K, or K + M with a unit BPE of M merges).
         sosp_token_id: token id of `<sosp>`.
         eosp_token_id: token id of `<eosp>`.
-        max_span_units: if set, a span that holds this many units is closed (only `<eosp>` is allowed),
-            which bounds the speech a runaway span can produce.
+        max_span_units: if set, a span that holds this many unit tokens is closed (only `<eosp>` is allowed),
+            which bounds the speech a runaway span can produce (with a unit BPE a token is a piece of a few units).
     """
 
     def __init__(

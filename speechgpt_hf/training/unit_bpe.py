@@ -22,7 +22,12 @@ def learn_unit_pieces(config: SpeechGPTTrainingConfig) -> UnitPieces:
     dataset = load_speechinstruct(config.dataset_name, config.dataset_config, split=config.dataset_split)
     if config.max_train_samples is not None:
         dataset = dataset.select(range(min(config.max_train_samples, len(dataset))))
-    columns = [column for column in ("text", "prompt", "completion") if column in dataset.column_names]
+    # `text` holds a row whole (prompt and completion), so counting it beside them would count every run twice
+    columns = (
+        ["text"]
+        if "text" in dataset.column_names
+        else [c for c in ("prompt", "completion") if c in dataset.column_names]
+    )
     spans = [span for column in columns for text in dataset[column] for span in all_unit_spans(text)]
     if not spans:
         raise ValueError(

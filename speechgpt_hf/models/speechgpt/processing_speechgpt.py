@@ -206,6 +206,13 @@ class SpeechGPTProcessor(ProcessorMixin):
     def _find_unit_offset(self) -> int:
         offset, count = self._token_id("<0>"), self.num_unit_tokens
         last = self._token_id(f"<{count - 1}>")
+        beyond = self.tokenizer.convert_tokens_to_ids(f"<{count}>")
+        if beyond is not None and beyond == last + 1 and beyond != self.tokenizer.unk_token_id:
+            raise ValueError(
+                f"The tokenizer holds unit tokens past <{count - 1}>: its model reads a BPE over the units, whose "
+                "merges this processor lacks. Load the processor saved with the model (AutoProcessor.from_pretrained "
+                "on the stage's final folder), or pass unit_merges=…."
+            )
         if last != offset + count - 1:
             raise ValueError(
                 f"Unit tokens <0>…<{count - 1}> are not contiguous in the tokenizer "
@@ -246,6 +253,17 @@ class SpeechGPTProcessor(ProcessorMixin):
             return units_to_string(pieces)
 
         return _UNIT_SPAN.sub(as_pieces, text)
+
+    def with_units(self, text: str) -> str:
+        """The inverse of `with_unit_pieces`: `text` (e.g. a decoded answer) with each span of pieces written in units,
+        as prompts hold them. Without a unit BPE, `text`."""
+        if self._unit_pieces is None:
+            return text
+
+        def as_units(span: re.Match[str]) -> str:
+            return units_to_string(self._unit_pieces.decode(int(piece) for piece in _UNIT.findall(span.group(1))))
+
+        return _UNIT_SPAN.sub(as_units, text)
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Token ids of one prompt, equal to string tokenisation of the whole prompt: unit spans are mapped
@@ -511,6 +529,12 @@ class SpeechGPTProcessor(ProcessorMixin):
         processor_dict, rest = super().get_processor_dict(pretrained_model_name_or_path, **kwargs)
         if "num_units" not in processor_dict:  # a folder saved with the model and tokenizer alone: its K is the model's
             beside = model_config_beside(str(pretrained_model_name_or_path), **kwargs)
+            if beside is not None and getattr(beside[0], "num_unit_merges", 0):
+                raise ValueError(
+                    f"{pretrained_model_name_or_path} has no processor_config.json, and its model reads a BPE over "
+                    f"the units ({beside[0].num_unit_merges} merges) that only that file holds: load the processor "
+                    "from the folder the stage saved at its end, or copy its processor_config.json here."
+                )
             if beside is not None:
                 processor_dict["num_units"] = beside[0].num_units
         processor_dict[_SPEECH_KEY] = {
