@@ -226,12 +226,15 @@ class SpeechGPTProcessor(ProcessorMixin):
         """Token ids of a unit sequence (wrapped in `<sosp>`/`<eosp>` unless `with_markers=False`); with a unit
         BPE, the ids of its pieces."""
         units = [int(unit) for unit in units]
-        for unit in units:
-            if not 0 <= unit < self.num_units:
+        if self._unit_pieces is not None:
+            pieces = self._unit_pieces.encode(units)  # checks the range as below
+        else:
+            outside = next((unit for unit in units if not 0 <= unit < self.num_units), None)
+            if outside is not None:
                 raise ValueError(
-                    f"Unit id {unit} is outside 0..{self.num_units - 1} (this model has K={self.num_units})."
+                    f"Unit id {outside} is outside 0..{self.num_units - 1} (this model has K={self.num_units})."
                 )
-        pieces = self._unit_pieces.encode(units) if self._unit_pieces is not None else units
+            pieces = units
         ids = [self.unit_token_offset + piece for piece in pieces]
         return [self.sosp_token_id, *ids, self.eosp_token_id] if with_markers else ids
 
@@ -245,25 +248,19 @@ class SpeechGPTProcessor(ProcessorMixin):
     def with_unit_pieces(self, text: str) -> str:
         """`text` with each unit span written in the LM's pieces, as the tokenizer itself must read it (training
         rows handed to TRL); `encode` and `__call__` make the pieces themselves. Without a unit BPE, `text`."""
-        if self._unit_pieces is None:
-            return text
-
-        def as_pieces(span: re.Match[str]) -> str:
-            pieces = self._unit_pieces.encode([int(unit) for unit in _UNIT.findall(span.group(1))])
-            return units_to_string(pieces)
-
-        return _UNIT_SPAN.sub(as_pieces, text)
+        return self._rewrite_unit_spans(text, "encode")
 
     def with_units(self, text: str) -> str:
         """The inverse of `with_unit_pieces`: `text` (e.g. a decoded answer) with each span of pieces written in units,
         as prompts hold them. Without a unit BPE, `text`."""
+        return self._rewrite_unit_spans(text, "decode")
+
+    def _rewrite_unit_spans(self, text: str, direction: str) -> str:
+        """`text` with every `<sosp>…<eosp>` span passed through the unit BPE's `encode` or `decode`."""
         if self._unit_pieces is None:
             return text
-
-        def as_units(span: re.Match[str]) -> str:
-            return units_to_string(self._unit_pieces.decode(int(piece) for piece in _UNIT.findall(span.group(1))))
-
-        return _UNIT_SPAN.sub(as_units, text)
+        rewrite = getattr(self._unit_pieces, direction)
+        return _UNIT_SPAN.sub(lambda span: units_to_string(rewrite(int(u) for u in _UNIT.findall(span.group(1)))), text)
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Token ids of one prompt, equal to string tokenisation of the whole prompt: unit spans are mapped

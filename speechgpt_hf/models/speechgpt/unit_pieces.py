@@ -95,7 +95,7 @@ class UnitPieces:
         merges = [(_letters(self._units[left]), _letters(self._units[right])) for left, right in self.merges]
         return Tokenizer(models.BPE(vocab=vocab, merges=merges))
 
-    def encode(self, units: Sequence[int]) -> list[int]:
+    def encode(self, units: Iterable[int]) -> list[int]:
         """Piece ids of a run of units (each in 0..K-1)."""
         units = [int(unit) for unit in units]
         outside = next((unit for unit in units if not 0 <= unit < self.num_units), None)
